@@ -1,0 +1,41 @@
+/**
+ * Thin activities: heartbeat, map Scoreline's errors to Temporal failures, and call src/run.
+ * A non-retryable ScorelineError (bad config, bad input, broken model) becomes a non-retryable
+ * ApplicationFailure, so the run fails at once with the message a user can act on.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { ScorelineError } from '../src/errors';
+import * as batch from '../src/run/batch';
+import type { RunContext } from '../src/run/context';
+
+function hooks(): batch.StepHooks {
+  const ctx = Context.current();
+  return {
+    heartbeat: (details) => ctx.heartbeat(details),
+    cancelled: () => ctx.cancellationSignal.aborted,
+    attempt: ctx.info.attempt,
+  };
+}
+
+async function mapErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ScorelineError && !err.retryable) {
+      throw ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true });
+    }
+    throw err;
+  }
+}
+
+export function createActivities(ctx: RunContext) {
+  return {
+    planRun: (args: batch.PlanArgs) => mapErrors(() => batch.planRun(ctx, args, hooks())),
+    scoreChunk: (args: batch.ScoreArgs) => mapErrors(() => batch.scoreChunk(ctx, args, hooks())),
+    commitRun: (args: batch.CommitArgs) => mapErrors(() => batch.commitRun(ctx, args)),
+    finishRun: (args: batch.FinishArgs) => mapErrors(() => batch.finishRun(ctx, args)),
+  };
+}
+
+export type ScorelineActivities = ReturnType<typeof createActivities>;

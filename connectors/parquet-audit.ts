@@ -1,0 +1,93 @@
+/**
+ * Audit tables as Parquet beside the outputs: `<dir>/scoreline_runs/` and `<dir>/scoreline_run_chunks/`.
+ * Every status change of a run is a new small file (no read-modify-write, safe with many workers);
+ * `scoreline sql` exposes the latest row per run as the `scoreline_runs` view.
+ */
+import { join, resolve } from 'node:path';
+import * as arrow from 'apache-arrow';
+import { writeParquetFile } from '../src/io/parquet-write';
+import type { ChunkAudit, RunAudit } from '../src/types';
+import type { AuditStore } from './types';
+
+export const RUNS_TABLE = 'scoreline_runs';
+export const CHUNKS_TABLE = 'scoreline_run_chunks';
+
+const RUN_SCHEMA: Record<keyof RunAudit, arrow.DataType> = {
+  run_id: new arrow.Utf8(),
+  workflow_id: new arrow.Utf8(),
+  pipeline: new arrow.Utf8(),
+  trigger: new arrow.Utf8(),
+  logical_date: new arrow.Utf8(),
+  model_name: new arrow.Utf8(),
+  model_version: new arrow.Utf8(),
+  model_sha256: new arrow.Utf8(),
+  status: new arrow.Utf8(),
+  rows_in: new arrow.Int64(),
+  rows_out: new arrow.Int64(),
+  rows_rejected: new arrow.Int64(),
+  chunks: new arrow.Int32(),
+  started_at: new arrow.TimestampMillisecond('UTC'),
+  finished_at: new arrow.TimestampMillisecond('UTC'),
+  duration_ms: new arrow.Int64(),
+  output: new arrow.Utf8(),
+  error: new arrow.Utf8(),
+};
+
+const CHUNK_SCHEMA: Record<keyof ChunkAudit, arrow.DataType> = {
+  run_id: new arrow.Utf8(),
+  chunk_index: new arrow.Int32(),
+  status: new arrow.Utf8(),
+  rows_in: new arrow.Int64(),
+  rows_out: new arrow.Int64(),
+  rows_rejected: new arrow.Int64(),
+  read_ms: new arrow.Float64(),
+  convert_ms: new arrow.Float64(),
+  infer_ms: new arrow.Float64(),
+  write_ms: new arrow.Float64(),
+  worker: new arrow.Utf8(),
+  attempt: new arrow.Int32(),
+  error: new arrow.Utf8(),
+};
+
+/** Rows → Arrow table with a fixed schema (audit tables are a contract, like the output). */
+export function auditTable<T extends object>(rows: T[], schema: Record<keyof T, arrow.DataType>, extra: Record<string, arrow.Vector> = {}): arrow.Table {
+  const columns: Record<string, arrow.Vector> = {};
+  for (const [name, type] of Object.entries(schema) as [string, arrow.DataType][]) {
+    const values = rows.map((r) => {
+      const v = (r as Record<string, unknown>)[name];
+      if (v === null || v === undefined) return null;
+      if (arrow.DataType.isTimestamp(type)) return Date.parse(String(v));
+      if (arrow.DataType.isInt(type) && (type as arrow.Int).bitWidth === 64) return BigInt(Math.round(Number(v)));
+      return v;
+    });
+    columns[name] = arrow.vectorFromArray(values, type);
+  }
+  return new arrow.Table({ ...columns, ...extra });
+}
+
+export class ParquetAuditStore implements AuditStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = resolve(dir);
+  }
+
+  location(): string {
+    return this.dir;
+  }
+
+  async recordRun(row: RunAudit): Promise<void> {
+    const updatedAt = new Date();
+    const table = auditTable([row], RUN_SCHEMA, {
+      updated_at: arrow.vectorFromArray([updatedAt.getTime()], new arrow.TimestampMillisecond('UTC')),
+    });
+    // Sortable name: the latest status of a run is its last file.
+    const file = `${row.run_id}--${updatedAt.getTime().toString().padStart(14, '0')}-${row.status}.parquet`;
+    await writeParquetFile(join(this.dir, RUNS_TABLE, file), table);
+  }
+
+  async recordChunks(rows: ChunkAudit[]): Promise<void> {
+    if (rows.length === 0) return;
+    await writeParquetFile(join(this.dir, CHUNKS_TABLE, `${rows[0].run_id}.parquet`), auditTable(rows, CHUNK_SCHEMA));
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Parquet sink: predictions partitioned by logical date, `<table>/ds=YYYY-MM-DD/part-NNNNN.parquet`.
+ *
+ * Staging lives in a hidden sibling directory (`<parent>/.scoreline-staging/<table>/<run_id>/`), on
+ * the same filesystem so the commit is a rename, and outside the table so no glob over the table ever
+ * sees staged rows. Commit (replace-partition): move the old partition aside, rename the staged
+ * directory into place, delete the old one. Every step checks the commit marker
+ * `_scoreline_commit.json`, so a retried commit after a crash finishes the job instead of repeating it.
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type * as arrow from 'apache-arrow';
+import { SinkError } from '../src/errors';
+import { writeParquetFile } from '../src/io/parquet-write';
+import type { CommitStats, RunRef } from '../src/types';
+import type { Sink, StagedChunk } from './types';
+
+export const COMMIT_MARKER = '_scoreline_commit.json';
+
+interface CommitMarker {
+  run_id: string;
+  workflow_id: string;
+  rows: number;
+  files: string[];
+  committed_at: string;
+}
+
+export class ParquetSink implements Sink {
+  readonly tableDir: string;
+  private readonly stagingRoot: string;
+
+  constructor(
+    path: string,
+    private readonly mode: 'replace-partition' | 'append',
+  ) {
+    this.tableDir = resolve(path);
+    this.stagingRoot = join(dirname(this.tableDir), '.scoreline-staging', basename(this.tableDir));
+  }
+
+  location(run: RunRef): string {
+    return this.partitionDir(run.logicalDate);
+  }
+
+  private partitionDir(logicalDate: string): string {
+    return join(this.tableDir, `ds=${logicalDate}`);
+  }
+
+  private stagingDir(run: RunRef): string {
+    return join(this.stagingRoot, run.runId);
+  }
+
+  private fileName(run: RunRef, chunkIndex: number): string {
+    const part = `part-${String(chunkIndex).padStart(5, '0')}`;
+    // Appended runs share a partition, so their files carry the run id to stay distinct.
+    return this.mode === 'append' ? `${part}-${run.runId}.parquet` : `${part}.parquet`;
+  }
+
+  async stage(run: RunRef, chunkIndex: number, table: arrow.Table): Promise<StagedChunk> {
+    const path = join(this.stagingDir(run), this.fileName(run, chunkIndex));
+    const bytes = await writeParquetFile(path, table);
+    return { index: chunkIndex, rows: table.numRows, path, bytes };
+  }
+
+  async commit(run: RunRef, staged: StagedChunk[]): Promise<CommitStats> {
+    const target = this.partitionDir(run.logicalDate);
+    const rowsOut = staged.reduce((n, s) => n + s.rows, 0);
+    const files = staged.map((s) => basename(s.path));
+    const stats = (rowsReplaced: number): CommitStats => ({ output: target, rowsOut, files: files.length, rowsReplaced });
+
+    const staging = this.stagingDir(run);
+    const done = await readMarker(join(target, this.markerName(run)));
+    if (done?.run_id === run.runId) {
+      // Already committed by an earlier attempt that died before cleaning up.
+      await fs.rm(`${staging}.replaced`, { recursive: true, force: true });
+      return stats(0);
+    }
+
+    const missing = files.filter((f) => !existsSync(join(staging, f)));
+    if (missing.length > 0) {
+      throw new SinkError(`commit of run ${run.runId}: staged file(s) missing in ${staging}: ${missing.slice(0, 5).join(', ')}`, false);
+    }
+    // Files a retried chunk may have left under another name are not part of the run.
+    for (const f of await fs.readdir(staging)) {
+      if (f !== COMMIT_MARKER && !files.includes(f)) await fs.rm(join(staging, f), { force: true });
+    }
+    const marker: CommitMarker = { run_id: run.runId, workflow_id: run.workflowId, rows: rowsOut, files, committed_at: new Date().toISOString() };
+    await fs.writeFile(join(staging, COMMIT_MARKER), JSON.stringify(marker, null, 2));
+
+    if (this.mode === 'append') return stats(await this.appendInto(target, staging, files, run));
+    return stats(await this.swapInto(target, staging, run));
+  }
+
+  private markerName(run: RunRef): string {
+    return this.mode === 'append' ? `_scoreline_commit-${run.runId}.json` : COMMIT_MARKER;
+  }
+
+  /** replace-partition: two renames; a crash between them is repaired by the retried commit. */
+  private async swapInto(target: string, staging: string, run: RunRef): Promise<number> {
+    const replaced = `${staging}.replaced`;
+    let rowsReplaced = 0;
+    if (existsSync(target)) {
+      rowsReplaced = (await readMarker(join(target, COMMIT_MARKER)))?.rows ?? 0;
+      await fs.rm(replaced, { recursive: true, force: true });
+      await fs.rename(target, replaced);
+    } else if (existsSync(replaced)) {
+      rowsReplaced = (await readMarker(join(replaced, COMMIT_MARKER)))?.rows ?? 0;
+    }
+    await fs.mkdir(this.tableDir, { recursive: true });
+    await fs.rename(staging, target);
+    await fs.rm(replaced, { recursive: true, force: true });
+    return rowsReplaced;
+  }
+
+  /** append: move each staged file in (a rename each), then the run's own marker last. */
+  private async appendInto(target: string, staging: string, files: string[], run: RunRef): Promise<number> {
+    await fs.mkdir(target, { recursive: true });
+    for (const f of files) {
+      if (existsSync(join(staging, f))) await fs.rename(join(staging, f), join(target, f));
+    }
+    await fs.rename(join(staging, COMMIT_MARKER), join(target, this.markerName(run)));
+    await fs.rm(staging, { recursive: true, force: true });
+    return 0;
+  }
+
+  async abort(run: RunRef): Promise<void> {
+    await fs.rm(this.stagingDir(run), { recursive: true, force: true });
+  }
+}
+
+async function readMarker(path: string): Promise<CommitMarker | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(path, 'utf8')) as CommitMarker;
+  } catch {
+    return undefined;
+  }
+}

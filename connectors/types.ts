@@ -1,0 +1,61 @@
+/**
+ * The connector interface: every backend (Parquet, Snowflake, BigQuery, …) implements these three small
+ * roles in one file, and `connectors/index.ts` picks one by the pipeline's `kind`.
+ */
+import type * as arrow from 'apache-arrow';
+import type { PipelineConfig } from '../src/config/pipeline';
+import type { Chunk, ChunkAudit, CommitStats, RunAudit, RunRef } from '../src/types';
+
+export interface PlanRequest {
+  config: PipelineConfig;
+  run: RunRef;
+  /** Feature columns the model needs plus the key columns; nothing else is read. */
+  columns: string[];
+  chunkRows: number;
+}
+
+export interface SourcePlan {
+  chunks: Chunk[];
+  rows: number;
+  /** Files or tables read, for the audit trail and error messages. */
+  inputs: string[];
+  /** The columns asked for: the backend's type name, and whether it can feed a numeric tensor. */
+  schema: Record<string, { type: string; numeric: boolean }>;
+}
+
+export interface Source {
+  /** Check the input exists and has the columns, and split it into chunks (descriptors, not data). */
+  plan(req: PlanRequest): Promise<SourcePlan>;
+  /** The chunk's rows, only the given columns, as one Arrow record batch (a chunk is bounded by chunk_rows). */
+  read(chunk: Chunk, columns: string[]): Promise<arrow.RecordBatch>;
+}
+
+export interface StagedChunk {
+  index: number;
+  rows: number;
+  path: string;
+  bytes: number;
+}
+
+export interface Sink {
+  /** Write one chunk's predictions to staging; idempotent per (run, chunk): a retry overwrites. */
+  stage(run: RunRef, chunkIndex: number, table: arrow.Table): Promise<StagedChunk>;
+  /** Make the run's output visible in one atomic, idempotent step. */
+  commit(run: RunRef, staged: StagedChunk[]): Promise<CommitStats>;
+  /** Remove everything the run staged; idempotent. */
+  abort(run: RunRef): Promise<void>;
+  /** Where the output lands, for summaries. */
+  location(run: RunRef): string;
+}
+
+export interface AuditStore {
+  recordRun(row: RunAudit): Promise<void>;
+  recordChunks(rows: ChunkAudit[]): Promise<void>;
+  location(): string;
+}
+
+export interface Connectors {
+  source(config: PipelineConfig): Source;
+  sink(config: PipelineConfig): Sink;
+  audit(config: PipelineConfig): AuditStore;
+}

@@ -1,0 +1,163 @@
+/**
+ * Starting and following runs: what the CLI (and later the HTTP API) call. Runs are found by workflow
+ * id (`scoreline/<pipeline>/<date>`) or by run id (the Temporal run id, also the `run_id` column).
+ */
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { TypedSearchAttributes } from '@temporalio/common';
+import { assertLogicalDate, type PipelineConfig } from './config/pipeline';
+import { ConfigError, ScorelineError } from './errors';
+import {
+  BATCH_WORKFLOW,
+  batchWorkflowId,
+  SA_LOGICAL_DATE,
+  SA_PIPELINE,
+  SA_TRIGGER,
+  SEARCH_ATTRIBUTES,
+  TASK_QUEUE,
+} from './search-attributes';
+import type { RunInput, RunProgress, RunResult, Trigger } from './types';
+
+export interface ClientConfig {
+  address: string;
+  namespace: string;
+  taskQueue: string;
+}
+
+export function clientConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  return {
+    address: env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+    namespace: env.TEMPORAL_NAMESPACE ?? 'default',
+    taskQueue: env.SCORELINE_TASK_QUEUE ?? TASK_QUEUE,
+  };
+}
+
+export class ScorelineClient {
+  private searchAttributesRegistered?: Promise<boolean>;
+
+  private constructor(
+    readonly client: Client,
+    readonly config: ClientConfig,
+  ) {}
+
+  static async connect(config: ClientConfig): Promise<ScorelineClient> {
+    let connection: Connection;
+    try {
+      connection = await Connection.connect({ address: config.address, connectTimeout: '5s' });
+    } catch (err) {
+      throw new ScorelineError(
+        'INTERNAL',
+        `cannot reach Temporal at ${config.address}: ${(err as Error).message}. Start one with "scoreline dev", or set TEMPORAL_ADDRESS.`,
+      );
+    }
+    return new ScorelineClient(new Client({ connection, namespace: config.namespace }), config);
+  }
+
+  async close(): Promise<void> {
+    await this.client.connection.close();
+  }
+
+  /** Our search attributes are set only where the cluster knows them (the dev stack registers them). */
+  hasSearchAttributes(): Promise<boolean> {
+    this.searchAttributesRegistered ??= this.client.connection.operatorService
+      .listSearchAttributes({ namespace: this.config.namespace })
+      .then((res) => Object.keys(SEARCH_ATTRIBUTES).every((name) => name in (res.customAttributes ?? {})))
+      .catch(() => false);
+    return this.searchAttributesRegistered;
+  }
+
+  /** Start a batch run for one logical date. A date already running is refused, never run twice at once. */
+  async startRun(opts: { config: PipelineConfig; raw: unknown; date: string; overrides?: Record<string, string>; trigger: Trigger }): Promise<WorkflowHandle> {
+    const date = assertLogicalDate(opts.date, `pipeline ${opts.config.name}`);
+    const input: RunInput = { pipeline: opts.config.name, config: opts.raw, date, overrides: opts.overrides, trigger: opts.trigger };
+    const workflowId = batchWorkflowId(opts.config.name, date);
+    const typedSearchAttributes = (await this.hasSearchAttributes())
+      ? ([
+          { key: SA_PIPELINE, value: opts.config.name },
+          { key: SA_LOGICAL_DATE, value: new Date(`${date}T00:00:00Z`) },
+          { key: SA_TRIGGER, value: opts.trigger },
+        ] as unknown as TypedSearchAttributes)
+      : undefined;
+    try {
+      return await this.client.workflow.start(BATCH_WORKFLOW, {
+        taskQueue: this.config.taskQueue,
+        workflowId,
+        args: [input],
+        workflowIdConflictPolicy: 'FAIL',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        typedSearchAttributes,
+        memo: { pipeline: opts.config.name, logical_date: date, model: opts.config.model },
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new ConfigError(`a run of ${opts.config.name} for ${date} is already running (workflow ${workflowId}); wait for it, or cancel it with: scoreline cancel ${workflowId}`);
+      }
+      throw err;
+    }
+  }
+
+  /** A handle from a workflow id (`scoreline/…`) or a run id (UUID). */
+  async handleFor(idOrRunId: string): Promise<WorkflowHandle> {
+    if (idOrRunId.startsWith('scoreline/')) return this.client.workflow.getHandle(idOrRunId);
+    if (!/^[0-9a-f-]{36}$/i.test(idOrRunId)) throw new ConfigError(`"${idOrRunId}" is neither a run id (UUID) nor a workflow id (scoreline/<pipeline>/<date>)`);
+    for await (const wf of this.client.workflow.list({ query: `RunId = "${idOrRunId}"` })) {
+      return this.client.workflow.getHandle(wf.workflowId, wf.runId);
+    }
+    throw new ScorelineError('NOT_FOUND', `no run with id ${idOrRunId} in namespace ${this.config.namespace}`);
+  }
+
+  async progress(handle: WorkflowHandle): Promise<RunProgress | undefined> {
+    try {
+      return await handle.query<RunProgress>('progress');
+    } catch {
+      return undefined; // not started yet, or no worker to answer
+    }
+  }
+
+  /**
+   * Wait for the result, calling `onProgress` about every `intervalMs`. A failed run resolves to a
+   * RunResult with status "failed" (not an exception): that is an outcome, not a client error.
+   */
+  async wait(handle: WorkflowHandle, onProgress?: (p: RunProgress) => void, intervalMs = 500): Promise<RunResult> {
+    let done = false;
+    const poll = (async () => {
+      while (!done && onProgress) {
+        const p = await this.progress(handle);
+        if (p && !done) onProgress(p);
+        await new Promise((r) => setTimeout(r, intervalMs));
+      }
+    })();
+    try {
+      return (await handle.result()) as RunResult;
+    } catch (err) {
+      if (err instanceof WorkflowFailedError) return this.failedResult(handle, err);
+      throw err;
+    } finally {
+      done = true;
+      await poll;
+    }
+  }
+
+  private async failedResult(handle: WorkflowHandle, err: WorkflowFailedError): Promise<RunResult> {
+    const p = await this.progress(handle);
+    const desc = await handle.describe();
+    const cancelled = desc.status.name === 'CANCELLED';
+    return {
+      runId: desc.runId,
+      workflowId: desc.workflowId,
+      pipeline: p?.pipeline ?? '',
+      logicalDate: p?.logicalDate ?? '',
+      status: cancelled ? 'cancelled' : 'failed',
+      rowsIn: p?.rowsDone ?? 0,
+      rowsOut: 0,
+      rowsRejected: 0,
+      chunks: p?.chunksTotal ?? 0,
+      durationMs: (desc.closeTime?.getTime() ?? Date.now()) - desc.startTime.getTime(),
+      model: p?.model,
+      error: cancelled ? 'cancelled' : (err.cause?.message ?? err.message),
+    };
+  }
+}
+
+export function webUiLink(uiBase: string, namespace: string, workflowId: string, runId: string): string {
+  return `${uiBase.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}/${runId}/history`;
+}

@@ -1,0 +1,195 @@
+/**
+ * The pipeline file: schema, parsing, overrides and error messages that name the file, the field and
+ * what was expected. Pure (no I/O except in `loadPipelineFile`), so workflows may import the types.
+ */
+import { readFileSync } from 'node:fs';
+import { parseDocument, parse as parseYamlScalar } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors';
+
+/** Names that end up in SQL identifiers, file names and workflow ids. */
+export const NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;
+/** Column names: a strict identifier pattern, so nothing from a pipeline file reaches SQL unchecked. */
+export const COLUMN_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+/** `name@alias`, `name:version`, or bare `name` (= `name@champion`). */
+export const MODEL_REF_PATTERN = /^[a-z][a-z0-9_-]{0,62}([@:][A-Za-z0-9._-]{1,64})?$/;
+
+const columnName = z.string().regex(COLUMN_PATTERN, 'a column name (letters, digits, _; not starting with a digit)');
+
+const parquetSource = z.strictObject({
+  kind: z.literal('parquet'),
+  /** File, directory or glob; `{{ ds }}` is replaced by the logical date. */
+  path: z.string().min(1),
+  /** Columns copied to the output to identify each row. */
+  key: z.array(columnName).min(1),
+  /** A missing or empty partition fails the run (default) or succeeds with 0 rows. */
+  on_empty: z.enum(['fail', 'succeed']).default('fail'),
+});
+
+const parquetSink = z.strictObject({
+  kind: z.literal('parquet'),
+  /** Output table directory; partitions are written below it as `ds=YYYY-MM-DD/`. */
+  path: z.string().min(1),
+  mode: z.enum(['replace-partition', 'append']).default('replace-partition'),
+});
+
+const parquetAudit = z.strictObject({
+  kind: z.literal('parquet'),
+  /** Directory that holds `scoreline_runs/` and `scoreline_run_chunks/`. */
+  path: z.string().min(1),
+});
+
+const featurePolicy = z.strictObject({
+  /** What a NULL feature does: fail the chunk (default), drop the row, or use `impute_values`. */
+  nulls: z.enum(['error', 'skip', 'impute']).default('error'),
+  impute_values: z.record(columnName, z.number()).default({}),
+  /** `strict` (default): a cast that would change a value (int beyond float precision, overflow) is an error. */
+  cast: z.enum(['strict', 'lenient']).default('strict'),
+});
+
+export const pipelineSchema = z.strictObject({
+  name: z.string().regex(NAME_PATTERN, 'lower-case letters, digits, - and _ (at most 63), starting with a letter'),
+  description: z.string().optional(),
+  source: z.discriminatedUnion('kind', [parquetSource]),
+  model: z.string().regex(MODEL_REF_PATTERN, 'a model reference such as churn@champion or churn:3'),
+  /** Model store directory; default: the worker's SCORELINE_MODELS_DIR, else ./models. */
+  models_dir: z.string().min(1).optional(),
+  sink: z.discriminatedUnion('kind', [parquetSink]),
+  /** Where audit rows go; default: beside the sink (the sink path's parent directory). */
+  audit: z.discriminatedUnion('kind', [parquetAudit]).optional(),
+  chunk_rows: z.number().int().min(1).max(10_000_000).default(65_536),
+  parallelism: z.number().int().min(1).max(256).default(4),
+  features: featurePolicy.default({ nulls: 'error', impute_values: {}, cast: 'strict' }),
+});
+
+export type PipelineConfig = z.output<typeof pipelineSchema>;
+export type PipelineInput = z.input<typeof pipelineSchema>;
+export type FeaturePolicy = PipelineConfig['features'];
+
+/** Validate an already-parsed object. `origin` names the file (or "request") in error messages. */
+export function parsePipeline(raw: unknown, origin: string, overrides: Record<string, string> = {}): PipelineConfig {
+  const withOverrides = applyOverrides(raw, overrides, origin);
+  const result = pipelineSchema.safeParse(withOverrides, { reportInput: true });
+  if (!result.success) throw new ConfigError(formatIssues(origin, result.error.issues));
+  const config = result.data;
+  const imputeMissing = Object.keys(config.features.impute_values).length === 0 && config.features.nulls === 'impute';
+  if (imputeMissing) {
+    throw new ConfigError(`${origin}: features.impute_values: required when features.nulls is "impute" (e.g. { f00: 0 })`);
+  }
+  return config;
+}
+
+export function loadPipelineFile(path: string, overrides: Record<string, string> = {}): PipelineConfig {
+  return parsePipeline(readPipelineYaml(path), path, overrides);
+}
+
+/** Reads YAML with errors that carry the line and column. */
+export function readPipelineYaml(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read pipeline file (${(err as NodeJS.ErrnoException).code ?? err})`);
+  }
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(`${path}: invalid YAML: ${doc.errors.map((e) => e.message).join('; ')}`);
+  }
+  return doc.toJS();
+}
+
+/**
+ * `--set chunk_rows=1000 --set source.path=x.parquet`: dotted paths into the raw document; values are
+ * read as YAML scalars so numbers stay numbers. Applied before validation, so an override is checked
+ * exactly like the file.
+ */
+export function applyOverrides(raw: unknown, overrides: Record<string, string>, origin: string): unknown {
+  const entries = Object.entries(overrides);
+  if (entries.length === 0) return raw;
+  if (typeof raw !== 'object' || raw === null) return raw;
+  const copy = structuredClone(raw) as Record<string, unknown>;
+  for (const [path, value] of entries) {
+    const parts = path.split('.');
+    if (parts.some((p) => p === '' || p === '__proto__' || p === 'constructor' || p === 'prototype')) {
+      throw new ConfigError(`${origin}: override "${path}": not a valid dotted field path`);
+    }
+    let node: Record<string, unknown> = copy;
+    for (const part of parts.slice(0, -1)) {
+      const next = node[part];
+      if (next === undefined) node[part] = {};
+      else if (typeof next !== 'object' || next === null || Array.isArray(next)) {
+        throw new ConfigError(`${origin}: override "${path}": ${part} is not a section`);
+      }
+      node = node[part] as Record<string, unknown>;
+    }
+    node[parts[parts.length - 1]] = parseYamlScalar(value);
+  }
+  return copy;
+}
+
+export function parseOverrideFlags(flags: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const flag of flags) {
+    const eq = flag.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--set ${flag}: expected key=value, e.g. --set chunk_rows=1000`);
+    out[flag.slice(0, eq)] = flag.slice(eq + 1);
+  }
+  return out;
+}
+
+function formatIssues(origin: string, issues: z.core.$ZodIssue[]): string {
+  const lines = issues.map((issue) => {
+    const field = issue.path.length ? issue.path.join('.') : '(top level)';
+    return `${origin}: ${field}: ${describeIssue(issue)}`;
+  });
+  return lines.join('\n');
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.input === undefined ? `required (expected ${issue.expected})` : `expected ${issue.expected}, got ${describeValue(issue.input)}`;
+    case 'unrecognized_keys':
+      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    case 'invalid_value':
+      return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${describeValue(issue.input)}`;
+    case 'invalid_union':
+      return `${issue.message}`;
+    case 'invalid_format':
+      return `expected ${issue.message.replace(/^Invalid string: /, '')}, got ${describeValue(issue.input)}`;
+    default:
+      return issue.message;
+  }
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
+  return `${typeof v} ${String(v)}`;
+}
+
+/** `{{ ds }}` templating for paths (and later, warehouse binds). Unknown variables are errors. */
+export function renderTemplate(template: string, vars: Record<string, string>, origin: string): string {
+  return template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name: string) => {
+    const value = vars[name];
+    if (value === undefined) {
+      throw new ConfigError(`${origin}: unknown template variable {{ ${name} }} (known: ${Object.keys(vars).join(', ')})`);
+    }
+    return value;
+  });
+}
+
+export function templateVars(logicalDate: string, pipeline: string): Record<string, string> {
+  return { ds: logicalDate, ds_nodash: logicalDate.replaceAll('-', ''), pipeline };
+}
+
+export const DATE_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
+
+export function assertLogicalDate(date: string, origin: string): string {
+  const valid = DATE_PATTERN.test(date) && !Number.isNaN(Date.parse(`${date}T00:00:00Z`))
+    && new Date(`${date}T00:00:00Z`).toISOString().startsWith(date);
+  if (!valid) throw new ConfigError(`${origin}: date "${date}": expected a calendar date YYYY-MM-DD`);
+  return date;
+}

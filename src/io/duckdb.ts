@@ -1,0 +1,22 @@
+/**
+ * One in-process DuckDB per worker: it reads Parquet (globs, hive partitions, projection and row-range
+ * pushdown) fastest of the libraries we measured, and powers `scoreline sql`.
+ */
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+
+let instance: Promise<DuckDBInstance> | undefined;
+
+export function duckdb(): Promise<DuckDBInstance> {
+  instance ??= DuckDBInstance.create(':memory:');
+  return instance;
+}
+
+/** A fresh connection (cheap): concurrent activities must not share one, or their queries serialise. */
+export async function withConnection<T>(fn: (con: DuckDBConnection) => Promise<T>): Promise<T> {
+  const con = await (await duckdb()).connect();
+  try {
+    return await fn(con);
+  } finally {
+    con.closeSync();
+  }
+}

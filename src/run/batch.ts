@@ -1,0 +1,298 @@
+/**
+ * The steps of a batch run, as plain async functions of (context, arguments): activities/ wraps them
+ * with heartbeats and error mapping; unit tests call them directly.
+ */
+import { performance } from 'node:perf_hooks';
+import * as arrow from 'apache-arrow';
+import type { StagedChunk } from '../../connectors/types';
+import { assertLogicalDate, type PipelineConfig } from '../config/pipeline';
+import { InputError, ScorelineError } from '../errors';
+import { constantDate, constantTimestampMicros, constantUtf8, takeRows } from '../io/arrow';
+import { featureColumns } from '../models/manifest';
+import type { LoadedModel } from '../models/store';
+import { runModel } from '../scoring/session';
+import { buildFeeds } from '../scoring/tensor';
+import type { Chunk, ChunkAudit, ChunkStats, CommitStats, PinnedModel, RunAudit, RunInput, RunPlan, RunRef, RunResult, RunStatus } from '../types';
+import { modelStoreFor, resolvePipeline, type RunContext } from './context';
+
+export interface StepHooks {
+  heartbeat(details?: unknown): void;
+  /** True once the run asked this activity to stop; checked before anything is written. */
+  cancelled(): boolean;
+  attempt: number;
+}
+
+export const NO_HOOKS: StepHooks = { heartbeat: () => undefined, cancelled: () => false, attempt: 1 };
+
+/** Columns a run reads: keys first, then model features, each once. */
+export function neededColumns(config: PipelineConfig, features: string[]): string[] {
+  return [...new Set([...config.source.key, ...features])];
+}
+
+export function logicalDateFor(input: RunInput, scheduledStart: string | undefined, now: Date): string {
+  if (input.date) return assertLogicalDate(input.date, `pipeline "${input.pipeline}"`);
+  // Issue #5 adds the schedule's timezone; until then the nominal time's UTC date.
+  return (scheduledStart ? new Date(scheduledStart) : now).toISOString().slice(0, 10);
+}
+
+export interface PlanArgs {
+  input: RunInput;
+  run: RunRef;
+  scheduledStart?: string;
+  startedAtMs?: number;
+}
+
+/** Resolve config and model (pinned), check the source against the model, split into chunks. */
+export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
+  const { input } = args;
+  const config = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
+  const logicalDate = logicalDateFor(input, args.scheduledStart, new Date(args.startedAtMs ?? Date.now()));
+  const run: RunRef = { ...args.run, pipeline: config.name, logicalDate };
+  const model = await loadPinned(ctx, config);
+  hooks.heartbeat({ step: 'model', model: model.pin });
+  await ctx.sessions.get(model); // loads the session and checks the manifest against the model
+  const columns = neededColumns(config, featureColumns(model.manifest));
+  const sourcePlan = await ctx.connectors.source(config).plan({ config, run, columns, chunkRows: config.chunk_rows });
+  if (sourcePlan.rows === 0 && config.source.on_empty === 'fail') {
+    throw new InputError(
+      `no input rows for ${config.name} on ${logicalDate}: ${sourcePlan.inputs.length ? `${sourcePlan.inputs.join(', ')} hold 0 rows` : `nothing matches ${describeSource(config)}`}` +
+        ` (set source.on_empty: succeed to commit an empty partition instead)`,
+    );
+  }
+  const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();
+  const plan: RunPlan = { run, config, model: model.pin, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
+  await ctx.connectors.audit(config).recordRun(runAuditRow(plan.run, plan.model, 'running', { startedAt, rowsIn: plan.rowsPlanned, chunks: plan.chunks.length }));
+  return plan;
+}
+
+function describeSource(config: PipelineConfig): string {
+  return config.source.path;
+}
+
+async function loadPinned(ctx: RunContext, config: PipelineConfig): Promise<LoadedModel> {
+  return modelStoreFor(ctx, config).resolve(config.model);
+}
+
+export interface ScoreArgs {
+  run: RunRef;
+  config: PipelineConfig;
+  model: PinnedModel;
+  chunk: Chunk;
+}
+
+export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHooks = NO_HOOKS): Promise<ChunkStats> {
+  const { run, config, chunk } = args;
+  const where = `chunk ${chunk.index} (${describeChunk(chunk)})`;
+  const pin = args.model;
+  // Loaded by the pinned sha256: a model promoted or replaced mid-run is refused, never silently used.
+  const session = await ctx.sessions.getPinned(pin.sha256, () => modelStoreFor(ctx, config).load(pin.name, pin.version, pin.sha256));
+  const model = session.model;
+  const columns = neededColumns(config, featureColumns(model.manifest));
+
+  let t = performance.now();
+  hooks.heartbeat({ step: 'read', chunk: chunk.index });
+  const batch = await ctx.connectors.source(config).read(chunk, columns);
+  const readMs = lap();
+
+  hooks.heartbeat({ step: 'convert', chunk: chunk.index });
+  const feeds = buildFeeds(batch, model.manifest, config.features, where);
+  const convertMs = lap();
+
+  hooks.heartbeat({ step: 'infer', chunk: chunk.index });
+  const predictions = feeds.rowsOut > 0 ? await runModel(session, feeds.tensors, feeds.rowsOut) : emptyPredictions(model);
+  const inferMs = lap();
+
+  if (hooks.cancelled()) throw new ScorelineError('INTERNAL', 'cancelled before staging', true);
+  hooks.heartbeat({ step: 'write', chunk: chunk.index });
+  const table = outputTable(batch, config, run, args.model, feeds.keptRows, predictions, feeds.rowsOut);
+  const staged = await ctx.connectors.sink(config).stage(run, chunk.index, table);
+  const writeMs = lap();
+
+  return {
+    index: chunk.index,
+    rowsIn: feeds.rowsIn,
+    rowsOut: feeds.rowsOut,
+    rowsRejected: feeds.rowsRejected,
+    rowsImputed: feeds.rowsImputed,
+    readMs,
+    convertMs,
+    inferMs,
+    writeMs,
+    stagedPath: staged.path,
+    bytesWritten: staged.bytes,
+    worker: ctx.workerId,
+    attempt: hooks.attempt,
+  };
+
+  function lap(): number {
+    const now = performance.now();
+    const ms = now - t;
+    t = now;
+    return Math.round(ms * 100) / 100;
+  }
+}
+
+function emptyPredictions(model: LoadedModel): Map<string, Float32Array> {
+  return new Map(model.manifest.outputs.map((o) => [o.column, new Float32Array(0)]));
+}
+
+export function describeChunk(chunk: Chunk): string {
+  const l = chunk.locator;
+  return l.kind === 'parquet' ? `${l.file} rows ${l.rowStart}..${l.rowEnd - 1}` : `${l.table} rows ${l.rowStart}..${l.rowEnd - 1}`;
+}
+
+/** The output contract: keys, predictions, run_id, model_name, model_version, model_sha256, scored_at, ds. */
+export function outputTable(
+  batch: arrow.RecordBatch,
+  config: PipelineConfig,
+  run: RunRef,
+  model: PinnedModel,
+  keptRows: Int32Array | undefined,
+  predictions: Map<string, ArrayLike<number | bigint>>,
+  rows: number,
+): arrow.Table {
+  const columns: Record<string, arrow.Vector> = {};
+  for (const key of config.source.key) {
+    const vector = batch.getChild(key)!;
+    columns[key] = keptRows ? takeRows(vector, keptRows) : vector;
+  }
+  for (const [name, values] of predictions) columns[name] = arrow.makeVector(values as Float32Array);
+  columns.run_id = constantUtf8(run.runId, rows);
+  columns.model_name = constantUtf8(model.name, rows);
+  columns.model_version = constantUtf8(model.version, rows);
+  columns.model_sha256 = constantUtf8(model.sha256, rows);
+  columns.scored_at = constantTimestampMicros(new Date(), rows);
+  columns.ds = constantDate(run.logicalDate, rows);
+  return new arrow.Table(columns);
+}
+
+export interface CommitArgs {
+  run: RunRef;
+  config: PipelineConfig;
+  staged: ChunkStats[];
+}
+
+export async function commitRun(ctx: RunContext, args: CommitArgs): Promise<CommitStats> {
+  const staged: StagedChunk[] = args.staged.map((s) => ({ index: s.index, rows: s.rowsOut, path: s.stagedPath, bytes: s.bytesWritten }));
+  return ctx.connectors.sink(args.config).commit(args.run, staged);
+}
+
+export interface FinishArgs {
+  input: RunInput;
+  run: RunRef;
+  plan?: RunPlan;
+  status: RunStatus;
+  error?: string;
+  chunks: ChunkStats[];
+  commit?: CommitStats;
+  startedAtMs: number;
+}
+
+/** Final audit rows, and on failure/cancel the removal of everything staged. Idempotent. */
+export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunResult> {
+  const { run, plan, status } = args;
+  let config = plan?.config;
+  if (!config) {
+    try {
+      config = resolvePipeline(ctx, args.input.pipeline, args.input.config, args.input.overrides ?? {});
+    } catch {
+      config = undefined; // invalid config: nothing was staged and there is no audit location to write to
+    }
+  }
+  const rowsIn = args.chunks.reduce((n, c) => n + c.rowsIn, 0);
+  const rowsOut = args.commit?.rowsOut ?? args.chunks.reduce((n, c) => n + c.rowsOut, 0);
+  const rowsRejected = args.chunks.reduce((n, c) => n + c.rowsRejected, 0);
+  const finishedAt = new Date();
+  const durationMs = finishedAt.getTime() - args.startedAtMs;
+  const result: RunResult = {
+    runId: run.runId,
+    workflowId: run.workflowId,
+    pipeline: run.pipeline,
+    logicalDate: run.logicalDate,
+    status,
+    rowsIn: status === 'succeeded' ? rowsIn : plan?.rowsPlanned ?? 0,
+    rowsOut: status === 'succeeded' ? rowsOut : 0,
+    rowsRejected,
+    chunks: plan?.chunks.length ?? 0,
+    durationMs,
+    model: plan?.model,
+    error: args.error,
+    stageMs: {
+      read: sum(args.chunks, 'readMs'),
+      convert: sum(args.chunks, 'convertMs'),
+      infer: sum(args.chunks, 'inferMs'),
+      write: sum(args.chunks, 'writeMs'),
+    },
+  };
+  if (!config) return result;
+  const sink = ctx.connectors.sink(config);
+  const audit = ctx.connectors.audit(config);
+  if (status !== 'succeeded') await sink.abort(run);
+  result.output = args.commit?.output ?? (status === 'succeeded' ? sink.location(run) : undefined);
+  result.audit = audit.location();
+  await audit.recordChunks(args.chunks.map((c) => chunkAuditRow(run, c)));
+  await audit.recordRun(
+    runAuditRow(run, plan?.model, status, {
+      startedAt: new Date(args.startedAtMs).toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      durationMs,
+      rowsIn: result.rowsIn,
+      rowsOut: result.rowsOut,
+      rowsRejected,
+      chunks: result.chunks,
+      output: result.output,
+      error: args.error,
+    }),
+  );
+  return result;
+}
+
+function sum(chunks: ChunkStats[], key: 'readMs' | 'convertMs' | 'inferMs' | 'writeMs'): number {
+  return Math.round(chunks.reduce((n, c) => n + c[key], 0));
+}
+
+export function runAuditRow(
+  run: RunRef,
+  model: PinnedModel | undefined,
+  status: RunStatus,
+  f: { startedAt: string; finishedAt?: string; durationMs?: number; rowsIn?: number; rowsOut?: number; rowsRejected?: number; chunks?: number; output?: string; error?: string },
+): RunAudit {
+  return {
+    run_id: run.runId,
+    workflow_id: run.workflowId,
+    pipeline: run.pipeline,
+    trigger: run.trigger,
+    logical_date: run.logicalDate,
+    model_name: model?.name ?? null,
+    model_version: model?.version ?? null,
+    model_sha256: model?.sha256 ?? null,
+    status,
+    rows_in: f.rowsIn ?? 0,
+    rows_out: f.rowsOut ?? 0,
+    rows_rejected: f.rowsRejected ?? 0,
+    chunks: f.chunks ?? 0,
+    started_at: f.startedAt,
+    finished_at: f.finishedAt ?? null,
+    duration_ms: f.durationMs ?? null,
+    output: f.output ?? null,
+    error: f.error ?? null,
+  };
+}
+
+function chunkAuditRow(run: RunRef, c: ChunkStats): ChunkAudit {
+  return {
+    run_id: run.runId,
+    chunk_index: c.index,
+    status: 'succeeded',
+    rows_in: c.rowsIn,
+    rows_out: c.rowsOut,
+    rows_rejected: c.rowsRejected,
+    read_ms: c.readMs,
+    convert_ms: c.convertMs,
+    infer_ms: c.inferMs,
+    write_ms: c.writeMs,
+    worker: c.worker,
+    attempt: c.attempt,
+    error: null,
+  };
+}

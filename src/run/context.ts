@@ -1,0 +1,56 @@
+/**
+ * What a worker process shares between activities: where pipelines and models live, the connector
+ * registry, and the ONNX session cache (one session per model sha256 per process).
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { Connectors } from '../../connectors/types';
+import { loadPipelineFile, parsePipeline, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
+import { ConfigError } from '../errors';
+import { ModelStore } from '../models/store';
+import { SessionCache } from '../scoring/session';
+
+export interface RunContext {
+  /** Relative paths in pipeline files resolve against this directory. */
+  projectDir: string;
+  pipelinesDir: string;
+  modelsDir: string;
+  connectors: Connectors;
+  sessions: SessionCache;
+  workerId: string;
+}
+
+export function defaultWorkerId(): string {
+  return `${hostname()}:${process.pid}`;
+}
+
+export function modelStoreFor(ctx: RunContext, config: PipelineConfig): ModelStore {
+  return new ModelStore(config.models_dir ? resolvePath(ctx.projectDir, config.models_dir) : ctx.modelsDir);
+}
+
+export function resolvePath(base: string, path: string): string {
+  return isAbsolute(path) ? path : resolve(base, path);
+}
+
+/**
+ * A pipeline by name: `<pipelinesDir>/<name>.yaml` (or .yml), else any file there whose `name:` matches.
+ * Inline config (from the CLI/API) wins, so caller and worker validate the very same document.
+ */
+export function resolvePipeline(ctx: RunContext, name: string, inline: unknown, overrides: Record<string, string>): PipelineConfig {
+  if (inline !== undefined && inline !== null) {
+    const config = parsePipeline(inline, `pipeline "${name}" (inline)`, overrides);
+    if (config.name !== name) throw new ConfigError(`pipeline "${name}": inline config is named "${config.name}"`);
+    return config;
+  }
+  for (const ext of ['yaml', 'yml']) {
+    const path = join(ctx.pipelinesDir, `${name}.${ext}`);
+    if (existsSync(path)) return loadPipelineFile(path, overrides);
+  }
+  const files = existsSync(ctx.pipelinesDir) ? readdirSync(ctx.pipelinesDir).filter((f) => /\.ya?ml$/.test(f)) : [];
+  for (const f of files) {
+    const raw = readPipelineYaml(join(ctx.pipelinesDir, f)) as { name?: unknown } | null;
+    if (raw && raw.name === name) return loadPipelineFile(join(ctx.pipelinesDir, f), overrides);
+  }
+  throw new ConfigError(`pipeline "${name}" not found in ${ctx.pipelinesDir} (found: ${files.join(', ') || 'no pipeline files'})`);
+}

@@ -1,0 +1,257 @@
+/**
+ * Arrow columns → ONNX input tensors, and ONNX outputs → prediction columns, without per-row objects:
+ * one pass over typed arrays, with the cast and NULL policy applied on the way.
+ *
+ * Cast policy (`features.cast`):
+ * - float32 tensors accept float32, float64 (narrowed; a finite value beyond float32's range is an
+ *   error), 8/16-bit ints, bool; 32/64-bit ints only while |v| ≤ 2^24, where float32 is still exact.
+ * - float64 tensors accept any float and ints while |v| ≤ 2^53.
+ * - int32/int64 tensors accept ints in range, and floats only when they hold whole numbers.
+ * - strings, dates, decimals and nested types never feed a tensor.
+ * `lenient` turns the value checks off (the cast happens, precision may be lost); type checks stay.
+ */
+import * as arrow from 'apache-arrow';
+import { InputError } from '../errors';
+import type { FeaturePolicy } from '../config/pipeline';
+import type { InputSpec, ModelManifest, OutputSpec, TensorDtype } from '../models/manifest';
+
+export type TensorData = Float32Array | Float64Array | BigInt64Array | Int32Array;
+
+export interface BuiltTensor {
+  name: string;
+  dtype: TensorDtype;
+  dims: [number, number];
+  data: TensorData;
+}
+
+export interface BuiltFeeds {
+  tensors: BuiltTensor[];
+  /** Indices of source rows that were scored, when the NULL policy `skip` dropped some; else undefined. */
+  keptRows?: Int32Array;
+  rowsIn: number;
+  rowsOut: number;
+  rowsRejected: number;
+  rowsImputed: number;
+}
+
+const F32_MAX = 3.4028234663852886e38;
+const F32_EXACT_INT = 2 ** 24;
+const F64_EXACT_INT = 2 ** 53;
+
+interface ColumnView {
+  name: string;
+  type: arrow.DataType;
+  data: arrow.Data;
+}
+
+function columnView(batch: arrow.RecordBatch, name: string, where: string): ColumnView {
+  const vector = batch.getChild(name);
+  if (!vector) {
+    const available = batch.schema.fields.map((f) => f.name);
+    throw new InputError(`${where}: feature column "${name}" is missing (columns: ${available.join(', ')})`);
+  }
+  if (vector.data.length !== 1) throw new Error(`internal: column ${name} has ${vector.data.length} chunks in one batch`);
+  return { name, type: vector.type, data: vector.data[0] };
+}
+
+function isNull(data: arrow.Data, row: number): boolean {
+  if (data.nullCount === 0 || !data.nullBitmap || data.nullBitmap.length === 0) return false;
+  const bit = data.offset + row;
+  return (data.nullBitmap[bit >> 3] & (1 << (bit & 7))) === 0;
+}
+
+/** Which tensor dtypes a column type may feed at all (value checks come later). */
+function typeFits(type: arrow.DataType): boolean {
+  if (arrow.DataType.isFloat(type)) return (type as arrow.Float).precision !== arrow.Precision.HALF;
+  if (arrow.DataType.isInt(type)) return true;
+  return arrow.DataType.isBool(type);
+}
+
+/** Reads one value as a JS number (bool → 0/1, int64 → number). */
+function valueReader(col: ColumnView): (row: number) => number {
+  const { data, type } = col;
+  const values = data.values as ArrayLike<number | bigint>;
+  const off = data.offset;
+  if (arrow.DataType.isBool(type)) {
+    return (row) => {
+      const bit = off + row;
+      return (values[bit >> 3] as number) & (1 << (bit & 7)) ? 1 : 0;
+    };
+  }
+  if (values instanceof BigInt64Array || values instanceof BigUint64Array) {
+    return (row) => Number(values[off + row]);
+  }
+  return (row) => values[off + row] as number;
+}
+
+function castCheck(dtype: TensorDtype, type: arrow.DataType, strict: boolean): ((v: number) => string | undefined) | undefined {
+  if (!strict) return undefined;
+  const isInt = arrow.DataType.isInt(type);
+  const isFloat = arrow.DataType.isFloat(type);
+  const wideInt = isInt && (type as arrow.Int).bitWidth >= 32;
+  switch (dtype) {
+    case 'float32':
+      if (isFloat && (type as arrow.Float).precision === arrow.Precision.DOUBLE) {
+        return (v) => (Number.isFinite(v) && Math.abs(v) > F32_MAX ? 'is beyond float32 range' : undefined);
+      }
+      if (wideInt) return (v) => (Math.abs(v) > F32_EXACT_INT ? 'is an integer beyond 2^24, which float32 cannot hold exactly' : undefined);
+      return undefined;
+    case 'float64':
+      if (isInt && (type as arrow.Int).bitWidth === 64) {
+        return (v) => (Math.abs(v) > F64_EXACT_INT ? 'is an integer beyond 2^53, which float64 cannot hold exactly' : undefined);
+      }
+      return undefined;
+    case 'int32':
+      if (isFloat) return (v) => (!Number.isInteger(v) || Math.abs(v) > 2 ** 31 - 1 ? 'is not a whole number in int32 range' : undefined);
+      if (isInt && (type as arrow.Int).bitWidth === 64) return (v) => (Math.abs(v) > 2 ** 31 - 1 ? 'is beyond int32 range' : undefined);
+      return undefined;
+    case 'int64':
+      if (isFloat) return (v) => (!Number.isInteger(v) || Math.abs(v) > F64_EXACT_INT ? 'is not a whole number' : undefined);
+      return undefined;
+  }
+}
+
+function allocate(dtype: TensorDtype, n: number): TensorData {
+  switch (dtype) {
+    case 'float32':
+      return new Float32Array(n);
+    case 'float64':
+      return new Float64Array(n);
+    case 'int32':
+      return new Int32Array(n);
+    case 'int64':
+      return new BigInt64Array(n);
+  }
+}
+
+/**
+ * Build the model's input tensors from one record batch.
+ * `where` prefixes error messages (e.g. "chunk 3 of data/ds=2026-11-01/part-0.parquet").
+ */
+export function buildFeeds(batch: arrow.RecordBatch, manifest: ModelManifest, policy: FeaturePolicy, where: string): BuiltFeeds {
+  const rowsIn = batch.numRows;
+  const strict = policy.cast === 'strict';
+  const columns = new Map<string, ColumnView>();
+  for (const input of manifest.inputs) {
+    for (const name of input.columns) {
+      if (columns.has(name)) continue;
+      const col = columnView(batch, name, where);
+      if (!typeFits(col.type)) {
+        throw new InputError(`${where}: column "${name}" has type ${col.type}, which cannot feed ${input.dtype} input "${input.name}" (cast it in the source)`);
+      }
+      columns.set(name, col);
+    }
+  }
+
+  // NULL policy: find rows with a NULL in any feature column.
+  let keep: Uint8Array | undefined;
+  let rowsImputed = 0;
+  const nullable = [...columns.values()].filter((c) => c.data.nullCount > 0);
+  if (nullable.length > 0) {
+    if (policy.nulls === 'error') {
+      const c = nullable[0];
+      let first = 0;
+      while (first < rowsIn && !isNull(c.data, first)) first++;
+      throw new InputError(
+        `${where}: feature column "${c.name}" has ${c.data.nullCount} NULL value(s) (first at row ${first} of the chunk); ` +
+          `features.nulls is "error" — fix the source, or set features.nulls to "skip" or "impute"`,
+      );
+    }
+    if (policy.nulls === 'skip') {
+      keep = new Uint8Array(rowsIn).fill(1);
+      for (const c of nullable) for (let r = 0; r < rowsIn; r++) if (isNull(c.data, r)) keep[r] = 0;
+    } else {
+      const imputedRows = new Uint8Array(rowsIn);
+      for (const c of nullable) {
+        if (policy.impute_values[c.name] === undefined) {
+          throw new InputError(`${where}: feature column "${c.name}" has NULLs but features.impute_values has no value for it`);
+        }
+        for (let r = 0; r < rowsIn; r++) if (isNull(c.data, r)) imputedRows[r] = 1;
+      }
+      for (let r = 0; r < rowsIn; r++) rowsImputed += imputedRows[r];
+    }
+  }
+
+  let keptRows: Int32Array | undefined;
+  if (keep) {
+    let count = 0;
+    for (let r = 0; r < rowsIn; r++) count += keep[r];
+    keptRows = new Int32Array(count);
+    for (let r = 0, k = 0; r < rowsIn; r++) if (keep[r]) keptRows[k++] = r;
+  }
+  const rowsOut = keptRows ? keptRows.length : rowsIn;
+
+  const tensors = manifest.inputs.map((input) => fillTensor(input, columns, rowsOut, keptRows, policy, strict, where));
+  return { tensors, keptRows, rowsIn, rowsOut, rowsRejected: rowsIn - rowsOut, rowsImputed };
+}
+
+function fillTensor(
+  input: InputSpec,
+  columns: Map<string, ColumnView>,
+  rows: number,
+  keptRows: Int32Array | undefined,
+  policy: FeaturePolicy,
+  strict: boolean,
+  where: string,
+): BuiltTensor {
+  const width = input.columns.length;
+  const out = allocate(input.dtype, rows * width);
+  input.columns.forEach((name, j) => {
+    const col = columns.get(name)!;
+    const check = castCheck(input.dtype, col.type, strict);
+    const hasNulls = col.data.nullCount > 0;
+    const fill = policy.impute_values[name];
+    const src = col.data.values;
+    const off = col.data.offset;
+    const plainCopy = !check && !hasNulls && !keptRows && !arrow.DataType.isBool(col.type) && input.dtype !== 'int64' &&
+      !(src instanceof BigInt64Array || src instanceof BigUint64Array);
+    if (plainCopy) {
+      // Hot path: same-kind numeric copy, strided into row-major order.
+      const dst = out as Float32Array | Float64Array | Int32Array;
+      const s = src as Float32Array;
+      for (let r = 0, o = j; r < rows; r++, o += width) dst[o] = s[off + r];
+      return;
+    }
+    const read = valueReader(col);
+    for (let r = 0; r < rows; r++) {
+      const srcRow = keptRows ? keptRows[r] : r;
+      let v: number;
+      if (hasNulls && isNull(col.data, srcRow)) v = fill!;
+      else {
+        v = read(srcRow);
+        if (check) {
+          const problem = check(v);
+          if (problem) {
+            throw new InputError(`${where}: column "${name}" row ${srcRow}: value ${v} ${problem} (input "${input.name}" is ${input.dtype}); set features.cast: lenient to accept the loss`);
+          }
+        }
+      }
+      if (input.dtype === 'int64') (out as BigInt64Array)[r * width + j] = BigInt(Math.trunc(v));
+      else (out as Float32Array)[r * width + j] = v;
+    }
+  });
+  return { name: input.name, dtype: input.dtype, dims: [rows, width], data: out };
+}
+
+export type OutputColumn = Float32Array | Float64Array | BigInt64Array | Int32Array;
+
+/** Pick the mapped output (or one column of a [N, K] output) and convert it to the manifest's dtype. */
+export function extractOutput(spec: OutputSpec, dims: readonly number[], data: ArrayLike<number | bigint>, rows: number, model: string): OutputColumn {
+  const width = dims.length >= 2 ? dims[1] : 1;
+  const index = spec.index ?? 0;
+  if (dims[0] !== rows) throw new InputError(`model ${model}: output "${spec.tensor}" has ${dims[0]} rows for ${rows} input rows`);
+  if (spec.index === undefined && width !== 1) {
+    throw new InputError(`model ${model}: output "${spec.tensor}" has shape [${dims.join(', ')}]; set index: in the manifest to pick one of its ${width} columns`);
+  }
+  if (index >= width) throw new InputError(`model ${model}: output "${spec.tensor}" has ${width} columns, index ${index} is out of range`);
+  const out = allocate(spec.dtype, rows);
+  if (out instanceof BigInt64Array) {
+    for (let r = 0; r < rows; r++) {
+      const v = data[r * width + index];
+      out[r] = typeof v === 'bigint' ? v : BigInt(Math.trunc(v));
+    }
+  } else {
+    for (let r = 0; r < rows; r++) out[r] = Number(data[r * width + index]);
+  }
+  return out;
+}

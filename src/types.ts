@@ -1,0 +1,165 @@
+/**
+ * Types that cross the Temporal boundary (workflow input/output, activity arguments and results).
+ * Everything here is small JSON: references and stats, never data rows.
+ * Workflow code imports this file, so it must stay free of runtime imports.
+ */
+import type { PipelineConfig } from './config/pipeline';
+
+export type Trigger = 'cli' | 'api' | 'schedule' | 'ui' | 'nrt' | 'demo' | 'bench' | 'test';
+
+/** Workflow input. Small enough to type into the Web UI's "Start Workflow" form. */
+export interface RunInput {
+  /** Pipeline name, resolved by the worker in its pipelines directory, unless `config` is given. */
+  pipeline: string;
+  /** Inline, already-parsed pipeline file (the CLI and API send it so worker and caller agree). */
+  config?: unknown;
+  /** Logical date YYYY-MM-DD. Default: the schedule's nominal time, else today in UTC. */
+  date?: string;
+  /** Dotted-path overrides applied to the pipeline file before validation, e.g. {"chunk_rows": "1000"}. */
+  overrides?: Record<string, string>;
+  trigger?: Trigger;
+}
+
+export interface PinnedModel {
+  name: string;
+  version: string;
+  sha256: string;
+  /** The reference the pipeline used (`churn@champion`), kept for the audit trail. */
+  ref: string;
+  /** Model store root the worker resolved it in. */
+  store: string;
+}
+
+/** Which rows of the source one activity scores. Interpreted only by the source connector. */
+export type ChunkLocator =
+  | { kind: 'parquet'; file: string; rowStart: number; rowEnd: number }
+  | { kind: 'table'; table: string; rowStart: number; rowEnd: number };
+
+export interface Chunk {
+  index: number;
+  /** Rows the planner expects in this chunk. */
+  rows: number;
+  locator: ChunkLocator;
+}
+
+export interface RunRef {
+  runId: string;
+  workflowId: string;
+  pipeline: string;
+  logicalDate: string;
+  trigger: Trigger;
+}
+
+export interface RunPlan {
+  run: RunRef;
+  config: PipelineConfig;
+  model: PinnedModel;
+  chunks: Chunk[];
+  rowsPlanned: number;
+  /** Input files / tables the plan read, for the audit trail. */
+  inputs: string[];
+  startedAt: string;
+}
+
+export interface ChunkStats {
+  index: number;
+  rowsIn: number;
+  rowsOut: number;
+  /** Rows dropped by the NULL policy `skip`. */
+  rowsRejected: number;
+  /** Rows with at least one value filled in by the NULL policy `impute`. */
+  rowsImputed: number;
+  readMs: number;
+  convertMs: number;
+  inferMs: number;
+  writeMs: number;
+  stagedPath: string;
+  bytesWritten: number;
+  worker: string;
+  attempt: number;
+}
+
+export interface CommitStats {
+  output: string;
+  rowsOut: number;
+  files: number;
+  /** Rows that the committed partition replaced (0 for a new partition). */
+  rowsReplaced: number;
+}
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface RunResult {
+  runId: string;
+  workflowId: string;
+  pipeline: string;
+  logicalDate: string;
+  status: RunStatus;
+  rowsIn: number;
+  rowsOut: number;
+  rowsRejected: number;
+  chunks: number;
+  durationMs: number;
+  output?: string;
+  audit?: string;
+  model?: PinnedModel;
+  error?: string;
+  /** Sum over chunks, for "where does the time go". */
+  stageMs?: { read: number; convert: number; infer: number; write: number };
+}
+
+export type RunPhase = 'planning' | 'scoring' | 'committing' | 'finishing' | RunStatus;
+
+/** Answer of the `progress` workflow query: what the CLI's progress bar draws. */
+export interface RunProgress {
+  phase: RunPhase;
+  runId: string;
+  pipeline: string;
+  logicalDate: string;
+  chunksTotal: number;
+  chunksDone: number;
+  rowsPlanned: number;
+  rowsDone: number;
+  rowsOut: number;
+  startedAtMs: number;
+  updatedAtMs: number;
+  model?: PinnedModel;
+  error?: string;
+}
+
+export interface RunAudit {
+  run_id: string;
+  workflow_id: string;
+  pipeline: string;
+  trigger: Trigger;
+  logical_date: string;
+  model_name: string | null;
+  model_version: string | null;
+  model_sha256: string | null;
+  status: RunStatus;
+  rows_in: number;
+  rows_out: number;
+  rows_rejected: number;
+  chunks: number;
+  started_at: string;
+  finished_at: string | null;
+  duration_ms: number | null;
+  output: string | null;
+  error: string | null;
+}
+
+export interface ChunkAudit {
+  run_id: string;
+  chunk_index: number;
+  status: 'succeeded' | 'failed';
+  rows_in: number;
+  rows_out: number;
+  rows_rejected: number;
+  read_ms: number;
+  convert_ms: number;
+  infer_ms: number;
+  write_ms: number;
+  worker: string | null;
+  attempt: number;
+  error: string | null;
+}

@@ -1,0 +1,94 @@
+/**
+ * Worker wiring: a Temporal worker on the `scoreline` task queue with the batch workflow and the
+ * activities bound to this process's RunContext (session cache, connectors).
+ */
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import { createConnectors } from '../connectors';
+import { defaultWorkerId, type RunContext } from './run/context';
+import { SessionCache } from './scoring/session';
+import { TASK_QUEUE } from './search-attributes';
+
+export interface WorkerConfig {
+  address: string;
+  namespace?: string;
+  taskQueue?: string;
+  projectDir?: string;
+  pipelinesDir?: string;
+  modelsDir?: string;
+  /** Chunk activities this process runs at once. Default: 2 × cores (one reads while another infers). */
+  maxConcurrentActivities?: number;
+  /** ONNX Runtime intra-op threads per session. Default: the number of cores. */
+  intraOpThreads?: number;
+  /** A prebuilt workflow bundle (tests build it once); default: bundle workflows/ at start. */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  identity?: string;
+}
+
+/** Environment → config, with the defaults documented in README "Worker". */
+export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const projectDir = resolve(env.SCORELINE_PROJECT_DIR ?? process.cwd());
+  return {
+    address: env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+    namespace: env.TEMPORAL_NAMESPACE ?? 'default',
+    taskQueue: env.SCORELINE_TASK_QUEUE ?? TASK_QUEUE,
+    projectDir,
+    pipelinesDir: env.SCORELINE_PIPELINES_DIR ? resolve(projectDir, env.SCORELINE_PIPELINES_DIR) : undefined,
+    modelsDir: env.SCORELINE_MODELS_DIR ? resolve(projectDir, env.SCORELINE_MODELS_DIR) : undefined,
+    maxConcurrentActivities: env.SCORELINE_WORKER_CONCURRENCY ? Number(env.SCORELINE_WORKER_CONCURRENCY) : undefined,
+    intraOpThreads: env.SCORELINE_ORT_THREADS ? Number(env.SCORELINE_ORT_THREADS) : undefined,
+  };
+}
+
+export function runContextFor(config: WorkerConfig): RunContext {
+  const projectDir = resolve(config.projectDir ?? process.cwd());
+  const cores = availableParallelism();
+  return {
+    projectDir,
+    pipelinesDir: config.pipelinesDir ?? join(projectDir, 'pipelines'),
+    modelsDir: config.modelsDir ?? join(projectDir, 'models'),
+    connectors: createConnectors({ baseDir: projectDir }),
+    sessions: new SessionCache({ intraOpThreads: config.intraOpThreads ?? cores }),
+    workerId: config.identity ?? defaultWorkerId(),
+  };
+}
+
+export interface ScorelineWorker {
+  worker: Worker;
+  context: RunContext;
+  connection: NativeConnection;
+  /** Runs until shutdown() (or a signal, when the SDK's default shutdown signals apply). */
+  run(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+export async function createWorker(config: WorkerConfig): Promise<ScorelineWorker> {
+  const context = runContextFor(config);
+  const connection = await NativeConnection.connect({ address: config.address });
+  const cores = availableParallelism();
+  const worker = await Worker.create({
+    connection,
+    namespace: config.namespace ?? 'default',
+    taskQueue: config.taskQueue ?? TASK_QUEUE,
+    identity: context.workerId,
+    activities: createActivities(context),
+    ...(config.workflowBundle ? { workflowBundle: config.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+    maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities ?? 2 * cores,
+  });
+  let running: Promise<void> | undefined;
+  return {
+    worker,
+    context,
+    connection,
+    run: () => (running ??= worker.run().finally(async () => {
+      await context.sessions.close();
+      await connection.close();
+    })),
+    shutdown: async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+    },
+  };
+}

@@ -1,0 +1,79 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { applyOverrides, assertLogicalDate, loadPipelineFile, parseOverrideFlags, parsePipeline, renderTemplate } from '../../src/config/pipeline';
+import { ConfigError } from '../../src/errors';
+
+const valid = {
+  name: 'churn-daily',
+  source: { kind: 'parquet', path: 'data/ds={{ ds }}/*.parquet', key: ['customer_id'] },
+  model: 'churn-gbt@champion',
+  sink: { kind: 'parquet', path: 'out/churn_scores' },
+};
+
+function writeYaml(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'scoreline-cfg-'));
+  const path = join(dir, 'churn.yaml');
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('pipeline file', () => {
+  it('fills documented defaults', () => {
+    const c = parsePipeline(valid, 'p.yaml');
+    expect(c.chunk_rows).toBe(65536);
+    expect(c.parallelism).toBe(4);
+    expect(c.sink.mode).toBe('replace-partition');
+    expect(c.source.on_empty).toBe('fail');
+    expect(c.features).toEqual({ nulls: 'error', impute_values: {}, cast: 'strict' });
+  });
+
+  it('names file, field and expectation for a missing field', () => {
+    const path = writeYaml('name: churn-daily\nsource: { kind: parquet, path: x, key: [id] }\nmodel: m@champion\nsink: { kind: parquet }\n');
+    expect(() => loadPipelineFile(path)).toThrow(ConfigError);
+    expect(() => loadPipelineFile(path)).toThrow(`${path}: sink.path: required (expected string)`);
+  });
+
+  it('rejects unknown fields (typos) and bad enum values', () => {
+    expect(() => parsePipeline({ ...valid, chunk_row: 10 }, 'p.yaml')).toThrow('p.yaml: (top level): unknown field "chunk_row"');
+    expect(() => parsePipeline({ ...valid, sink: { ...valid.sink, mode: 'overwrite' } }, 'p.yaml')).toThrow(
+      'p.yaml: sink.mode: expected one of "replace-partition", "append", got "overwrite"',
+    );
+  });
+
+  it('rejects identifiers that could reach SQL unchecked', () => {
+    expect(() => parsePipeline({ ...valid, source: { ...valid.source, key: ['id; DROP TABLE x'] } }, 'p.yaml')).toThrow('source.key.0');
+    expect(() => parsePipeline({ ...valid, name: 'Churn Daily' }, 'p.yaml')).toThrow('p.yaml: name:');
+  });
+
+  it('reports YAML syntax errors with the file name', () => {
+    const path = writeYaml('name: [unclosed\n');
+    expect(() => loadPipelineFile(path)).toThrow(`${path}: invalid YAML`);
+  });
+
+  it('requires impute values when nulls are imputed', () => {
+    expect(() => parsePipeline({ ...valid, features: { nulls: 'impute' } }, 'p.yaml')).toThrow('features.impute_values: required');
+  });
+
+  it('applies --set overrides before validation, typed as YAML scalars', () => {
+    const c = parsePipeline(valid, 'p.yaml', parseOverrideFlags(['chunk_rows=1000', 'sink.mode=append', 'model=churn-mlp:1']));
+    expect(c.chunk_rows).toBe(1000);
+    expect(c.sink.mode).toBe('append');
+    expect(c.model).toBe('churn-mlp:1');
+    expect(() => parsePipeline(valid, 'p.yaml', { chunk_rows: 'many' })).toThrow('chunk_rows: expected number, got "many"');
+    expect(() => parseOverrideFlags(['novalue'])).toThrow('expected key=value');
+    expect(() => applyOverrides(valid, { '__proto__.x': '1' }, 'p.yaml')).toThrow('not a valid dotted field path');
+  });
+
+  it('renders {{ ds }} and refuses unknown variables', () => {
+    expect(renderTemplate('d/ds={{ ds }}/x_{{ds_nodash}}', { ds: '2026-11-01', ds_nodash: '20261101' }, 'o')).toBe('d/ds=2026-11-01/x_20261101');
+    expect(() => renderTemplate('{{ day }}', { ds: 'x' }, 'o')).toThrow('unknown template variable {{ day }}');
+  });
+
+  it('checks logical dates are real calendar dates', () => {
+    expect(assertLogicalDate('2026-11-01', 'o')).toBe('2026-11-01');
+    expect(() => assertLogicalDate('2026-02-30', 'o')).toThrow('expected a calendar date');
+    expect(() => assertLogicalDate('yesterday', 'o')).toThrow('expected a calendar date');
+  });
+});

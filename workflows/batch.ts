@@ -1,0 +1,181 @@
+/**
+ * The batch run: plan → score chunks in a bounded sliding window of activities → one atomic commit →
+ * audit. Deterministic orchestration only; every side effect is an activity. Only references and stats
+ * cross the boundary (the chunk list, per-chunk stats), never rows.
+ */
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { ScorelineActivities } from '../activities';
+import { SA_MODEL, SA_MODEL_VERSION, SA_PIPELINE, SA_SCHEDULED_START } from '../src/search-attributes';
+import type { ChunkStats, CommitStats, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus } from '../src/types';
+
+export const progressQuery = defineQuery<RunProgress>('progress');
+
+/** Planning reads metadata and may snapshot a warehouse query; bad config/input is not retried. */
+const { planRun } = proxyActivities<ScorelineActivities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+/**
+ * One chunk: read → tensor → ONNX → stage. Heartbeats between stages; a worker that dies is noticed
+ * within the heartbeat timeout and the chunk is retried elsewhere (staging overwrites, so no duplicates).
+ * WAIT_CANCELLATION_COMPLETED: on cancel/failure we wait until the activity stopped before removing
+ * staged files, so nothing is written after the clean-up.
+ */
+const { scoreChunk } = proxyActivities<ScorelineActivities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '2 minutes',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: { maximumAttempts: 4, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/** Commit and finish are idempotent, so they may retry generously. */
+const { commitRun, finishRun } = proxyActivities<ScorelineActivities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 10, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+class StepFailure {
+  constructor(
+    readonly step: string,
+    readonly error: unknown,
+  ) {}
+}
+
+export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
+  const info = workflowInfo();
+  const scheduledStart = info.typedSearchAttributes.get(SA_SCHEDULED_START);
+  const provisional: RunRef = {
+    runId: info.firstExecutionRunId,
+    workflowId: info.workflowId,
+    pipeline: input.pipeline,
+    logicalDate: input.date ?? '',
+    trigger: input.trigger ?? (scheduledStart ? 'schedule' : 'ui'),
+  };
+  const startedAtMs = Date.now();
+  const progress: RunProgress = {
+    phase: 'planning',
+    runId: provisional.runId,
+    pipeline: provisional.pipeline,
+    logicalDate: provisional.logicalDate,
+    chunksTotal: 0,
+    chunksDone: 0,
+    rowsPlanned: 0,
+    rowsDone: 0,
+    rowsOut: 0,
+    startedAtMs,
+    updatedAtMs: startedAtMs,
+  };
+  setHandler(progressQuery, () => progress);
+
+  let plan: RunPlan | undefined;
+  const stats: ChunkStats[] = [];
+  let commit: CommitStats | undefined;
+  try {
+    plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs }));
+    Object.assign(progress, {
+      phase: 'scoring',
+      logicalDate: plan.run.logicalDate,
+      chunksTotal: plan.chunks.length,
+      rowsPlanned: plan.rowsPlanned,
+      model: plan.model,
+      updatedAtMs: Date.now(),
+    });
+    tagRun(plan);
+    await scoreAllChunks(plan, stats, progress);
+    progress.phase = 'committing';
+    commit = await step('commit', () => commitRun({ run: plan!.run, config: plan!.config, staged: stats }));
+  } catch (err) {
+    const failure = err instanceof StepFailure ? err : new StepFailure('run', err);
+    const cancelled = isCancellation(failure.error);
+    const status: RunStatus = cancelled ? 'cancelled' : 'failed';
+    const message = cancelled ? 'cancelled' : `${failure.step} failed: ${describe(failure.error)}`;
+    progress.phase = status;
+    progress.error = message;
+    // Clean-up and audit run even when the workflow itself is being cancelled.
+    await CancellationScope.nonCancellable(() =>
+      finishRun({ input, run: plan?.run ?? provisional, plan, status, error: message, chunks: stats, startedAtMs }),
+    );
+    if (cancelled) throw failure.error;
+    throw ApplicationFailure.nonRetryable(message, 'ScorelineRunFailed');
+  }
+
+  const result = await finishRun({ input, run: plan.run, plan, status: 'succeeded', chunks: stats, commit, startedAtMs });
+  progress.phase = 'succeeded';
+  progress.updatedAtMs = Date.now();
+  upsertMemo({ rows_in: result.rowsIn, rows_out: result.rowsOut, output: result.output ?? null, model: `${plan.model.name}:${plan.model.version}` });
+  return result;
+}
+
+async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw err instanceof StepFailure ? err : new StepFailure(name, err);
+  }
+}
+
+/** Bounded sliding window: at most `parallelism` chunk activities in flight; first failure cancels the rest. */
+async function scoreAllChunks(plan: RunPlan, stats: ChunkStats[], progress: RunProgress): Promise<void> {
+  let failure: StepFailure | undefined;
+  const scope = new CancellationScope();
+  await scope.run(async () => {
+    const inflight = new Set<Promise<void>>();
+    for (const chunk of plan.chunks) {
+      while (inflight.size >= plan.config.parallelism && !failure) await Promise.race(inflight);
+      if (failure) break;
+      const p: Promise<void> = scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk })
+        .then(
+          (s) => {
+            stats.push(s);
+            progress.chunksDone += 1;
+            progress.rowsDone += s.rowsIn;
+            progress.rowsOut += s.rowsOut;
+            progress.updatedAtMs = Date.now();
+          },
+          (err) => {
+            if (!failure) {
+              failure = new StepFailure(`score chunk ${chunk.index}`, err);
+              scope.cancel();
+            }
+          },
+        )
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+  });
+  if (failure) throw failure;
+  stats.sort((a, b) => a.index - b.index);
+}
+
+/** Search attributes only when the starter set ours (i.e. they are registered on this cluster). */
+function tagRun(plan: RunPlan): void {
+  if (workflowInfo().typedSearchAttributes.get(SA_PIPELINE) === undefined) return;
+  upsertSearchAttributes([
+    { key: SA_MODEL, value: plan.model.name },
+    { key: SA_MODEL_VERSION, value: plan.model.version },
+  ]);
+}
+
+function describe(err: unknown): string {
+  // ActivityFailure wraps the activity's ApplicationFailure; the useful message is the innermost one.
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  while (e && typeof e === 'object' && e.cause && typeof e.cause === 'object' && (e.cause as { message?: string }).message) {
+    e = e.cause as { message?: string; cause?: unknown };
+  }
+  return e?.message ?? String(err);
+}
