@@ -75,6 +75,7 @@ export class ParquetSink implements Sink {
       return stats(0);
     }
 
+    await fs.mkdir(staging, { recursive: true }); // an empty input stages nothing but still commits
     const missing = files.filter((f) => !existsSync(join(staging, f)));
     if (missing.length > 0) {
       throw new SinkError(`commit of run ${run.runId}: staged file(s) missing in ${staging}: ${missing.slice(0, 5).join(', ')}`, false);

@@ -2,7 +2,7 @@
  * Starting and following runs: what the CLI (and later the HTTP API) call. Runs are found by workflow
  * id (`scoreline/<pipeline>/<date>`) or by run id (the Temporal run id, also the `run_id` column).
  */
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { TypedSearchAttributes } from '@temporalio/common';
 import { assertLogicalDate, type PipelineConfig } from './config/pipeline';
 import { ConfigError, ScorelineError } from './errors';
@@ -66,7 +66,7 @@ export class ScorelineClient {
   }
 
   /** Start a batch run for one logical date. A date already running is refused, never run twice at once. */
-  async startRun(opts: { config: PipelineConfig; raw: unknown; date: string; overrides?: Record<string, string>; trigger: Trigger }): Promise<WorkflowHandle> {
+  async startRun(opts: { config: PipelineConfig; raw: unknown; date: string; overrides?: Record<string, string>; trigger: Trigger }): Promise<WorkflowHandleWithFirstExecutionRunId> {
     const date = assertLogicalDate(opts.date, `pipeline ${opts.config.name}`);
     const input: RunInput = { pipeline: opts.config.name, config: opts.raw, date, overrides: opts.overrides, trigger: opts.trigger };
     const workflowId = batchWorkflowId(opts.config.name, date);

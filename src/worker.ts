@@ -2,6 +2,7 @@
  * Worker wiring: a Temporal worker on the `scoreline` task queue with the batch workflow and the
  * activities bound to this process's RunContext (session cache, connectors).
  */
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
@@ -55,6 +56,12 @@ export function runContextFor(config: WorkerConfig): RunContext {
   };
 }
 
+/** workflows/index as compiled JS (dist/) or TypeScript source (tests); the SDK's bundler takes both. */
+function workflowsPath(): string {
+  const base = join(__dirname, '..', 'workflows', 'index');
+  return existsSync(`${base}.js`) ? `${base}.js` : `${base}.ts`;
+}
+
 export interface ScorelineWorker {
   worker: Worker;
   context: RunContext;
@@ -74,7 +81,7 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
     taskQueue: config.taskQueue ?? TASK_QUEUE,
     identity: context.workerId,
     activities: createActivities(context),
-    ...(config.workflowBundle ? { workflowBundle: config.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+    ...(config.workflowBundle ? { workflowBundle: config.workflowBundle } : { workflowsPath: workflowsPath() }),
     maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities ?? 2 * cores,
   });
   let running: Promise<void> | undefined;

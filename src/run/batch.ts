@@ -42,17 +42,25 @@ export interface PlanArgs {
   startedAtMs?: number;
 }
 
-/** Resolve config and model (pinned), check the source against the model, split into chunks. */
-export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
+/**
+ * Resolve config and model (pinned), check the source's schema against the model, split into chunks.
+ * No side effects: `scoreline validate` runs exactly this.
+ */
+export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
   const { input } = args;
   const config = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
   const logicalDate = logicalDateFor(input, args.scheduledStart, new Date(args.startedAtMs ?? Date.now()));
   const run: RunRef = { ...args.run, pipeline: config.name, logicalDate };
-  const model = await loadPinned(ctx, config);
+  const model = await modelStoreFor(ctx, config).resolve(config.model);
   hooks.heartbeat({ step: 'model', model: model.pin });
   await ctx.sessions.get(model); // loads the session and checks the manifest against the model
-  const columns = neededColumns(config, featureColumns(model.manifest));
-  const sourcePlan = await ctx.connectors.source(config).plan({ config, run, columns, chunkRows: config.chunk_rows });
+  const features = featureColumns(model.manifest);
+  const sourcePlan = await ctx.connectors.source(config).plan({ config, run, columns: neededColumns(config, features), chunkRows: config.chunk_rows });
+  const notNumeric = features.filter((f) => sourcePlan.schema[f] && !sourcePlan.schema[f].numeric);
+  if (notNumeric.length > 0) {
+    const list = notNumeric.map((f) => `"${f}" (${sourcePlan.schema[f].type})`).join(', ');
+    throw new InputError(`${sourcePlan.inputs[0]}: feature column(s) ${list} are not numeric; model ${model.pin.name}:${model.pin.version} needs numbers`);
+  }
   if (sourcePlan.rows === 0 && config.source.on_empty === 'fail') {
     throw new InputError(
       `no input rows for ${config.name} on ${logicalDate}: ${sourcePlan.inputs.length ? `${sourcePlan.inputs.join(', ')} hold 0 rows` : `nothing matches ${describeSource(config)}`}` +
@@ -60,17 +68,20 @@ export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks 
     );
   }
   const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();
-  const plan: RunPlan = { run, config, model: model.pin, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
-  await ctx.connectors.audit(config).recordRun(runAuditRow(plan.run, plan.model, 'running', { startedAt, rowsIn: plan.rowsPlanned, chunks: plan.chunks.length }));
+  return { run, config, model: model.pin, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
+}
+
+/** The plan step of a run: build the plan, then record the run as `running` in the audit table. */
+export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
+  const plan = await buildPlan(ctx, args, hooks);
+  await ctx.connectors
+    .audit(plan.config)
+    .recordRun(runAuditRow(plan.run, plan.model, 'running', { startedAt: plan.startedAt, rowsIn: plan.rowsPlanned, chunks: plan.chunks.length }));
   return plan;
 }
 
 function describeSource(config: PipelineConfig): string {
   return config.source.path;
-}
-
-async function loadPinned(ctx: RunContext, config: PipelineConfig): Promise<LoadedModel> {
-  return modelStoreFor(ctx, config).resolve(config.model);
 }
 
 export interface ScoreArgs {

@@ -1,0 +1,372 @@
+/**
+ * `scoreline` — the command line. Every command's --help is its documentation; --json is for scripts.
+ * Exit codes: 0 success, 1 the run failed (or was cancelled), 2 usage or configuration error.
+ */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { createConnectors } from '../../connectors';
+import { loadPipelineFile, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
+import { ScorelineClient, clientConfigFromEnv, webUiLink } from '../client';
+import { ScorelineError, errorMessage } from '../errors';
+import { ModelStore, readManifest } from '../models/store';
+import { buildPlan } from '../run/batch';
+import { resolvePipeline, type RunContext } from '../run/context';
+import { createSession } from '../scoring/session';
+import { startStack } from '../dev/stack';
+import { runAnalystQuery } from '../sql';
+import type { RunResult, Trigger } from '../types';
+import { createWorker, runContextFor, workerConfigFromEnv } from '../worker';
+import { runDemo } from './demo';
+import { printJson, resultJson, summaryLinesFor, waitForSignal } from './run-output';
+import { formatDuration, formatRate, ProgressReporter } from './progress';
+import { formatTable } from './table';
+import { packageVersion } from '../paths';
+
+export const EXIT = { ok: 0, runFailed: 1, usage: 2 } as const;
+
+const projectDir = () => resolve(process.env.SCORELINE_PROJECT_DIR ?? process.cwd());
+
+/** A pipeline argument is a YAML path, or a name looked up in the pipelines directory. */
+export function loadPipelineArg(arg: string, overrides: Record<string, string>, ctx?: Pick<RunContext, 'pipelinesDir'>): { config: PipelineConfig; raw: unknown; origin: string } {
+  if (arg.endsWith('.yaml') || arg.endsWith('.yml') || existsSync(arg)) {
+    const config = loadPipelineFile(arg, overrides);
+    return { config, raw: readPipelineYaml(arg), origin: arg };
+  }
+  const pipelinesDir = ctx?.pipelinesDir ?? resolve(projectDir(), process.env.SCORELINE_PIPELINES_DIR ?? 'pipelines');
+  const context = { pipelinesDir } as RunContext;
+  const config = resolvePipeline(context, arg, undefined, overrides);
+  return { config, raw: undefined, origin: `${pipelinesDir}/${arg}` };
+}
+
+function localContext(): RunContext {
+  return runContextFor({ ...workerConfigFromEnv(), projectDir: projectDir() });
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function buildProgram(): Command {
+  const program = new Command('scoreline');
+  // Before any .command(): subcommands inherit it, so errors and --help come back to main() for exit codes.
+  program.exitOverride();
+  program
+    .description('Batch inference on Temporal: Parquet/Snowflake/BigQuery → parallel ONNX Runtime → predictions + audit rows.')
+    .version(packageVersion())
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Environment:
+  TEMPORAL_ADDRESS         Temporal frontend (default 127.0.0.1:7233)
+  TEMPORAL_NAMESPACE       namespace (default "default")
+  SCORELINE_PIPELINES_DIR  where the worker finds pipelines by name (default ./pipelines)
+  SCORELINE_MODELS_DIR     model store (default ./models; a pipeline's models_dir wins)
+  TEMPORAL_CLI             Temporal CLI binary for "dev"/"demo" (else PATH, .scoreline/venv, install)
+
+Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error.`,
+    );
+
+  program
+    .command('demo')
+    .description('Start a local Temporal dev server and worker, generate demo data if missing, score one day, print a summary.')
+    .option('--json', 'print one JSON summary object as the last line')
+    .option('--keep', 'leave the server and worker running afterwards (Ctrl-C stops them)')
+    .option('--rows <n>', 'rows of demo data per day', (v) => Number(v), 1_000_000)
+    .option('--date <YYYY-MM-DD>', 'logical date to score', '2026-11-01')
+    .option('--model <ref>', 'model to score with', 'churn-gbt@champion')
+    .action(async (opts) => {
+      process.exitCode = await runDemo({ ...opts, projectDir: projectDir() });
+    });
+
+  program
+    .command('dev')
+    .description('Run the real Temporal dev server (SQLite state in .scoreline/, Web UI) and a worker until Ctrl-C.')
+    .option('--port <port>', 'Temporal frontend port', (v) => Number(v), 7233)
+    .option('--ui-port <port>', 'Web UI port', (v) => Number(v), 8233)
+    .option('--headless', 'no Web UI')
+    .option('--db <file>', 'SQLite file for server state', '.scoreline/temporal.db')
+    .action(async (opts) => {
+      const stack = await startStack({
+        projectDir: projectDir(),
+        dbFilename: resolve(opts.db),
+        port: opts.port,
+        uiPort: opts.uiPort,
+        headless: opts.headless,
+        worker: workerConfigFromEnv(),
+        log: (m) => process.stderr.write(`${m}\n`),
+      });
+      process.stderr.write(`ready: TEMPORAL_ADDRESS=${stack.address}${stack.uiUrl ? `  Web UI ${stack.uiUrl}` : ''}  (Ctrl-C to stop)\n`);
+      await waitForSignal();
+      process.stderr.write('stopping…\n');
+      await stack.stop();
+    });
+
+  program
+    .command('worker')
+    .description('Run a worker against TEMPORAL_ADDRESS until SIGINT/SIGTERM (finishes in-flight chunks first).')
+    .option('--concurrency <n>', 'chunk activities at once (default 2 × cores)', (v) => Number(v))
+    .option('--ort-threads <n>', 'ONNX Runtime intra-op threads (default cores)', (v) => Number(v))
+    .action(async (opts) => {
+      const config = { ...workerConfigFromEnv(), projectDir: projectDir() };
+      const w = await createWorker({ ...config, maxConcurrentActivities: opts.concurrency ?? config.maxConcurrentActivities, intraOpThreads: opts.ortThreads ?? config.intraOpThreads });
+      process.stderr.write(`worker ${w.context.workerId} on ${config.address}, task queue ${config.taskQueue}\n`);
+      await w.run();
+    });
+
+  program
+    .command('run')
+    .description('Run a pipeline for one logical date through Temporal; shows progress, exits 0 on success, 1 if the run failed.')
+    .argument('<pipeline>', 'pipeline YAML file, or a pipeline name in the pipelines directory')
+    .option('--date <YYYY-MM-DD>', 'logical date (default: today, UTC)')
+    .option('--set <key=value>', 'override a pipeline field, e.g. --set chunk_rows=1000 (repeatable)', collect, [])
+    .option('--json', 'print one JSON summary object as the last line')
+    .option('--no-wait', 'start the run, print its ids and return')
+    .action(async (pipeline: string, opts) => {
+      const overrides = parseOverrideFlags(opts.set);
+      const { config, raw } = loadPipelineArg(pipeline, overrides);
+      const date = opts.date ?? new Date().toISOString().slice(0, 10);
+      const client = await ScorelineClient.connect(clientConfigFromEnv());
+      try {
+        const handle = await client.startRun({ config, raw: raw ?? config, date, overrides, trigger: 'cli' as Trigger });
+        if (!opts.wait) {
+          if (opts.json) printJson({ workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running' });
+          else process.stdout.write(`started ${handle.workflowId} (run id ${handle.firstExecutionRunId})\n`);
+          return;
+        }
+        const reporter = new ProgressReporter(process.stderr, !opts.json);
+        const result = await client.wait(handle, (p) => reporter.update(p));
+        reporter.done();
+        if (opts.json) printJson(resultJson(result));
+        else process.stdout.write(`${summaryLinesFor(result, process.env.SCORELINE_UI_URL).join('\n')}\n`);
+        process.exitCode = result.status === 'succeeded' ? EXIT.ok : EXIT.runFailed;
+      } finally {
+        await client.close();
+      }
+    });
+
+  program
+    .command('status')
+    .description('Show a run: phase, progress, counts, model, error.')
+    .argument('<run>', 'run id (UUID) or workflow id (scoreline/<pipeline>/<date>)')
+    .option('--json', 'JSON output')
+    .action(async (id: string, opts) => {
+      const client = await ScorelineClient.connect(clientConfigFromEnv());
+      try {
+        const handle = await client.handleFor(id);
+        const desc = await handle.describe();
+        const p = await client.progress(handle);
+        const info = {
+          workflow_id: desc.workflowId,
+          run_id: desc.runId,
+          temporal_status: desc.status.name,
+          phase: p?.phase ?? null,
+          pipeline: p?.pipeline ?? null,
+          logical_date: p?.logicalDate ?? null,
+          chunks: p ? `${p.chunksDone}/${p.chunksTotal}` : null,
+          rows: p ? `${p.rowsDone}/${p.rowsPlanned}` : null,
+          rows_out: p?.rowsOut ?? null,
+          model: p?.model ? `${p.model.name}:${p.model.version}` : null,
+          started: desc.startTime.toISOString(),
+          closed: desc.closeTime?.toISOString() ?? null,
+          error: p?.error ?? null,
+        };
+        if (opts.json) printJson(info);
+        else process.stdout.write(`${Object.entries(info).map(([k, v]) => `${k.padEnd(15)} ${v ?? '-'}`).join('\n')}\n`);
+      } finally {
+        await client.close();
+      }
+    });
+
+  const runs = program.command('runs').description('Runs known to Temporal.');
+  runs
+    .command('list')
+    .description('Recent runs, newest first (from Temporal visibility).')
+    .option('--pipeline <name>', 'only this pipeline')
+    .option('--limit <n>', 'at most this many', (v) => Number(v), 20)
+    .option('--json', 'one JSON object per line')
+    .action(async (opts) => {
+      const client = await ScorelineClient.connect(clientConfigFromEnv());
+      try {
+        const query = opts.pipeline ? `WorkflowType = "scorelineBatchRun" AND WorkflowId STARTS_WITH "scoreline/${opts.pipeline}/"` : `WorkflowType = "scorelineBatchRun"`;
+        const rows: Record<string, unknown>[] = [];
+        for await (const wf of client.client.workflow.list({ query })) {
+          const [, pipeline, date] = wf.workflowId.split('/');
+          rows.push({
+            pipeline,
+            date,
+            status: wf.status.name,
+            started: wf.startTime.toISOString().replace('T', ' ').slice(0, 19),
+            duration: wf.closeTime ? formatDuration(wf.closeTime.getTime() - wf.startTime.getTime()) : 'running',
+            run_id: wf.runId,
+          });
+          if (rows.length >= opts.limit) break;
+        }
+        if (opts.json) rows.forEach((r) => printJson(r));
+        else process.stdout.write(`${formatTable(rows)}\n`);
+      } finally {
+        await client.close();
+      }
+    });
+
+  program
+    .command('cancel')
+    .description('Cancel a run: in-flight chunks stop, staged files are removed, the audit row says "cancelled".')
+    .argument('<run>', 'run id (UUID) or workflow id')
+    .action(async (id: string) => {
+      const client = await ScorelineClient.connect(clientConfigFromEnv());
+      try {
+        const handle = await client.handleFor(id);
+        await handle.cancel();
+        process.stdout.write(`cancellation requested for ${handle.workflowId}\n`);
+      } finally {
+        await client.close();
+      }
+    });
+
+  program
+    .command('validate')
+    .description('Check a pipeline without running it: config, model (hash, manifest vs ONNX), source files and schema, chunk plan.')
+    .argument('<pipeline>', 'pipeline YAML file or name')
+    .option('--date <YYYY-MM-DD>', 'logical date whose input to check (default: today, UTC)')
+    .option('--set <key=value>', 'override a field (repeatable)', collect, [])
+    .option('--json', 'JSON output')
+    .action(async (pipeline: string, opts) => {
+      const overrides = parseOverrideFlags(opts.set);
+      const { config, raw } = loadPipelineArg(pipeline, overrides);
+      const ctx = localContext();
+      try {
+        const date = opts.date ?? new Date().toISOString().slice(0, 10);
+        const plan = await buildPlan(ctx, {
+          input: { pipeline: config.name, config: raw ?? config, date, overrides },
+          run: { runId: 'validate', workflowId: 'validate', pipeline: config.name, logicalDate: date, trigger: 'cli' },
+        });
+        const summary = {
+          pipeline: config.name,
+          logical_date: date,
+          model: `${plan.model.name}:${plan.model.version}`,
+          model_sha256: plan.model.sha256,
+          inputs: plan.inputs.length,
+          rows: plan.rowsPlanned,
+          chunks: plan.chunks.length,
+          output: createConnectors({ baseDir: ctx.projectDir }).sink(config).location(plan.run),
+        };
+        if (opts.json) printJson({ valid: true, ...summary });
+        else process.stdout.write(`✔ ${config.name} is valid for ${date}\n${Object.entries(summary).map(([k, v]) => `  ${k.padEnd(13)} ${v}`).join('\n')}\n`);
+      } finally {
+        await ctx.sessions.close();
+      }
+    });
+
+  const models = program.command('models').description('The model store: versions, manifests, aliases.');
+  const storeOption = new Option('--models-dir <dir>', 'model store directory').env('SCORELINE_MODELS_DIR').default('models');
+  models
+    .command('add')
+    .description('Register an ONNX model as a new version; the manifest is checked against the model with a real ONNX Runtime session.')
+    .argument('<model.onnx>', 'the ONNX file')
+    .requiredOption('--name <name>', 'model name')
+    .requiredOption('--manifest <file>', 'scoreline.model.yaml describing inputs and outputs')
+    .option('--version <v>', 'version (default: next integer)')
+    .option('--alias <alias>', 'also point this alias (e.g. champion) at the new version')
+    .addOption(storeOption)
+    .action(async (modelPath: string, opts) => {
+      const store = new ModelStore(opts.modelsDir);
+      const manifest = readManifest(opts.manifest);
+      // Validate against a real session before anything lands in the store.
+      const probe = await createSession({ pin: { name: opts.name, version: 'candidate', sha256: '', ref: '', store: store.root }, manifest, modelPath: resolve(modelPath) });
+      await probe.session.release();
+      const loaded = await store.add({ modelPath, manifest, name: opts.name, version: opts.version });
+      if (opts.alias) await store.setAlias(opts.name, opts.alias, loaded.pin.version);
+      process.stdout.write(`registered ${loaded.pin.name}:${loaded.pin.version} (sha256 ${loaded.pin.sha256})${opts.alias ? ` as @${opts.alias}` : ''}\n`);
+    });
+  models
+    .command('list')
+    .description('Models, their versions and aliases.')
+    .addOption(storeOption)
+    .option('--json', 'JSON output')
+    .action(async (opts) => {
+      const store = new ModelStore(opts.modelsDir);
+      const rows = [];
+      for (const name of await store.listNames()) {
+        const aliases = store.readAliases(name);
+        rows.push({ name, versions: (await store.listVersions(name)).join(', '), aliases: Object.entries(aliases).map(([a, v]) => `${a}→${v}`).join(', ') });
+      }
+      if (opts.json) rows.forEach((r) => printJson(r));
+      else process.stdout.write(`${formatTable(rows)}\n`);
+    });
+  models
+    .command('show')
+    .description('One model version: inputs, outputs, sha256, aliases.')
+    .argument('<ref>', 'name, name@alias or name:version')
+    .addOption(storeOption)
+    .option('--json', 'JSON output')
+    .action(async (ref: string, opts) => {
+      const store = new ModelStore(opts.modelsDir);
+      const loaded = await store.resolve(ref);
+      const aliases = Object.entries(store.readAliases(loaded.pin.name)).filter(([, v]) => v === loaded.pin.version).map(([a]) => a);
+      const info = { ...loaded.manifest, aliases, path: loaded.modelPath };
+      if (opts.json) printJson(info);
+      else {
+        const m = loaded.manifest;
+        process.stdout.write(
+          [
+            `${m.name}:${m.version}${aliases.length ? ` (${aliases.map((a) => `@${a}`).join(', ')})` : ''}`,
+            `  sha256   ${m.sha256}`,
+            `  file     ${loaded.modelPath}`,
+            ...(m.description ? [`  about    ${m.description}`] : []),
+            '  inputs:',
+            ...m.inputs.map((i) => `    ${i.name} ${i.dtype}[N,${i.shape[1]}] ← ${i.columns.length > 6 ? `${i.columns.slice(0, 3).join(', ')} … ${i.columns.at(-1)}` : i.columns.join(', ')}`),
+            '  outputs:',
+            ...m.outputs.map((o) => `    ${o.column} ${o.dtype} ← ${o.tensor}${o.index !== undefined ? `[:, ${o.index}]` : ''}`),
+          ].join('\n') + '\n',
+        );
+      }
+    });
+  models
+    .command('alias')
+    .description('Point an alias (champion, challenger, …) at a version. Runs pin the version when they start.')
+    .argument('<name>')
+    .argument('<alias>')
+    .argument('<version>')
+    .addOption(storeOption)
+    .action(async (name: string, alias: string, version: string, opts) => {
+      await new ModelStore(opts.modelsDir).setAlias(name, alias, version);
+      process.stdout.write(`${name}@${alias} → ${version}\n`);
+    });
+
+  program
+    .command('sql')
+    .description('Query local output and audit tables with DuckDB SQL. Views: one per output table directory, scoreline_runs, scoreline_run_chunks.')
+    .argument('<query>', 'SQL, e.g. "SELECT status, count(*) FROM scoreline_runs GROUP BY 1"')
+    .option('--data <dir>', 'directory holding output/audit tables (repeatable; default ./out)', collect, [])
+    .option('--json', 'one JSON object per row')
+    .action(async (query: string, opts) => {
+      const dataDirs = (opts.data.length ? opts.data : ['out']).map((d: string) => resolve(d));
+      const { rows } = await runAnalystQuery(query, { dataDirs });
+      if (opts.json) rows.forEach((r) => printJson(r));
+      else process.stdout.write(`${formatTable(rows)}\n`);
+    });
+
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT.usage;
+      return;
+    }
+    if (err instanceof ScorelineError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      // Errors before a run starts (config, model, input checks, unreachable server) are usage errors;
+      // a run that fails resolves to a result, not an exception.
+      process.exitCode = EXIT.usage;
+      return;
+    }
+    process.stderr.write(`error: ${errorMessage(err)}\n`);
+    process.exitCode = EXIT.runFailed;
+  }
+}
+

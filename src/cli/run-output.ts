@@ -1,0 +1,63 @@
+/** How a finished run is shown: the human summary and the --json object other tooling reads. */
+import { webUiLink } from '../client';
+import type { RunResult } from '../types';
+import { formatDuration, formatRate } from './progress';
+import { jsonSafe } from './table';
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, jsonSafe)}\n`);
+}
+
+export function summaryLinesFor(r: RunResult, uiUrl?: string): string[] {
+  const rate = r.durationMs > 0 ? (r.rowsIn / r.durationMs) * 1000 : 0;
+  const lines = [
+    `${r.status === 'succeeded' ? '✔' : '✘'} ${r.pipeline} ${r.logicalDate}: ${r.status} in ${formatDuration(r.durationMs)}`,
+    `  rows in ${r.rowsIn.toLocaleString('en-US')}, out ${r.rowsOut.toLocaleString('en-US')}${r.rowsRejected ? `, rejected ${r.rowsRejected.toLocaleString('en-US')}` : ''} (${formatRate(rate)}), ${r.chunks} chunks`,
+  ];
+  if (r.model) lines.push(`  model   ${r.model.name}:${r.model.version} (${r.model.ref}, sha256 ${r.model.sha256.slice(0, 12)}…)`);
+  if (r.output) lines.push(`  output  ${r.output}`);
+  if (r.audit) lines.push(`  audit   ${r.audit} (scoreline sql "SELECT * FROM scoreline_runs")`);
+  if (r.stageMs && r.status === 'succeeded') {
+    const s = r.stageMs;
+    lines.push(`  time in chunks: read ${s.read}ms, convert ${s.convert}ms, infer ${s.infer}ms, write ${s.write}ms (summed over parallel chunks)`);
+  }
+  if (uiUrl) lines.push(`  web UI  ${webUiLink(uiUrl, 'default', r.workflowId, r.runId)}`);
+  lines.push(`  run id  ${r.runId}`);
+  if (r.error) lines.push(`  error   ${r.error}`);
+  return lines;
+}
+
+export function resultJson(r: RunResult): Record<string, unknown> {
+  return {
+    run_id: r.runId,
+    workflow_id: r.workflowId,
+    pipeline: r.pipeline,
+    logical_date: r.logicalDate,
+    status: r.status,
+    rows_in: r.rowsIn,
+    rows_out: r.rowsOut,
+    rows_rejected: r.rowsRejected,
+    chunks: r.chunks,
+    duration_ms: r.durationMs,
+    rows_per_s: r.durationMs > 0 ? Math.round((r.rowsIn / r.durationMs) * 1000) : null,
+    output: r.output ?? null,
+    audit: r.audit ?? null,
+    model: r.model ? `${r.model.name}:${r.model.version}` : null,
+    model_sha256: r.model?.sha256 ?? null,
+    stage_ms: r.stageMs ?? null,
+    error: r.error ?? null,
+  };
+}
+
+export function waitForSignal(): Promise<void> {
+  return new Promise((resolvePromise) => {
+    const done = () => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolvePromise();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+}
+
