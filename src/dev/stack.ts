@@ -11,6 +11,8 @@ import { ensureTemporalCli } from './temporal-cli';
 
 export interface StackOptions {
   projectDir: string;
+  /** Where the Temporal CLI is looked for / installed (`.scoreline/venv`); default `projectDir`. */
+  toolsDir?: string;
   /** SQLite file for the server's state; default `.scoreline/temporal.db`; `null` = in-memory. */
   dbFilename?: string | null;
   port?: number;
@@ -32,7 +34,7 @@ export interface Stack {
 
 export async function startStack(opts: StackOptions): Promise<Stack> {
   const log = opts.log ?? (() => undefined);
-  const cli = await ensureTemporalCli({ projectDir: opts.projectDir, log });
+  const cli = await ensureTemporalCli({ projectDir: opts.toolsDir ?? opts.projectDir, log });
   log(`Temporal CLI: ${cli.path} (${cli.source})`);
   const server = await startDevServer({
     cliPath: cli.path,

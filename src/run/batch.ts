@@ -96,7 +96,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   const where = `chunk ${chunk.index} (${describeChunk(chunk)})`;
   const pin = args.model;
   // Loaded by the pinned sha256: a model promoted or replaced mid-run is refused, never silently used.
-  const session = await ctx.sessions.getPinned(pin.sha256, () => modelStoreFor(ctx, config).load(pin.name, pin.version, pin.sha256));
+  const session = await ctx.sessions.getPinned(pin, () => modelStoreFor(ctx, config).load(pin.name, pin.version, pin.sha256));
   const model = session.model;
   const columns = neededColumns(config, featureColumns(model.manifest));
 

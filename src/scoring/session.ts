@@ -1,11 +1,12 @@
 /**
- * One ONNX Runtime session per model (keyed by sha256) per worker process, checked against its manifest
+ * One ONNX Runtime session per model version (keyed by sha256) per worker process, checked against its manifest
  * when it is created, so a manifest that does not match the model fails before any chunk is scored.
  */
 import * as ort from 'onnxruntime-node';
 import { ModelError } from '../errors';
 import type { ModelManifest, TensorDtype } from '../models/manifest';
 import type { LoadedModel } from '../models/store';
+import type { PinnedModel } from '../types';
 import { extractOutput, type BuiltTensor, type OutputColumn } from './tensor';
 
 export interface ScoringSession {
@@ -28,12 +29,16 @@ export class SessionCache {
   constructor(private readonly options: SessionOptions = {}) {}
 
   get(model: LoadedModel): Promise<ScoringSession> {
-    return this.getPinned(model.pin.sha256, async () => model);
+    return this.getPinned(model.pin, async () => model);
   }
 
-  /** The session for a model sha256; `load` (which verifies the file's hash) runs only on a cache miss. */
-  getPinned(sha256: string, load: () => Promise<LoadedModel>): Promise<ScoringSession> {
-    const key = sha256;
+  /**
+   * The session for a pinned model; `load` (which verifies the file's hash) runs only on a cache miss.
+   * Keyed by sha256 and version: the same bytes registered twice with different manifests are checked
+   * against each manifest.
+   */
+  getPinned(pin: Pick<PinnedModel, 'name' | 'version' | 'sha256'>, load: () => Promise<LoadedModel>): Promise<ScoringSession> {
+    const key = `${pin.sha256}/${pin.name}:${pin.version}`;
     let entry = this.sessions.get(key);
     if (!entry) {
       entry = load().then((model) => createSession(model, this.options));

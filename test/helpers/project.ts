@@ -36,6 +36,7 @@ export async function demoData(projectDir: string, dates: string[], rowsPerDate:
 export async function startTestStack(projectDir: string, worker: { modelsDir?: string; pipelinesDir?: string; maxConcurrentActivities?: number } = {}): Promise<Stack> {
   return startStack({
     projectDir,
+    toolsDir: REPO, // one Temporal CLI install for the whole suite
     dbFilename: join(projectDir, '.scoreline', 'temporal.db'),
     headless: true,
     worker: { modelsDir: worker.modelsDir ?? join(projectDir, 'models'), pipelinesDir: worker.pipelinesDir ?? join(projectDir, 'pipelines'), ...worker },
