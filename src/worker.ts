@@ -9,6 +9,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { createActivities } from '../activities';
 import { createConnectors } from '../connectors';
 import { defaultWorkerId, type RunContext } from './run/context';
+import { InferencePool } from './scoring/pool';
 import { SessionCache } from './scoring/session';
 import { TASK_QUEUE } from './search-attributes';
 
@@ -21,7 +22,12 @@ export interface WorkerConfig {
   modelsDir?: string;
   /** Chunk activities this process runs at once. Default: 2 × cores (one reads while another infers). */
   maxConcurrentActivities?: number;
-  /** ONNX Runtime intra-op threads per session. Default: the number of cores. */
+  /**
+   * Inference threads (each with its own ONNX Runtime session, 1 intra-op thread). Default: cores.
+   * 0 runs ONNX Runtime on the worker's main thread with `intraOpThreads` threads instead.
+   */
+  inferenceThreads?: number;
+  /** ONNX Runtime intra-op threads per session. Default: 1 with inference threads, else cores. */
   intraOpThreads?: number;
   /** A prebuilt workflow bundle (tests build it once); default: bundle workflows/ at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
@@ -40,18 +46,22 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
     modelsDir: env.SCORELINE_MODELS_DIR ? resolve(projectDir, env.SCORELINE_MODELS_DIR) : undefined,
     maxConcurrentActivities: env.SCORELINE_WORKER_CONCURRENCY ? Number(env.SCORELINE_WORKER_CONCURRENCY) : undefined,
     intraOpThreads: env.SCORELINE_ORT_THREADS ? Number(env.SCORELINE_ORT_THREADS) : undefined,
+    inferenceThreads: env.SCORELINE_INFERENCE_THREADS ? Number(env.SCORELINE_INFERENCE_THREADS) : undefined,
   };
 }
 
 export function runContextFor(config: WorkerConfig): RunContext {
   const projectDir = resolve(config.projectDir ?? process.cwd());
   const cores = availableParallelism();
+  const threads = config.inferenceThreads ?? cores;
   return {
     projectDir,
     pipelinesDir: config.pipelinesDir ?? join(projectDir, 'pipelines'),
     modelsDir: config.modelsDir ?? join(projectDir, 'models'),
     connectors: createConnectors({ baseDir: projectDir }),
-    sessions: new SessionCache({ intraOpThreads: config.intraOpThreads ?? cores }),
+    // The main-thread cache validates manifests at plan time; with a pool it never runs a chunk.
+    sessions: new SessionCache({ intraOpThreads: config.intraOpThreads ?? (threads > 0 ? 1 : cores) }),
+    inference: threads > 0 ? new InferencePool({ size: threads, intraOpThreads: config.intraOpThreads ?? 1 }) : undefined,
     workerId: config.identity ?? defaultWorkerId(),
   };
 }
@@ -91,6 +101,7 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
     connection,
     run: () => (running ??= worker.run().finally(async () => {
       await context.sessions.close();
+      await context.inference?.close();
       await connection.close();
     })),
     shutdown: async () => {

@@ -110,7 +110,12 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   const convertMs = lap();
 
   hooks.heartbeat({ step: 'infer', chunk: chunk.index });
-  const predictions = feeds.rowsOut > 0 ? await runModel(session, feeds.tensors, feeds.rowsOut) : emptyPredictions(model);
+  const predictions =
+    feeds.rowsOut === 0
+      ? emptyPredictions(model)
+      : ctx.inference
+        ? await ctx.inference.run(session, feeds.tensors, feeds.rowsOut)
+        : await runModel(session, feeds.tensors, feeds.rowsOut);
   const inferMs = lap();
 
   if (hooks.cancelled()) throw new ScorelineError('INTERNAL', 'cancelled before staging', true);

@@ -9,6 +9,7 @@ import type { Connectors } from '../../connectors/types';
 import { loadPipelineFile, parsePipeline, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
 import { ConfigError } from '../errors';
 import { ModelStore } from '../models/store';
+import type { InferencePool } from '../scoring/pool';
 import { SessionCache } from '../scoring/session';
 
 export interface RunContext {
@@ -18,6 +19,8 @@ export interface RunContext {
   modelsDir: string;
   connectors: Connectors;
   sessions: SessionCache;
+  /** Inference threads; undefined = run ONNX Runtime on the calling thread. */
+  inference?: InferencePool;
   workerId: string;
 }
 

@@ -1,0 +1,52 @@
+'use strict';
+/**
+ * Inference worker thread (plain JS so it runs unchanged from src/ under tests and from an install):
+ * one ONNX Runtime session per model file per thread, tensors in and out as transferred typed arrays.
+ * onnxruntime-node's run() executes on the calling thread, so running it here keeps the worker's event
+ * loop (and with it Temporal heartbeats) free, and lets several chunks infer on several cores at once.
+ */
+const { parentPort } = require('node:worker_threads');
+const ort = require('onnxruntime-node');
+
+const sessions = new Map();
+
+function session(job) {
+  let s = sessions.get(job.key);
+  if (!s) {
+    s = ort.InferenceSession.create(job.modelPath, {
+      intraOpNumThreads: job.intraOpThreads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+    sessions.set(job.key, s);
+    s.catch(() => sessions.delete(job.key));
+  }
+  return s;
+}
+
+parentPort.on('message', async (job) => {
+  if (job.type === 'release') {
+    for (const s of sessions.values()) await (await s).release().catch(() => undefined);
+    sessions.clear();
+    parentPort.postMessage({ id: job.id, ok: true });
+    return;
+  }
+  try {
+    const s = await session(job);
+    const feeds = {};
+    for (const t of job.tensors) feeds[t.name] = new ort.Tensor(t.dtype, t.data, t.dims);
+    const results = await s.run(feeds, job.fetches);
+    const outputs = {};
+    const transfer = [];
+    for (const name of job.fetches) {
+      const tensor = results[name];
+      const data = tensor.data;
+      outputs[name] = { dims: tensor.dims, data };
+      if (data && data.buffer && !transfer.includes(data.buffer)) transfer.push(data.buffer);
+    }
+    parentPort.postMessage({ id: job.id, ok: true, outputs }, transfer);
+  } catch (err) {
+    parentPort.postMessage({ id: job.id, ok: false, error: err && err.message ? err.message : String(err) });
+  }
+});

@@ -1,0 +1,112 @@
+/**
+ * A small pool of inference threads (src/scoring/ort-worker.js). Each chunk's tensors are transferred
+ * (not copied) to an idle thread, scored there, and the mapped outputs transferred back.
+ */
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { ModelError } from '../errors';
+import { packageRoot } from '../paths';
+import type { ScoringSession } from './session';
+import { extractOutput, type BuiltTensor, type OutputColumn } from './tensor';
+
+interface Job {
+  id: number;
+  resolve: (outputs: Record<string, { dims: number[]; data: ArrayLike<number | bigint> }>) => void;
+  reject: (err: Error) => void;
+  message: unknown;
+  transfer: ArrayBuffer[];
+}
+
+interface Slot {
+  worker: Worker;
+  busy?: Job;
+}
+
+export interface InferencePoolOptions {
+  /** Threads (default: cores). */
+  size: number;
+  /** ONNX Runtime intra-op threads per thread's session (default 1: the pool is the parallelism). */
+  intraOpThreads?: number;
+}
+
+export class InferencePool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(private readonly options: InferencePoolOptions) {}
+
+  private spawn(): Slot {
+    const worker = new Worker(join(packageRoot(), 'src', 'scoring', 'ort-worker.js'));
+    worker.unref(); // an idle pool never keeps the process alive
+    const slot: Slot = { worker };
+    worker.on('message', (msg: { id: number; ok: boolean; outputs?: never; error?: string }) => {
+      const job = slot.busy;
+      slot.busy = undefined;
+      if (job && job.id === msg.id) {
+        if (msg.ok) job.resolve(msg.outputs ?? {});
+        else job.reject(new ModelError(`inference failed: ${msg.error}`));
+      }
+      this.dispatch();
+    });
+    worker.on('error', (err) => {
+      // A crashed thread fails its job (the activity retries it) and is replaced on demand.
+      const job = slot.busy;
+      this.slots.splice(this.slots.indexOf(slot), 1);
+      job?.reject(new Error(`inference thread crashed: ${err.message}`));
+      this.dispatch();
+    });
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      let slot = this.slots.find((s) => !s.busy);
+      if (!slot && this.slots.length < this.options.size) slot = this.spawn();
+      if (!slot) return;
+      const job = this.queue.shift()!;
+      slot.busy = job;
+      slot.worker.ref();
+      slot.worker.postMessage(job.message, job.transfer);
+    }
+    for (const s of this.slots) if (!s.busy) s.worker.unref();
+  }
+
+  /** Score one batch with a model already validated on this thread (`s`); returns output columns by name. */
+  async run(s: ScoringSession, tensors: BuiltTensor[], rows: number): Promise<Map<string, OutputColumn>> {
+    if (this.closed) throw new Error('inference pool is closed');
+    const { pin, modelPath, manifest } = s.model;
+    const message = {
+      type: 'run',
+      key: `${pin.sha256}/${pin.name}:${pin.version}`,
+      modelPath,
+      intraOpThreads: this.options.intraOpThreads ?? 1,
+      tensors: tensors.map((t) => ({ name: t.name, dtype: t.dtype, dims: t.dims, data: t.data })),
+      fetches: s.fetches,
+    };
+    const transfer = tensors.map((t) => t.data.buffer as ArrayBuffer);
+    const outputs = await new Promise<Record<string, { dims: number[]; data: ArrayLike<number | bigint> }>>((resolve, reject) => {
+      const id = this.nextId++;
+      this.queue.push({ id, resolve, reject, message: { ...message, id }, transfer });
+      this.dispatch();
+    }).catch((err: Error) => {
+      // ONNX Runtime refusing the input is the model's verdict (not retried); a crashed thread is retried.
+      if (err instanceof ModelError) throw new ModelError(`model ${pin.name}:${pin.version}: ${err.message}`);
+      throw err;
+    });
+    const columns = new Map<string, OutputColumn>();
+    for (const spec of manifest.outputs) {
+      const out = outputs[spec.tensor];
+      columns.set(spec.column, extractOutput(spec, out.dims, out.data, rows, `${pin.name}:${pin.version}`));
+    }
+    return columns;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    this.slots.length = 0;
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The CLI as a user runs it: the compiled `bin/scoreline.js` in child processes, against a real Temporal
+ * dev server and worker. Asserts exit codes, the --json contract and what lands on disk.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Stack } from '../../src/dev/stack';
+import { cleanup, copyModels, demoData, query, REPO, startTestStack, tempProject } from '../helpers/project';
+
+const BIN = join(REPO, 'bin', 'scoreline.js');
+const DATE = '2026-11-01';
+let project: string;
+let stack: Stack;
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json?: Record<string, unknown>;
+}
+
+function scoreline(args: string[], env: Record<string, string> = {}): Promise<Ran> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: project, env: { ...process.env, TEMPORAL_ADDRESS: stack?.address ?? '127.0.0.1:1', ...env }, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+        const last = stdout.trim().split('\n').at(-1) ?? '';
+        let json: Record<string, unknown> | undefined;
+        try {
+          json = JSON.parse(last);
+        } catch {
+          json = undefined;
+        }
+        resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr, json });
+      },
+    );
+  });
+}
+
+const PIPELINE = `
+name: churn-e2e
+source: { kind: parquet, path: "data/customers/ds={{ ds }}/*.parquet", key: [customer_id] }
+model: churn-mlp@champion
+sink: { kind: parquet, path: out/churn_scores }
+chunk_rows: 4096
+parallelism: 4
+`;
+
+beforeAll(async () => {
+  project = tempProject('scoreline-e2e-');
+  copyModels(project);
+  await demoData(project, [DATE], 10_000);
+  mkdirSync(join(project, 'pipelines'));
+  writeFileSync(join(project, 'pipelines', 'churn.yaml'), PIPELINE);
+  writeFileSync(join(project, 'pipelines', 'broken.yaml.txt'), 'not a pipeline');
+  writeFileSync(join(project, 'bad.yaml'), PIPELINE.replace('sink: { kind: parquet, path: out/churn_scores }', 'sink: { kind: parquet }'));
+  stack = await startTestStack(project);
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  cleanup(project);
+});
+
+describe('scoreline CLI', () => {
+  it('--help documents the commands', async () => {
+    const r = await scoreline(['--help']);
+    expect(r.code).toBe(0);
+    for (const cmd of ['demo', 'dev', 'worker', 'run', 'status', 'runs', 'cancel', 'validate', 'models', 'sql', 'setup']) expect(r.stdout).toContain(cmd);
+    const run = await scoreline(['run', '--help']);
+    expect(run.stdout).toMatch(/--date <YYYY-MM-DD>/);
+    expect(run.stdout).toMatch(/--set <key=value>/);
+    expect(run.stdout).toMatch(/--no-wait/);
+  });
+
+  it('validate checks config, model and source without running', async () => {
+    const ok = await scoreline(['validate', 'pipelines/churn.yaml', '--date', DATE, '--json']);
+    expect(ok.code).toBe(0);
+    expect(ok.json).toMatchObject({ valid: true, pipeline: 'churn-e2e', model: 'churn-mlp:1', rows: 10_000, chunks: 3 });
+    const bad = await scoreline(['validate', 'bad.yaml']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('bad.yaml: sink.path: required (expected string)');
+    const noData = await scoreline(['validate', 'pipelines/churn.yaml', '--date', '2026-01-01']);
+    expect(noData.code).toBe(2);
+    expect(noData.stderr).toMatch(/no input rows for churn-e2e on 2026-01-01/);
+  });
+
+  it('run --json succeeds, and status / runs list / sql see the run', async () => {
+    const r = await scoreline(['run', 'pipelines/churn.yaml', '--date', DATE, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ status: 'succeeded', rows_in: 10_000, rows_out: 10_000, pipeline: 'churn-e2e', logical_date: DATE, model: 'churn-mlp:1' });
+    expect(r.json!.output).toBe(join(project, 'out', 'churn_scores', `ds=${DATE}`));
+    const runId = String(r.json!.run_id);
+
+    const status = await scoreline(['status', runId, '--json']);
+    expect(status.code).toBe(0);
+    expect(status.json).toMatchObject({ run_id: runId, temporal_status: 'COMPLETED', phase: 'succeeded', rows_out: 10_000 });
+
+    const list = await scoreline(['runs', 'list', '--pipeline', 'churn-e2e', '--json']);
+    expect(list.stdout).toContain(runId);
+
+    const sql = await scoreline(['sql', 'SELECT count(*) AS n, count(DISTINCT run_id) AS runs FROM churn_scores', '--json']);
+    expect(sql.code, sql.stderr).toBe(0);
+    expect(sql.json).toEqual({ n: 10_000, runs: 1 });
+    const audit = await scoreline(['sql', `SELECT status, rows_out FROM scoreline_runs WHERE run_id = '${runId}'`, '--json']);
+    expect(audit.json).toEqual({ status: 'succeeded', rows_out: 10_000 });
+  });
+
+  it('a failed run exits 1 with the error in the JSON summary', async () => {
+    const r = await scoreline(['run', 'pipelines/churn.yaml', '--date', '2026-01-01', '--json']);
+    expect(r.code).toBe(1);
+    expect(r.json).toMatchObject({ status: 'failed' });
+    expect(String(r.json!.error)).toMatch(/plan failed: no input rows/);
+  });
+
+  it('--set overrides reach the run; bad overrides are usage errors', async () => {
+    const r = await scoreline(['run', 'churn-e2e', '--date', DATE, '--set', 'model=churn-gbt:1', '--set', 'sink.path=out/gbt_scores', '--json'], {
+      SCORELINE_PIPELINES_DIR: 'pipelines',
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ model: 'churn-gbt:1', output: join(project, 'out', 'gbt_scores', `ds=${DATE}`) });
+    const bad = await scoreline(['run', 'pipelines/churn.yaml', '--set', 'chunk_rows=-5']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/chunk_rows/);
+  });
+
+  it('models add / list / show / alias manage the store', async () => {
+    const add = await scoreline([
+      'models', 'add', join(project, 'models', 'churn-mlp', '1', 'model.onnx'),
+      '--name', 'churn-mlp', '--manifest', join(project, 'models', 'churn-mlp', '1', 'scoreline.model.yaml'),
+      '--models-dir', 'models',
+    ]);
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stdout).toMatch(/registered churn-mlp:2/);
+    const alias = await scoreline(['models', 'alias', 'churn-mlp', 'challenger', '2', '--models-dir', 'models']);
+    expect(alias.code).toBe(0);
+    const list = await scoreline(['models', 'list', '--models-dir', 'models', '--json']);
+    expect(list.stdout).toContain('"versions":"1, 2"');
+    const show = await scoreline(['models', 'show', 'churn-mlp@challenger', '--models-dir', 'models', '--json']);
+    expect(show.json).toMatchObject({ name: 'churn-mlp', version: '2', aliases: ['challenger'] });
+    const wrong = await scoreline(['models', 'add', join(project, 'models', 'churn-mlp', '1', 'model.onnx'), '--name', 'x', '--manifest', join(REPO, 'test', 'fixtures', 'models', 'per-feature', '1', 'scoreline.model.yaml'), '--models-dir', 'models']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/manifest does not match the model/);
+  });
+
+  it('a run that cannot reach Temporal is a clear usage error', async () => {
+    const r = await scoreline(['run', 'pipelines/churn.yaml', '--date', DATE], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/cannot reach Temporal at 127\.0\.0\.1:1/);
+  });
+
+  it('no-wait returns ids at once; cancel stops the run', async () => {
+    const started = await scoreline(['run', 'pipelines/churn.yaml', '--date', '2026-11-01', '--set', 'chunk_rows=100', '--set', 'parallelism=1', '--set', 'sink.path=out/cancelled', '--no-wait', '--json']);
+    expect(started.code, started.stderr).toBe(0);
+    expect(started.json).toMatchObject({ workflow_id: `scoreline/churn-e2e/${DATE}`, status: 'running' });
+    const cancel = await scoreline(['cancel', String(started.json!.workflow_id)]);
+    expect(cancel.code).toBe(0);
+    let status: Ran | undefined;
+    for (let i = 0; i < 50; i++) {
+      status = await scoreline(['status', String(started.json!.run_id), '--json']);
+      if (status.json?.temporal_status !== 'RUNNING') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(status!.json).toMatchObject({ temporal_status: 'CANCELLED' });
+    const rows = await query(`SELECT count(*) AS n FROM glob('${project}/out/cancelled/**')`);
+    expect(rows[0].n).toBe(0);
+  });
+});
