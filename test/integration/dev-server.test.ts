@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -42,6 +42,28 @@ describe('findTemporalCli', () => {
     });
     expect(await findTemporalCli({ projectDir, env: { PATH: pathDir } })).toEqual({ path: onPath, source: 'path' });
     expect(await findTemporalCli({ projectDir, env: { PATH: '' } })).toEqual({ path: local, source: 'project' });
+  });
+});
+
+describe('startDevServer failures (fake CLI)', () => {
+  it('reports the exit code and output tail when the server dies during start-up', async () => {
+    const cliPath = await fakeExecutable(path.join(tmp, 'dying', 'temporal'), 'echo "boom: bad flag" >&2\nexit 3');
+    await expect(startDevServer({ cliPath, headless: true })).rejects.toThrow(
+      /exited with code 3 before becoming ready[\s\S]*boom: bad flag/,
+    );
+  });
+
+  it('times out, kills the process and reports the output tail when the server never answers', async () => {
+    const pidFile = path.join(tmp, 'silent.pid');
+    const cliPath = await fakeExecutable(
+      path.join(tmp, 'silent', 'temporal'),
+      `echo $$ > ${pidFile}\necho "still warming up"\nexec sleep 60`,
+    );
+    await expect(startDevServer({ cliPath, headless: true, startTimeoutMs: 1_000 })).rejects.toThrow(
+      /did not become ready within 1000 ms[\s\S]*still warming up/,
+    );
+    const pid = Number(await fs.readFile(pidFile, 'utf8'));
+    expect(isProcessRunning(pid)).toBe(false);
   });
 });
 
@@ -121,7 +143,7 @@ describe('dev server (real Temporal CLI)', () => {
   );
 
   it(
-    'runs in memory with the Web UI and fails fast with the server output when the port is taken',
+    'runs in memory with the Web UI; a second server on the same port fails fast instead of probing the first',
     async () => {
       const server = await startDevServer({ cliPath });
       servers.push(server);
@@ -130,7 +152,9 @@ describe('dev server (real Temporal CLI)', () => {
 
       const port = Number(server.address.split(':')[1]);
       const started = Date.now();
-      await expect(startDevServer({ cliPath, port, headless: true })).rejects.toThrow(/address already in use/);
+      await expect(startDevServer({ cliPath, port, headless: true })).rejects.toThrow(
+        /Port \d+ on 127\.0\.0\.1 is already in use/,
+      );
       expect(Date.now() - started).toBeLessThan(30_000);
 
       await server.stop();
@@ -139,10 +163,28 @@ describe('dev server (real Temporal CLI)', () => {
   );
 });
 
-async function fakeExecutable(file: string): Promise<string> {
+async function fakeExecutable(file: string, body = 'exit 0'): Promise<string> {
   await fs.mkdir(path.dirname(file), { recursive: true });
-  await fs.writeFile(file, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+  await fs.writeFile(file, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
   return file;
+}
+
+function isProcessRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // A killed child can linger as a zombie until reaped; that counts as gone.
+  return !/^State:\s+Z/m.test(readProcStatus(pid));
+}
+
+function readProcStatus(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 async function withClient(address: string, fn: (client: Client, connection: Connection) => Promise<void>) {
