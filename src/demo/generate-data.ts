@@ -31,7 +31,10 @@ export interface GenerateDemoDataOptions {
   rowGroupSize?: number;
   /** Default 42. */
   seed?: number;
-  /** Rewrite files that already exist; default false (existing files are kept and reported). */
+  /**
+   * Default true: every file is (re)written. `false` keeps a partition file that already exists (it is still
+   * listed in `files`; its contents are not checked against the other options).
+   */
   overwrite?: boolean;
   log?: (message: string) => void;
 }
@@ -117,7 +120,7 @@ export async function generateDemoData(opts: GenerateDemoDataOptions): Promise<G
       const partDir = join(opts.dir, `ds=${date}`);
       const file = join(partDir, 'part-0.parquet');
       files.push(file);
-      if (!opts.overwrite && (await exists(file))) {
+      if (opts.overwrite === false && (await exists(file))) {
         log(`keep ${file} (exists)`);
         continue;
       }
