@@ -1,0 +1,247 @@
+/**
+ * `npm run bench` — one invocation measures, on the same data and the same machine:
+ *   1. the Parquet libraries (bench/parquet-libs.ts),
+ *   2. raw onnxruntime-node on prebuilt tensors for both demo models (1 and 2 intra-op threads on one
+ *      session, and a pool of 2 threads with a session each),
+ *   3. the whole run Parquet → Temporal → ONNX → Parquet on the same rows, through a real dev server
+ *      and a worker process whose peak RSS is read from /proc.
+ * Prints tables (stderr for progress, stdout for results); `--json` prints one JSON object per line,
+ * the last one `{"case":"summary", …}`. Ratios compare figures measured in this one run.
+ *
+ *   npm run bench [-- --json] [--rows 1000000] [--skip-libs] [--models mlp,gbt]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import * as ort from 'onnxruntime-node';
+import { ScorelineClient } from '../src/client';
+import { formatTable } from '../src/cli/table';
+import { readPipelineYaml, parsePipeline } from '../src/config/pipeline';
+import { generateDemoData } from '../src/demo/generate-data';
+import { startStack } from '../src/dev/stack';
+import { ParquetSource } from '../connectors/parquet-source';
+import { withConnection } from '../src/io/duckdb';
+import { featureColumns } from '../src/models/manifest';
+import { buildFeeds } from '../src/scoring/tensor';
+import { ModelStore } from '../src/models/store';
+import { packageRoot } from '../src/paths';
+import { InferencePool } from '../src/scoring/pool';
+import { createSession } from '../src/scoring/session';
+import { TASK_QUEUE } from '../src/search-attributes';
+import type { RunResult } from '../src/types';
+import { benchParquetLibs, formatParquetBenchTable } from './parquet-libs';
+
+const ROOT = packageRoot(__dirname);
+const DATA = join(ROOT, 'bench', '.data');
+const DATE = '2026-11-01';
+const CHUNK = 65_536;
+const MODELS: Record<string, string> = { mlp: 'churn-mlp@champion', gbt: 'churn-gbt@champion' };
+
+type Row = Record<string, string | number | null>;
+
+function arg(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+const log = (m: string) => process.stderr.write(`${m}\n`);
+
+async function ensureData(rows: number): Promise<string> {
+  const dir = join(DATA, 'customers');
+  const file = join(dir, `ds=${DATE}`, 'part-0.parquet');
+  let have = 0;
+  if (existsSync(file)) {
+    have = await withConnection(async (con) => Number((await con.runAndReadAll('SELECT count(*) AS n FROM read_parquet($1)', [file])).getRowObjects()[0].n));
+  }
+  if (have !== rows) {
+    log(`generating ${rows.toLocaleString('en-US')} rows × 32 features → ${file}`);
+    await generateDemoData({ dir, dates: [DATE], rowsPerDate: rows });
+  }
+  return file;
+}
+
+/** The feature matrix as one row-major Float32Array, read once (outside every timed section). */
+async function loadTensor(file: string, rows: number): Promise<Float32Array> {
+  const model = await new ModelStore(join(ROOT, 'examples', 'models')).resolve(MODELS.mlp);
+  const source = new ParquetSource({ resolvePath: (p) => p });
+  const columns = featureColumns(model.manifest);
+  const batch = await source.read({ index: 0, rows, locator: { kind: 'parquet', file, rowStart: 0, rowEnd: rows } }, columns);
+  return buildFeeds(batch, model.manifest, { nulls: 'error', impute_values: {}, cast: 'strict' }, file).tensors[0].data as Float32Array;
+}
+
+function chunksOf(x: Float32Array, rows: number): Float32Array[] {
+  const parts: Float32Array[] = [];
+  for (let s = 0; s < rows; s += CHUNK) parts.push(x.subarray(s * 32, Math.min(rows, s + CHUNK) * 32));
+  return parts;
+}
+
+/** Best of `repeats` passes over all chunks, after one warm-up pass. */
+async function timeIt(repeats: number, pass: () => Promise<void>): Promise<number> {
+  await pass();
+  let best = Infinity;
+  for (let i = 0; i < repeats; i++) {
+    const t = performance.now();
+    await pass();
+    best = Math.min(best, performance.now() - t);
+  }
+  return best / 1000;
+}
+
+async function rawOrt(modelKey: string, x: Float32Array, rows: number, repeats: number): Promise<Row[]> {
+  const store = new ModelStore(join(ROOT, 'examples', 'models'));
+  const model = await store.resolve(MODELS[modelKey]);
+  const parts = chunksOf(x, rows);
+  const results: Row[] = [];
+  for (const threads of [1, 2]) {
+    const s = await ort.InferenceSession.create(model.modelPath, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' });
+    const seconds = await timeIt(repeats, async () => {
+      for (const p of parts) await s.run({ features: new ort.Tensor('float32', p, [p.length / 32, 32]) }, ['probabilities']);
+    });
+    await s.release();
+    results.push({ case: 'raw-ort', model: modelKey, config: `1 session, ${threads} intra-op thread${threads > 1 ? 's' : ''}`, rows, seconds: round(seconds), rows_per_s: Math.round(rows / seconds) });
+  }
+  const pool = new InferencePool({ size: 2, intraOpThreads: 1 });
+  const session = await createSession(model, { intraOpThreads: 1 });
+  const seconds = await timeIt(repeats, async () => {
+    let next = 0;
+    await Promise.all(
+      [0, 1].map(async () => {
+        while (next < parts.length) {
+          const p = parts[next++].slice(); // the pool takes ownership (transfer) of its input
+          await pool.run(session, [{ name: 'features', dtype: 'float32', dims: [p.length / 32, 32], data: p }], p.length / 32);
+        }
+      }),
+    );
+  });
+  await pool.close();
+  await session.session.release();
+  results.push({ case: 'raw-ort', model: modelKey, config: '2 threads × 1 session, 1 intra-op thread', rows, seconds: round(seconds), rows_per_s: Math.round(rows / seconds) });
+  return results;
+}
+
+const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
+
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return Math.round(kb / 1024);
+}
+
+async function startWorkerProcess(address: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'scoreline.js'), 'worker'], {
+    cwd: ROOT,
+    env: { ...process.env, TEMPORAL_ADDRESS: address, SCORELINE_MODELS_DIR: join(ROOT, 'examples', 'models') },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (stderr.includes("state: 'RUNNING'") || stderr.includes('RUNNING')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${stderr.slice(-2000)}`)));
+  });
+  return child;
+}
+
+async function endToEnd(modelKey: string, client: ScorelineClient, rows: number): Promise<{ row: Row; result: RunResult }> {
+  const raw = readPipelineYaml(join(ROOT, 'examples', 'pipelines', 'churn-demo.yaml')) as Record<string, unknown>;
+  Object.assign(raw, {
+    name: `bench-${modelKey}`,
+    model: MODELS[modelKey],
+    source: { ...(raw.source as object), path: join(DATA, 'customers', 'ds={{ ds }}', '*.parquet') },
+    sink: { kind: 'parquet', path: join(DATA, 'out', `scores_${modelKey}`) },
+    models_dir: join(ROOT, 'examples', 'models'),
+  });
+  const config = parsePipeline(raw, 'bench');
+  const once = async () => client.wait(await client.startRun({ config, raw, date: DATE, trigger: 'bench' }), undefined);
+  await once(); // warm-up: model sessions, workflow bundle, DuckDB, page cache
+  const t = performance.now();
+  const result = await once();
+  const seconds = (performance.now() - t) / 1000;
+  if (result.status !== 'succeeded' || result.rowsOut !== rows) throw new Error(`bench run ${result.status}: ${result.error ?? `${result.rowsOut} rows out`}`);
+  const s = result.stageMs!;
+  return {
+    result,
+    row: {
+      case: 'e2e',
+      model: modelKey,
+      config: `Temporal, ${result.chunks} chunks, parallelism ${config.parallelism}`,
+      rows,
+      seconds: round(seconds),
+      rows_per_s: Math.round(rows / seconds),
+      read_ms: s.read,
+      convert_ms: s.convert,
+      infer_ms: s.infer,
+      write_ms: s.write,
+    },
+  };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const json = argv.includes('--json');
+  const rows = Number(arg(argv, '--rows') ?? 1_000_000);
+  const repeats = Number(arg(argv, '--repeats') ?? 3);
+  const models = (arg(argv, '--models') ?? 'mlp,gbt').split(',');
+  const emit = (row: Row) => json && process.stdout.write(`${JSON.stringify(row)}\n`);
+  log(`machine: ${availableParallelism()} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}, onnxruntime-node ${ort.env.versions.node ?? ''}`);
+
+  const file = await ensureData(rows);
+
+  if (!argv.includes('--skip-libs')) {
+    log('\n== Parquet libraries (each case in its own process) ==');
+    const libs = await benchParquetLibs({ file, rows, log, repeats, isolate: true });
+    for (const { case: libCase, ...r } of libs) emit({ case: 'parquet-lib', lib_case: libCase, ...r } as unknown as Row);
+    if (!json) process.stdout.write(`\n${formatParquetBenchTable(libs)}\n`);
+  }
+
+  log('\n== Raw ONNX Runtime on prebuilt tensors ==');
+  const x = await loadTensor(file, rows);
+  const raw: Row[] = [];
+  for (const m of models) raw.push(...(await rawOrt(m, x, rows, repeats)));
+  raw.forEach(emit);
+  if (!json) process.stdout.write(`\n${formatTable(raw)}\n`);
+
+  log('\n== End to end: Parquet → Temporal → ONNX → Parquet (worker in its own process) ==');
+  const stack = await startStack({ projectDir: ROOT, dbFilename: null, headless: true, startWorker: false, log });
+  const worker = await startWorkerProcess(stack.address);
+  const client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  const e2e: Row[] = [];
+  let peak = 0;
+  try {
+    for (const m of models) {
+      const { row } = await endToEnd(m, client, rows);
+      e2e.push(row);
+      emit(row);
+      log(`  ${m}: ${row.rows_per_s} rows/s`);
+    }
+    peak = peakRssMb(worker.pid!);
+  } finally {
+    await client.close();
+    worker.kill('SIGTERM');
+    await new Promise((r) => worker.once('exit', r));
+    await stack.stop();
+    rmSync(join(DATA, 'out'), { recursive: true, force: true });
+  }
+  if (!json) process.stdout.write(`\n${formatTable(e2e)}\n`);
+
+  const bestRaw = (m: string) => Math.max(...raw.filter((r) => r.model === m).map((r) => Number(r.rows_per_s)));
+  const e2eRate = (m: string) => Number(e2e.find((r) => r.model === m)?.rows_per_s ?? NaN);
+  const summary: Row = { case: 'summary', rows };
+  for (const m of models) {
+    const name = m === 'gbt' ? 'tree' : m;
+    summary[`raw_ort_best_${name}_rows_per_s`] = bestRaw(m);
+    summary[`e2e_${name}_rows_per_s`] = e2eRate(m);
+    summary[`e2e_vs_raw_ort_${name}`] = round(e2eRate(m) / bestRaw(m), 3);
+  }
+  summary.peak_rss_mb = peak;
+  if (json) emit(summary);
+  else process.stdout.write(`\n${formatTable([summary])}\n\nratios compare end-to-end rows/s with the best raw ONNX Runtime configuration measured above, in this run.\n`);
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : err}\n`);
+  process.exitCode = 1;
+});
