@@ -9,9 +9,9 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import type * as arrow from 'apache-arrow';
 import { SinkError } from '../src/errors';
 import { writeParquetFile } from '../src/io/parquet-write';
+import type { OutputBatch } from '../src/run/batch';
 import type { CommitStats, RunRef } from '../src/types';
 import type { Sink, StagedChunk } from './types';
 
@@ -55,10 +55,10 @@ export class ParquetSink implements Sink {
     return this.mode === 'append' ? `${part}-${run.runId}.parquet` : `${part}.parquet`;
   }
 
-  async stage(run: RunRef, chunkIndex: number, table: arrow.Table): Promise<StagedChunk> {
+  async stage(run: RunRef, chunkIndex: number, output: OutputBatch): Promise<StagedChunk> {
     const path = join(this.stagingDir(run), this.fileName(run, chunkIndex));
-    const bytes = await writeParquetFile(path, table);
-    return { index: chunkIndex, rows: table.numRows, path, bytes };
+    const bytes = await writeParquetFile(path, output.table, output.constants);
+    return { index: chunkIndex, rows: output.table.numRows, path, bytes };
   }
 
   async commit(run: RunRef, staged: StagedChunk[]): Promise<CommitStats> {

@@ -4,6 +4,7 @@
  */
 import type * as arrow from 'apache-arrow';
 import type { PipelineConfig } from '../src/config/pipeline';
+import type { OutputBatch } from '../src/run/batch';
 import type { Chunk, ChunkAudit, CommitStats, RunAudit, RunRef } from '../src/types';
 
 export interface PlanRequest {
@@ -39,7 +40,7 @@ export interface StagedChunk {
 
 export interface Sink {
   /** Write one chunk's predictions to staging; idempotent per (run, chunk): a retry overwrites. */
-  stage(run: RunRef, chunkIndex: number, table: arrow.Table): Promise<StagedChunk>;
+  stage(run: RunRef, chunkIndex: number, output: OutputBatch): Promise<StagedChunk>;
   /** Make the run's output visible in one atomic, idempotent step. */
   commit(run: RunRef, staged: StagedChunk[]): Promise<CommitStats>;
   /** Remove everything the run staged; idempotent. */

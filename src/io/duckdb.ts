@@ -7,7 +7,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 let instance: Promise<DuckDBInstance> | undefined;
 
 export function duckdb(): Promise<DuckDBInstance> {
-  instance ??= DuckDBInstance.create(':memory:');
+  instance ??= DuckDBInstance.create(':memory:', { threads: process.env.SCORELINE_DUCKDB_THREADS ?? '1' });
   return instance;
 }
 

@@ -7,7 +7,8 @@ import * as arrow from 'apache-arrow';
 import type { StagedChunk } from '../../connectors/types';
 import { assertLogicalDate, type PipelineConfig } from '../config/pipeline';
 import { InputError, ScorelineError } from '../errors';
-import { constantDate, constantTimestampMicros, constantUtf8, takeRows } from '../io/arrow';
+import { takeRows } from '../io/arrow';
+import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
 import type { LoadedModel } from '../models/store';
 import { runModel } from '../scoring/session';
@@ -120,8 +121,8 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
 
   if (hooks.cancelled()) throw new ScorelineError('INTERNAL', 'cancelled before staging', true);
   hooks.heartbeat({ step: 'write', chunk: chunk.index });
-  const table = outputTable(batch, config, run, args.model, feeds.keptRows, predictions, feeds.rowsOut);
-  const staged = await ctx.connectors.sink(config).stage(run, chunk.index, table);
+  const output = outputBatch(batch, config, run, args.model, feeds.keptRows, predictions);
+  const staged = await ctx.connectors.sink(config).stage(run, chunk.index, output);
   const writeMs = lap();
 
   return {
@@ -157,29 +158,39 @@ export function describeChunk(chunk: Chunk): string {
   return l.kind === 'parquet' ? `${l.file} rows ${l.rowStart}..${l.rowEnd - 1}` : `${l.table} rows ${l.rowStart}..${l.rowEnd - 1}`;
 }
 
+export interface OutputBatch {
+  /** Key and prediction columns, one value per row. */
+  table: arrow.Table;
+  /** run_id, model_name, model_version, model_sha256, scored_at, ds: one value for every row. */
+  constants: ConstantColumn[];
+}
+
 /** The output contract: keys, predictions, run_id, model_name, model_version, model_sha256, scored_at, ds. */
-export function outputTable(
+export function outputBatch(
   batch: arrow.RecordBatch,
   config: PipelineConfig,
   run: RunRef,
   model: PinnedModel,
   keptRows: Int32Array | undefined,
   predictions: Map<string, ArrayLike<number | bigint>>,
-  rows: number,
-): arrow.Table {
+): OutputBatch {
   const columns: Record<string, arrow.Vector> = {};
   for (const key of config.source.key) {
     const vector = batch.getChild(key)!;
     columns[key] = keptRows ? takeRows(vector, keptRows) : vector;
   }
   for (const [name, values] of predictions) columns[name] = arrow.makeVector(values as Float32Array);
-  columns.run_id = constantUtf8(run.runId, rows);
-  columns.model_name = constantUtf8(model.name, rows);
-  columns.model_version = constantUtf8(model.version, rows);
-  columns.model_sha256 = constantUtf8(model.sha256, rows);
-  columns.scored_at = constantTimestampMicros(new Date(), rows);
-  columns.ds = constantDate(run.logicalDate, rows);
-  return new arrow.Table(columns);
+  return {
+    table: new arrow.Table(columns),
+    constants: [
+      { name: 'run_id', sqlType: 'VARCHAR', value: run.runId },
+      { name: 'model_name', sqlType: 'VARCHAR', value: model.name },
+      { name: 'model_version', sqlType: 'VARCHAR', value: model.version },
+      { name: 'model_sha256', sqlType: 'VARCHAR', value: model.sha256 },
+      { name: 'scored_at', sqlType: 'TIMESTAMPTZ', value: new Date().toISOString() },
+      { name: 'ds', sqlType: 'DATE', value: run.logicalDate },
+    ],
+  };
 }
 
 export interface CommitArgs {
