@@ -123,6 +123,12 @@ async function rawOrt(modelKey: string, x: Float32Array, rows: number, repeats: 
 
 const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
 
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
 function peakRssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -146,7 +152,7 @@ async function startWorkerProcess(address: string): Promise<ChildProcess> {
   return child;
 }
 
-async function endToEnd(modelKey: string, client: ScorelineClient, rows: number): Promise<{ row: Row; result: RunResult }> {
+async function endToEnd(modelKey: string, client: ScorelineClient, rows: number, pids: { worker: number; server: number }): Promise<{ row: Row; result: RunResult }> {
   const raw = readPipelineYaml(join(ROOT, 'examples', 'pipelines', 'churn-demo.yaml')) as Record<string, unknown>;
   Object.assign(raw, {
     name: `bench-${modelKey}`,
@@ -158,9 +164,12 @@ async function endToEnd(modelKey: string, client: ScorelineClient, rows: number)
   const config = parsePipeline(raw, 'bench');
   const once = async () => client.wait(await client.startRun({ config, raw, date: DATE, trigger: 'bench' }), undefined);
   await once(); // warm-up: model sessions, workflow bundle, DuckDB, page cache
+  const cpuBefore = { worker: cpuSeconds(pids.worker), server: cpuSeconds(pids.server) };
   const t = performance.now();
   const result = await once();
   const seconds = (performance.now() - t) / 1000;
+  const workerCpu = cpuSeconds(pids.worker) - cpuBefore.worker;
+  const serverCpu = cpuSeconds(pids.server) - cpuBefore.server;
   if (result.status !== 'succeeded' || result.rowsOut !== rows) throw new Error(`bench run ${result.status}: ${result.error ?? `${result.rowsOut} rows out`}`);
   const s = result.stageMs!;
   return {
@@ -176,6 +185,10 @@ async function endToEnd(modelKey: string, client: ScorelineClient, rows: number)
       convert_ms: s.convert,
       infer_ms: s.infer,
       write_ms: s.write,
+      // Where the cores went during the timed run: the worker process (ORT threads, DuckDB, event loop)
+      // and the Temporal dev server.
+      worker_cpu_s: round(workerCpu, 2),
+      server_cpu_s: round(serverCpu, 2),
     },
   };
 }
@@ -212,7 +225,7 @@ async function main(argv: string[]): Promise<void> {
   let peak = 0;
   try {
     for (const m of models) {
-      const { row } = await endToEnd(m, client, rows);
+      const { row } = await endToEnd(m, client, rows, { worker: worker.pid!, server: stack.server.pid });
       e2e.push(row);
       emit(row);
       log(`  ${m}: ${row.rows_per_s} rows/s`);

@@ -32,7 +32,27 @@ const ARROW_TYPES: Record<string, () => arrow.DataType> = {
 };
 
 export class ParquetSource implements Source {
+  /** File schemas by path + size + mtime: every chunk of a file would otherwise DESCRIBE it again. */
+  private readonly schemas = new Map<string, Promise<Map<string, string>>>();
+
   constructor(private readonly opts: { resolvePath: (p: string) => string }) {}
+
+  private fileTypes(con: DuckDBConnection, file: string): Promise<Map<string, string>> {
+    let key = file;
+    try {
+      const st = statSync(file);
+      key = `${file}\0${st.size}\0${st.mtimeMs}`;
+    } catch {
+      // missing file: describeFile reports it
+    }
+    let types = this.schemas.get(key);
+    if (!types) {
+      types = describeFile(con, file);
+      this.schemas.set(key, types);
+      types.catch(() => this.schemas.delete(key));
+    }
+    return types;
+  }
 
   async plan(req: PlanRequest): Promise<SourcePlan> {
     const { config, run } = req;
@@ -46,7 +66,7 @@ export class ParquetSource implements Source {
       let rows = 0;
       let schema: SourcePlan['schema'] | undefined;
       for (const file of files) {
-        const fileSchema = await describeFile(con, file, req.columns);
+        const fileSchema = requireColumns(file, await this.fileTypes(con, file), req.columns);
         schema ??= fileSchema;
         for (const col of req.columns) {
           if (fileSchema[col].type !== schema[col].type) {
@@ -68,7 +88,7 @@ export class ParquetSource implements Source {
     const loc = chunk.locator;
     if (loc.kind !== 'parquet') throw new Error('internal: ParquetSource got a non-parquet chunk');
     return withConnection(async (con) => {
-      const schema = await describeFile(con, loc.file, columns);
+      const schema = requireColumns(loc.file, await this.fileTypes(con, loc.file), columns);
       const sql =
         `SELECT ${columns.map((c) => selectExpr(c, schema[c].type)).join(', ')} ` +
         `FROM read_parquet($1, file_row_number = true) WHERE file_row_number >= $2 AND file_row_number < $3`;
@@ -116,14 +136,17 @@ async function listFiles(con: DuckDBConnection, pattern: string): Promise<string
   return reader.getRowObjects().map((r) => String(r.file));
 }
 
-async function describeFile(con: DuckDBConnection, file: string, columns: string[]): Promise<SourcePlan['schema']> {
+async function describeFile(con: DuckDBConnection, file: string): Promise<Map<string, string>> {
   let rows: Record<string, unknown>[];
   try {
     rows = (await con.runAndReadAll('DESCRIBE SELECT * FROM read_parquet($1, hive_partitioning = false)', [file])).getRowObjects();
   } catch (err) {
     throw new InputError(`${file}: not a readable Parquet file: ${firstLine(err)}`);
   }
-  const types = new Map(rows.map((r) => [String(r.column_name), String(r.column_type)]));
+  return new Map(rows.map((r) => [String(r.column_name), String(r.column_type)]));
+}
+
+function requireColumns(file: string, types: Map<string, string>, columns: string[]): SourcePlan['schema'] {
   const missing = columns.filter((c) => !types.has(c));
   if (missing.length > 0) {
     throw new InputError(`${file}: missing column(s) ${missing.map((c) => `"${c}"`).join(', ')} needed by the model or key (file has: ${[...types.keys()].join(', ')})`);
