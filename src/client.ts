@@ -150,6 +150,7 @@ export class ScorelineClient {
       rowsIn: p?.rowsDone ?? 0,
       rowsOut: 0,
       rowsRejected: 0,
+      rowsImputed: 0,
       chunks: p?.chunksTotal ?? 0,
       durationMs: (desc.closeTime?.getTime() ?? Date.now()) - desc.startTime.getTime(),
       model: p?.model,

@@ -98,6 +98,8 @@ export interface RunResult {
   rowsIn: number;
   rowsOut: number;
   rowsRejected: number;
+  /** Rows with at least one NULL feature filled in by the NULL policy `impute`. */
+  rowsImputed: number;
   chunks: number;
   durationMs: number;
   output?: string;
@@ -140,6 +142,7 @@ export interface RunAudit {
   rows_in: number;
   rows_out: number;
   rows_rejected: number;
+  rows_imputed: number;
   chunks: number;
   started_at: string;
   finished_at: string | null;
@@ -155,6 +158,7 @@ export interface ChunkAudit {
   rows_in: number;
   rows_out: number;
   rows_rejected: number;
+  rows_imputed: number;
   read_ms: number;
   convert_ms: number;
   infer_ms: number;

@@ -12,7 +12,7 @@ export function summaryLinesFor(r: RunResult, uiUrl?: string): string[] {
   const rate = r.durationMs > 0 ? (r.rowsIn / r.durationMs) * 1000 : 0;
   const lines = [
     `${r.status === 'succeeded' ? '✔' : '✘'} ${r.pipeline} ${r.logicalDate}: ${r.status} in ${formatDuration(r.durationMs)}`,
-    `  rows in ${r.rowsIn.toLocaleString('en-US')}, out ${r.rowsOut.toLocaleString('en-US')}${r.rowsRejected ? `, rejected ${r.rowsRejected.toLocaleString('en-US')}` : ''} (${formatRate(rate)}), ${r.chunks} chunks`,
+    `  rows in ${r.rowsIn.toLocaleString('en-US')}, out ${r.rowsOut.toLocaleString('en-US')}${r.rowsRejected ? `, rejected ${r.rowsRejected.toLocaleString('en-US')}` : ''}${r.rowsImputed ? `, imputed ${r.rowsImputed.toLocaleString('en-US')}` : ''} (${formatRate(rate)}), ${r.chunks} chunks`,
   ];
   if (r.model) lines.push(`  model   ${r.model.name}:${r.model.version} (${r.model.ref}, sha256 ${r.model.sha256.slice(0, 12)}…)`);
   if (r.output) lines.push(`  output  ${r.output}`);
@@ -37,6 +37,7 @@ export function resultJson(r: RunResult): Record<string, unknown> {
     rows_in: r.rowsIn,
     rows_out: r.rowsOut,
     rows_rejected: r.rowsRejected,
+    rows_imputed: r.rowsImputed,
     chunks: r.chunks,
     duration_ms: r.durationMs,
     rows_per_s: r.durationMs > 0 ? Math.round((r.rowsIn / r.durationMs) * 1000) : null,

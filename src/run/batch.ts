@@ -229,6 +229,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   const rowsIn = args.chunks.reduce((n, c) => n + c.rowsIn, 0);
   const rowsOut = args.commit?.rowsOut ?? args.chunks.reduce((n, c) => n + c.rowsOut, 0);
   const rowsRejected = args.chunks.reduce((n, c) => n + c.rowsRejected, 0);
+  const rowsImputed = args.chunks.reduce((n, c) => n + c.rowsImputed, 0);
   const finishedAt = new Date();
   const durationMs = finishedAt.getTime() - args.startedAtMs;
   const result: RunResult = {
@@ -240,6 +241,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
     rowsIn: status === 'succeeded' ? rowsIn : plan?.rowsPlanned ?? 0,
     rowsOut: status === 'succeeded' ? rowsOut : 0,
     rowsRejected,
+    rowsImputed,
     chunks: plan?.chunks.length ?? 0,
     durationMs,
     model: plan?.model,
@@ -266,6 +268,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       rowsIn: result.rowsIn,
       rowsOut: result.rowsOut,
       rowsRejected,
+      rowsImputed,
       chunks: result.chunks,
       output: result.output,
       error: args.error,
@@ -282,7 +285,7 @@ export function runAuditRow(
   run: RunRef,
   model: PinnedModel | undefined,
   status: RunStatus,
-  f: { startedAt: string; finishedAt?: string; durationMs?: number; rowsIn?: number; rowsOut?: number; rowsRejected?: number; chunks?: number; output?: string; error?: string },
+  f: { startedAt: string; finishedAt?: string; durationMs?: number; rowsIn?: number; rowsOut?: number; rowsRejected?: number; rowsImputed?: number; chunks?: number; output?: string; error?: string },
 ): RunAudit {
   return {
     run_id: run.runId,
@@ -297,6 +300,7 @@ export function runAuditRow(
     rows_in: f.rowsIn ?? 0,
     rows_out: f.rowsOut ?? 0,
     rows_rejected: f.rowsRejected ?? 0,
+    rows_imputed: f.rowsImputed ?? 0,
     chunks: f.chunks ?? 0,
     started_at: f.startedAt,
     finished_at: f.finishedAt ?? null,
@@ -314,6 +318,7 @@ function chunkAuditRow(run: RunRef, c: ChunkStats): ChunkAudit {
     rows_in: c.rowsIn,
     rows_out: c.rowsOut,
     rows_rejected: c.rowsRejected,
+    rows_imputed: c.rowsImputed,
     read_ms: c.readMs,
     convert_ms: c.convertMs,
     infer_ms: c.inferMs,

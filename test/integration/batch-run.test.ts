@@ -186,7 +186,7 @@ describe('bad input fails the run with a clear error and commits nothing', () =>
     );
   });
 
-  it('NULL features: error by default, skip counted in the audit', async () => {
+  it('NULL features: error by default; skip and impute counted in the audit', async () => {
     const dir = join(project, 'data', 'nulls', `ds=${DATE}`);
     mkdirSync(dir, { recursive: true });
     await query(
@@ -203,6 +203,12 @@ describe('bad input fails the run with a clear error and commits nothing', () =>
     expect(audit.at(-1)).toMatchObject({ status: 'succeeded', rows_rejected: ROWS / 100, rows_out: ROWS - ROWS / 100 });
     const out = await query(`SELECT count(*) AS n FROM read_parquet('${project}/out/skip_nulls/**/*.parquet') WHERE customer_id % 100 = 7`);
     expect(out[0].n).toBe(0);
+
+    const imputed = await run(pipeline({ source, sink: { kind: 'parquet', path: 'out/impute_nulls' }, features: { nulls: 'impute', impute_values: { f05: 0 } } }));
+    expect(imputed).toMatchObject({ status: 'succeeded', rowsOut: ROWS, rowsRejected: 0, rowsImputed: ROWS / 100 });
+    expect((await auditRows(imputed.runId)).at(-1)).toMatchObject({ status: 'succeeded', rows_imputed: ROWS / 100, rows_out: ROWS });
+    const chunks = await query(`SELECT sum(rows_imputed) AS n FROM read_parquet('${project}/out/scoreline_run_chunks/${imputed.runId}.parquet')`);
+    expect(chunks[0].n).toBe(ROWS / 100);
   });
 
   it('a cast that would lose data', async () => {
