@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
 import type { StagedChunk } from '../../connectors/types';
 import { assertLogicalDate, type PipelineConfig } from '../config/pipeline';
-import { InputError, ScorelineError } from '../errors';
+import { ConfigError, InputError, ScorelineError } from '../errors';
 import { takeRows } from '../io/arrow';
 import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
@@ -22,6 +22,12 @@ export interface StepHooks {
   cancelled(): boolean;
   attempt: number;
 }
+
+/**
+ * ~3 history events per chunk: 15k chunks ≈ 45k events, under Temporal's 51,200-event limit with room
+ * for the run's own events. (Continue-as-new for larger runs is planned; see docs/architecture.md.)
+ */
+export const MAX_CHUNKS_PER_RUN = 15_000;
 
 export const NO_HOOKS: StepHooks = { heartbeat: () => undefined, cancelled: () => false, attempt: 1 };
 
@@ -66,6 +72,13 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     throw new InputError(
       `no input rows for ${config.name} on ${logicalDate}: ${sourcePlan.inputs.length ? `${sourcePlan.inputs.join(', ')} hold 0 rows` : `nothing matches ${describeSource(config)}`}` +
         ` (set source.on_empty: succeed to commit an empty partition instead)`,
+    );
+  }
+  if (sourcePlan.chunks.length > MAX_CHUNKS_PER_RUN) {
+    const suggested = Math.ceil(sourcePlan.rows / MAX_CHUNKS_PER_RUN);
+    throw new ConfigError(
+      `pipeline ${config.name}: ${sourcePlan.chunks.length} chunks exceed the ${MAX_CHUNKS_PER_RUN} one run can track in its Temporal history; ` +
+        `raise chunk_rows to at least ${suggested} (now ${config.chunk_rows})`,
     );
   }
   const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();

@@ -98,6 +98,16 @@ describe('scoring contract', () => {
     await expect(attempt).rejects.toThrow(/manifest does not match the model:[\s\S]*input "features" is not a model input \(model inputs: age, tenure, spend\)/);
   });
 
+  it('a plan with more chunks than one run can track fails fast, saying which chunk_rows would fit', async () => {
+    const dir = join(project, 'many', `ds=${DATE}`);
+    mkdirSync(dir, { recursive: true });
+    await query(`COPY (SELECT range AS id, 1.0::FLOAT AS age, 2.0::FLOAT AS tenure, 3.0::FLOAT AS spend FROM range(16000)) TO '${dir}/part-0.parquet' (FORMAT parquet)`);
+    const input = base('per-feature@champion', { chunk_rows: 1, source: { kind: 'parquet', path: 'many/ds={{ ds }}/*.parquet', key: ['id'] } });
+    await expect(buildPlan(ctx, { input: { pipeline: 'fixture', config: input, date: DATE }, run: run('fixture') })).rejects.toThrow(
+      'pipeline fixture: 16000 chunks exceed the 15000 one run can track in its Temporal history; raise chunk_rows to at least 2 (now 1)',
+    );
+  });
+
   it('a missing or invalid model file is a model error naming the path', async () => {
     const store = copyModels(project, FIXTURE_MODELS, 'broken');
     rmSync(join(store, 'per-feature', '1', 'model.onnx'));
