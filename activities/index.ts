@@ -13,7 +13,10 @@ function hooks(): batch.StepHooks {
   const ctx = Context.current();
   return {
     heartbeat: (details) => ctx.heartbeat(details),
-    cancelled: () => ctx.cancellationSignal.aborted,
+    throwIfCancelled: () => {
+      // The reason is the SDK's CancelledFailure: thrown, it reports the activity as cancelled.
+      if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+    },
     attempt: ctx.info.attempt,
   };
 }

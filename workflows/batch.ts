@@ -7,6 +7,7 @@ import {
   ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   defineQuery,
   isCancellation,
   proxyActivities,
@@ -100,7 +101,8 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     commit = await step('commit', () => commitRun({ run: plan!.run, config: plan!.config, staged: stats }));
   } catch (err) {
     const failure = err instanceof StepFailure ? err : new StepFailure('run', err);
-    const cancelled = isCancellation(failure.error);
+    // A cancelled workflow may see a chunk's own error first; the root scope says what really happened.
+    const cancelled = isCancellation(failure.error) || CancellationScope.current().consideredCancelled;
     const status: RunStatus = cancelled ? 'cancelled' : 'failed';
     const message = cancelled ? 'cancelled' : `${failure.step} failed: ${describe(failure.error)}`;
     progress.phase = status;
@@ -109,7 +111,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     await CancellationScope.nonCancellable(() =>
       finishRun({ input, run: plan?.run ?? provisional, plan, status, error: message, chunks: stats, startedAtMs }),
     );
-    if (cancelled) throw failure.error;
+    if (cancelled) throw isCancellation(failure.error) ? failure.error : new CancelledFailure('run cancelled');
     throw ApplicationFailure.nonRetryable(message, 'ScorelineRunFailed');
   }
 

@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
 import type { StagedChunk } from '../../connectors/types';
 import { assertLogicalDate, type PipelineConfig } from '../config/pipeline';
-import { ConfigError, InputError, ScorelineError } from '../errors';
+import { ConfigError, InputError } from '../errors';
 import { takeRows } from '../io/arrow';
 import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
@@ -18,8 +18,8 @@ import { modelStoreFor, resolvePipeline, type RunContext } from './context';
 
 export interface StepHooks {
   heartbeat(details?: unknown): void;
-  /** True once the run asked this activity to stop; checked before anything is written. */
-  cancelled(): boolean;
+  /** Throws (the activity's cancellation) once the run asked it to stop; called before anything is written. */
+  throwIfCancelled(): void;
   attempt: number;
 }
 
@@ -29,7 +29,7 @@ export interface StepHooks {
  */
 export const MAX_CHUNKS_PER_RUN = 15_000;
 
-export const NO_HOOKS: StepHooks = { heartbeat: () => undefined, cancelled: () => false, attempt: 1 };
+export const NO_HOOKS: StepHooks = { heartbeat: () => undefined, throwIfCancelled: () => undefined, attempt: 1 };
 
 /** Columns a run reads: keys first, then model features, each once. */
 export function neededColumns(config: PipelineConfig, features: string[]): string[] {
@@ -132,7 +132,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
         : await runModel(session, feeds.tensors, feeds.rowsOut);
   const inferMs = lap();
 
-  if (hooks.cancelled()) throw new ScorelineError('INTERNAL', 'cancelled before staging', true);
+  hooks.throwIfCancelled();
   hooks.heartbeat({ step: 'write', chunk: chunk.index });
   const output = outputBatch(batch, config, run, args.model, feeds.keptRows, predictions);
   const staged = await ctx.connectors.sink(config).stage(run, chunk.index, output);
