@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createConnectors } from '../connectors';
 import { defaultWorkerId, type RunContext } from './run/context';
@@ -81,7 +81,18 @@ export interface ScorelineWorker {
   shutdown(): Promise<void>;
 }
 
+/**
+ * The Temporal SDK logs at INFO by default, including the whole workflow bundle's module list; a worker
+ * is quieter: WARN unless SCORELINE_LOG_LEVEL says otherwise (TRACE, DEBUG, INFO, WARN, ERROR).
+ */
+function installRuntimeLogger(): void {
+  if (Runtime.instantiator) return; // already installed (tests, or an embedding application)
+  const level = (process.env.SCORELINE_LOG_LEVEL ?? 'WARN').toUpperCase() as LogLevel;
+  Runtime.install({ logger: new DefaultLogger(level) });
+}
+
 export async function createWorker(config: WorkerConfig): Promise<ScorelineWorker> {
+  installRuntimeLogger();
   const context = runContextFor(config);
   const connection = await NativeConnection.connect({ address: config.address });
   const cores = availableParallelism();

@@ -99,10 +99,11 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     throw err;
   }
 
-  log(`Temporal dev server ready at ${address} after ${Date.now() - startedAt} ms (pid ${proc.child.pid})`);
+  const uiUrl = uiPort === undefined ? undefined : `http://${hostForClient(ip)}:${uiPort}`;
+  log(`Temporal dev server ready at ${address}${uiUrl ? `, Web UI ${uiUrl}` : ''} after ${Date.now() - startedAt} ms (pid ${proc.child.pid})`);
   return {
     address,
-    uiUrl: uiPort === undefined ? undefined : `http://${hostForClient(ip)}:${uiPort}`,
+    uiUrl,
     namespace,
     pid: proc.child.pid!,
     stop: proc.stop,

@@ -46,7 +46,6 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     logFile: join(opts.projectDir, '.scoreline', 'temporal.log'),
     log,
   });
-  log(`Temporal dev server at ${server.address}${server.uiUrl ? `, Web UI ${server.uiUrl}` : ''}`);
   let worker: ScorelineWorker | undefined;
   let workerRun: Promise<void> | undefined;
   try {
