@@ -67,7 +67,7 @@ async function loadTensor(file: string, rows: number): Promise<Float32Array> {
   const model = await new ModelStore(join(ROOT, 'examples', 'models')).resolve(MODELS.mlp);
   const source = new ParquetSource({ resolvePath: (p) => p });
   const columns = featureColumns(model.manifest);
-  const batch = await source.read({ index: 0, rows, locator: { kind: 'parquet', file, rowStart: 0, rowEnd: rows } }, columns);
+  const batch = await source.read({ index: 0, rows, locator: { kind: 'parquet', file, rowStart: 0, rowEnd: rows } }, columns, []);
   return buildFeeds(batch, model.manifest, { nulls: 'error', impute_values: {}, cast: 'strict' }, file).tensors[0].data as Float32Array;
 }
 

@@ -88,8 +88,8 @@ export class ParquetAuditStore implements AuditStore {
     await writeParquetFile(join(this.dir, RUNS_TABLE, file), table);
   }
 
-  async recordChunks(rows: ChunkAudit[]): Promise<void> {
-    if (rows.length === 0) return;
-    await writeParquetFile(join(this.dir, CHUNKS_TABLE, `${rows[0].run_id}.parquet`), auditTable(rows, CHUNK_SCHEMA));
+  async recordChunk(row: ChunkAudit): Promise<void> {
+    const file = `chunk-${String(row.chunk_index).padStart(5, '0')}.parquet`;
+    await writeParquetFile(join(this.dir, CHUNKS_TABLE, row.run_id, file), auditTable([row], CHUNK_SCHEMA));
   }
 }

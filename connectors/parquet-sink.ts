@@ -12,8 +12,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { SinkError } from '../src/errors';
 import { writeParquetFile } from '../src/io/parquet-write';
 import type { OutputBatch } from '../src/run/batch';
-import type { CommitStats, RunRef } from '../src/types';
-import type { Sink, StagedChunk } from './types';
+import type { CommitStats, RunRef, StagedChunk } from '../src/types';
+import type { Sink, StagedFile } from './types';
 
 export const COMMIT_MARKER = '_scoreline_commit.json';
 
@@ -55,28 +55,30 @@ export class ParquetSink implements Sink {
     return this.mode === 'append' ? `${part}-${run.runId}.parquet` : `${part}.parquet`;
   }
 
-  async stage(run: RunRef, chunkIndex: number, output: OutputBatch): Promise<StagedChunk> {
+  async stage(run: RunRef, chunkIndex: number, output: OutputBatch): Promise<StagedFile> {
     const path = join(this.stagingDir(run), this.fileName(run, chunkIndex));
     const bytes = await writeParquetFile(path, output.table, output.constants);
-    return { index: chunkIndex, rows: output.table.numRows, path, bytes };
+    return { path, bytes };
   }
 
   async commit(run: RunRef, staged: StagedChunk[]): Promise<CommitStats> {
     const target = this.partitionDir(run.logicalDate);
     const rowsOut = staged.reduce((n, s) => n + s.rows, 0);
-    const files = staged.map((s) => basename(s.path));
+    const files = staged.map((s) => s.file);
     const stats = (rowsReplaced: number): CommitStats => ({ output: target, rowsOut, files: files.length, rowsReplaced });
 
     const staging = this.stagingDir(run);
     const done = await readMarker(join(target, this.markerName(run)));
     if (done?.run_id === run.runId) {
       // Already committed by an earlier attempt that died before cleaning up.
-      await fs.rm(`${staging}.replaced`, { recursive: true, force: true });
+      await removeQuietly(`${staging}.replaced`);
       return stats(0);
     }
 
     await fs.mkdir(staging, { recursive: true }); // an empty input stages nothing but still commits
-    const missing = files.filter((f) => !existsSync(join(staging, f)));
+    // An append retried after a crash may already have moved some files into the partition.
+    const present = (f: string) => existsSync(join(staging, f)) || (this.mode === 'append' && existsSync(join(target, f)));
+    const missing = files.filter((f) => !present(f));
     if (missing.length > 0) {
       throw new SinkError(`commit of run ${run.runId}: staged file(s) missing in ${staging}: ${missing.slice(0, 5).join(', ')}`, false);
     }
@@ -108,7 +110,7 @@ export class ParquetSink implements Sink {
     }
     await fs.mkdir(this.tableDir, { recursive: true });
     await fs.rename(staging, target);
-    await fs.rm(replaced, { recursive: true, force: true });
+    await removeQuietly(replaced); // the commit is done; leftovers are cleaned by the next commit or abort
     return rowsReplaced;
   }
 
@@ -123,9 +125,23 @@ export class ParquetSink implements Sink {
     return 0;
   }
 
+  /**
+   * Remove what the run staged. If a commit was interrupted between its two renames (the old partition
+   * moved aside, the new one not yet in place), put the old partition back first: an aborted run
+   * changes nothing.
+   */
   async abort(run: RunRef): Promise<void> {
-    await fs.rm(this.stagingDir(run), { recursive: true, force: true });
+    const staging = this.stagingDir(run);
+    const replaced = `${staging}.replaced`;
+    const target = this.partitionDir(run.logicalDate);
+    if (existsSync(replaced) && !existsSync(target)) await fs.rename(replaced, target);
+    await fs.rm(staging, { recursive: true, force: true });
+    await fs.rm(replaced, { recursive: true, force: true });
   }
+}
+
+async function removeQuietly(path: string): Promise<void> {
+  await fs.rm(path, { recursive: true, force: true }).catch(() => undefined);
 }
 
 async function readMarker(path: string): Promise<CommitMarker | undefined> {

@@ -84,14 +84,14 @@ export class ParquetSource implements Source {
     });
   }
 
-  async read(chunk: Chunk, columns: string[]): Promise<arrow.RecordBatch> {
+  async read(chunk: Chunk, columns: string[], keys: string[] = []): Promise<arrow.RecordBatch> {
     const loc = chunk.locator;
     if (loc.kind !== 'parquet') throw new Error('internal: ParquetSource got a non-parquet chunk');
     return withConnection(async (con) => {
       const schema = requireColumns(loc.file, await this.fileTypes(con, loc.file), columns);
       const sql =
-        `SELECT ${columns.map((c) => selectExpr(c, schema[c].type)).join(', ')} ` +
-        `FROM read_parquet($1, file_row_number = true) WHERE file_row_number >= $2 AND file_row_number < $3`;
+        `SELECT ${columns.map((c) => selectExpr(c, schema[c].type, keys.includes(c))).join(', ')} ` +
+        `FROM read_parquet($1, file_row_number = true, hive_partitioning = false) WHERE file_row_number >= $2 AND file_row_number < $3`;
       const result = await runInput(con, sql, [loc.file, loc.rowStart, loc.rowEnd], loc.file);
       const n = loc.rowEnd - loc.rowStart;
       const builders = columns.map((c) => columnBuilder(result.columnTypes()[columns.indexOf(c)].toString(), n));
@@ -194,12 +194,16 @@ export function splitRowGroups(groups: number[], chunkRows: number): Array<[numb
   return ranges;
 }
 
-/** Column expression: exotic-but-numeric types are cast to ones we copy as typed arrays. */
-function selectExpr(column: string, type: string): string {
+/**
+ * Column expression. Features: exotic-but-numeric types become ones we copy as typed arrays (the tensor
+ * is floating point anyway). Keys must come back exactly as stored, so anything that is not a plain
+ * integer or float is read as its text (DECIMAL, HUGEINT, DATE, TIMESTAMP, …).
+ */
+function selectExpr(column: string, type: string, isKey: boolean): string {
   const id = `"${column}"`; // column names are validated against COLUMN_PATTERN in the pipeline and manifest
-  if (type === 'BOOLEAN') return `${id}::TINYINT AS ${id}`;
-  if (type.startsWith('DECIMAL') || type === 'HUGEINT' || type === 'UHUGEINT') return `${id}::DOUBLE AS ${id}`;
   if (type in ARROW_TYPES) return id;
+  if (!isKey && type === 'BOOLEAN') return `${id}::TINYINT AS ${id}`;
+  if (!isKey && (type.startsWith('DECIMAL') || type === 'HUGEINT' || type === 'UHUGEINT')) return `${id}::DOUBLE AS ${id}`;
   return `${id}::VARCHAR AS ${id}`;
 }
 

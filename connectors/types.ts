@@ -5,7 +5,7 @@
 import type * as arrow from 'apache-arrow';
 import type { PipelineConfig } from '../src/config/pipeline';
 import type { OutputBatch } from '../src/run/batch';
-import type { Chunk, ChunkAudit, CommitStats, RunAudit, RunRef } from '../src/types';
+import type { Chunk, ChunkAudit, CommitStats, RunAudit, RunRef, StagedChunk } from '../src/types';
 
 export interface PlanRequest {
   config: PipelineConfig;
@@ -27,20 +27,21 @@ export interface SourcePlan {
 export interface Source {
   /** Check the input exists and has the columns, and split it into chunks (descriptors, not data). */
   plan(req: PlanRequest): Promise<SourcePlan>;
-  /** The chunk's rows, only the given columns, as one Arrow record batch (a chunk is bounded by chunk_rows). */
-  read(chunk: Chunk, columns: string[]): Promise<arrow.RecordBatch>;
+  /**
+   * The chunk's rows, only the given columns, as one Arrow record batch (a chunk is bounded by
+   * chunk_rows). `keys` (a subset of `columns`) must come back with their values exactly as stored.
+   */
+  read(chunk: Chunk, columns: string[], keys: string[]): Promise<arrow.RecordBatch>;
 }
 
-export interface StagedChunk {
-  index: number;
-  rows: number;
+export interface StagedFile {
   path: string;
   bytes: number;
 }
 
 export interface Sink {
   /** Write one chunk's predictions to staging; idempotent per (run, chunk): a retry overwrites. */
-  stage(run: RunRef, chunkIndex: number, output: OutputBatch): Promise<StagedChunk>;
+  stage(run: RunRef, chunkIndex: number, output: OutputBatch): Promise<StagedFile>;
   /** Make the run's output visible in one atomic, idempotent step. */
   commit(run: RunRef, staged: StagedChunk[]): Promise<CommitStats>;
   /** Remove everything the run staged; idempotent. */
@@ -51,7 +52,8 @@ export interface Sink {
 
 export interface AuditStore {
   recordRun(row: RunAudit): Promise<void>;
-  recordChunks(rows: ChunkAudit[]): Promise<void>;
+  /** One row per scored chunk, written as the chunk finishes; a retried chunk replaces its row. */
+  recordChunk(row: ChunkAudit): Promise<void>;
   location(): string;
 }
 

@@ -1,7 +1,7 @@
 /**
  * Custom search attributes that make runs findable in the Web UI ("all failed runs of churn-daily in
  * November"). Registered by the dev stack at start; production clusters register them once
- * (docs/operations.md). Pure: imported by workflow code.
+ * (README, "Temporal Web UI"). Pure: imported by workflow code.
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 
@@ -26,10 +26,6 @@ export const BATCH_WORKFLOW = 'scorelineBatchRun';
 /** `scoreline/<pipeline>/<date>`: one run per pipeline and logical date at a time. */
 export function batchWorkflowId(pipeline: string, logicalDate: string): string {
   return `scoreline/${pipeline}/${logicalDate}`;
-}
-
-export function adhocWorkflowId(pipeline: string, id: string): string {
-  return `scoreline/${pipeline}/adhoc-${id}`;
 }
 
 /** Set by Temporal Schedules on the runs they start: the nominal time, i.e. the logical date's source. */

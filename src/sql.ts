@@ -7,6 +7,7 @@ import { basename, join, resolve } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { CHUNKS_TABLE, RUNS_TABLE } from '../connectors/parquet-audit';
 import { ConfigError } from './errors';
+import { sqlString } from './io/parquet-write';
 
 export interface AnalystView {
   name: string;
@@ -14,10 +15,6 @@ export interface AnalystView {
 }
 
 const VIEW_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-
-function sqlString(s: string): string {
-  return `'${s.replaceAll("'", "''")}'`;
-}
 
 function hasParquet(dir: string, depth = 2): boolean {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) return false;
@@ -67,12 +64,12 @@ export async function runAnalystQuery(sql: string, opts: { dataDirs: string[]; t
       const runFiles = `[${audits.map((d) => sqlString(join(d, RUNS_TABLE, '*.parquet'))).join(', ')}]`;
       await con.run(`CREATE VIEW scoreline_run_events AS SELECT * FROM read_parquet(${runFiles}, union_by_name = true)`);
       await con.run(
-        `CREATE VIEW ${RUNS_TABLE} AS SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY run_id ORDER BY updated_at DESC, status <> 'running' DESC) AS rn FROM scoreline_run_events) WHERE rn = 1`,
+        `CREATE VIEW ${RUNS_TABLE} AS SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY run_id ORDER BY status <> 'running' DESC, updated_at DESC) AS rn FROM scoreline_run_events) WHERE rn = 1`,
       );
       views.push('scoreline_run_events', RUNS_TABLE);
-      const chunkDirs = audits.filter((d) => hasParquet(join(d, CHUNKS_TABLE), 0));
+      const chunkDirs = audits.filter((d) => hasParquet(join(d, CHUNKS_TABLE), 1));
       if (chunkDirs.length > 0) {
-        await con.run(`CREATE VIEW ${CHUNKS_TABLE} AS SELECT * FROM read_parquet([${chunkDirs.map((d) => sqlString(join(d, CHUNKS_TABLE, '*.parquet'))).join(', ')}], union_by_name = true)`);
+        await con.run(`CREATE VIEW ${CHUNKS_TABLE} AS SELECT * FROM read_parquet([${chunkDirs.map((d) => sqlString(join(d, CHUNKS_TABLE, '*', '*.parquet'))).join(', ')}], union_by_name = true)`);
         views.push(CHUNKS_TABLE);
       }
     }

@@ -73,7 +73,8 @@ export interface ChunkStats {
   convertMs: number;
   inferMs: number;
   writeMs: number;
-  stagedPath: string;
+  /** File name of the staged output (in the sink's staging area for the run). */
+  stagedFile: string;
   bytesWritten: number;
   worker: string;
   attempt: number;
@@ -85,6 +86,26 @@ export interface CommitStats {
   files: number;
   /** Rows that the committed partition replaced (0 for a new partition). */
   rowsReplaced: number;
+}
+
+/** What the last step needs of the plan: everything but the chunk list (which can be large). */
+export type PlanSummary = Omit<RunPlan, 'chunks'> & { chunks: number };
+
+/** What the commit needs of each chunk: small, so thousands of chunks fit one activity payload. */
+export interface StagedChunk {
+  index: number;
+  rows: number;
+  file: string;
+}
+
+/** Run totals, summed by the workflow as chunks finish (no per-chunk list travels to the last step). */
+export interface RunTotals {
+  chunksDone: number;
+  rowsIn: number;
+  rowsOut: number;
+  rowsRejected: number;
+  rowsImputed: number;
+  stageMs: { read: number; convert: number; infer: number; write: number };
 }
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';

@@ -18,14 +18,13 @@ import {
 } from '@temporalio/workflow';
 import type { ScorelineActivities } from '../activities';
 import { SA_MODEL, SA_MODEL_VERSION, SA_PIPELINE, SA_SCHEDULED_START } from '../src/search-attributes';
-import type { ChunkStats, CommitStats, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus } from '../src/types';
+import type { ChunkStats, CommitStats, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals, StagedChunk } from '../src/types';
 
 export const progressQuery = defineQuery<RunProgress>('progress');
 
 /** Planning reads metadata and may snapshot a warehouse query; bad config/input is not retried. */
 const { planRun } = proxyActivities<ScorelineActivities>({
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '2 minutes',
   retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 
@@ -45,7 +44,6 @@ const { scoreChunk } = proxyActivities<ScorelineActivities>({
 /** Commit and finish are idempotent, so they may retry generously. */
 const { commitRun, finishRun } = proxyActivities<ScorelineActivities>({
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '2 minutes',
   retry: { maximumAttempts: 10, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
@@ -83,7 +81,8 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   setHandler(progressQuery, () => progress);
 
   let plan: RunPlan | undefined;
-  const stats: ChunkStats[] = [];
+  const staged: StagedChunk[] = [];
+  const totals: RunTotals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
   let commit: CommitStats | undefined;
   try {
     plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs }));
@@ -96,9 +95,16 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
       updatedAtMs: Date.now(),
     });
     tagRun(plan);
-    await scoreAllChunks(plan, stats, progress);
+    await scoreAllChunks(plan, (s) => {
+      staged.push({ index: s.index, rows: s.rowsOut, file: s.stagedFile });
+      addChunk(totals, s);
+      Object.assign(progress, { chunksDone: totals.chunksDone, rowsDone: totals.rowsIn, rowsOut: totals.rowsOut, updatedAtMs: Date.now() });
+    });
     progress.phase = 'committing';
-    commit = await step('commit', () => commitRun({ run: plan!.run, config: plan!.config, staged: stats }));
+    staged.sort((a, b) => a.index - b.index);
+    // Once the commit starts it finishes (or fails) on its own terms: a cancel arriving mid-commit
+    // must not race the partition swap, and a committed run is reported as succeeded.
+    commit = await step('commit', () => CancellationScope.nonCancellable(() => commitRun({ run: plan!.run, config: plan!.config, staged })));
   } catch (err) {
     const failure = err instanceof StepFailure ? err : new StepFailure('run', err);
     // A cancelled workflow may see a chunk's own error first; the root scope says what really happened.
@@ -109,13 +115,14 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     progress.error = message;
     // Clean-up and audit run even when the workflow itself is being cancelled.
     await CancellationScope.nonCancellable(() =>
-      finishRun({ input, run: plan?.run ?? provisional, plan, status, error: message, chunks: stats, startedAtMs }),
+      finishRun({ input, run: plan?.run ?? provisional, plan: plan && summarize(plan), status, error: message, totals, startedAtMs }),
     );
     if (cancelled) throw isCancellation(failure.error) ? failure.error : new CancelledFailure('run cancelled');
     throw ApplicationFailure.nonRetryable(message, 'ScorelineRunFailed');
   }
 
-  const result = await finishRun({ input, run: plan.run, plan, status: 'succeeded', chunks: stats, commit, startedAtMs });
+  const summary = summarize(plan);
+  const result = await CancellationScope.nonCancellable(() => finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs }));
   progress.phase = 'succeeded';
   progress.updatedAtMs = Date.now();
   upsertMemo({ rows_in: result.rowsIn, rows_out: result.rowsOut, output: result.output ?? null, model: `${plan.model.name}:${plan.model.version}` });
@@ -130,8 +137,24 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+function summarize(plan: RunPlan): PlanSummary {
+  return { ...plan, chunks: plan.chunks.length };
+}
+
+function addChunk(t: RunTotals, s: ChunkStats): void {
+  t.chunksDone += 1;
+  t.rowsIn += s.rowsIn;
+  t.rowsOut += s.rowsOut;
+  t.rowsRejected += s.rowsRejected;
+  t.rowsImputed += s.rowsImputed;
+  t.stageMs.read += s.readMs;
+  t.stageMs.convert += s.convertMs;
+  t.stageMs.infer += s.inferMs;
+  t.stageMs.write += s.writeMs;
+}
+
 /** Bounded sliding window: at most `parallelism` chunk activities in flight; first failure cancels the rest. */
-async function scoreAllChunks(plan: RunPlan, stats: ChunkStats[], progress: RunProgress): Promise<void> {
+async function scoreAllChunks(plan: RunPlan, onChunk: (s: ChunkStats) => void): Promise<void> {
   let failure: StepFailure | undefined;
   const scope = new CancellationScope();
   await scope.run(async () => {
@@ -141,13 +164,7 @@ async function scoreAllChunks(plan: RunPlan, stats: ChunkStats[], progress: RunP
       if (failure) break;
       const p: Promise<void> = scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk })
         .then(
-          (s) => {
-            stats.push(s);
-            progress.chunksDone += 1;
-            progress.rowsDone += s.rowsIn;
-            progress.rowsOut += s.rowsOut;
-            progress.updatedAtMs = Date.now();
-          },
+          (s) => onChunk(s),
           (err) => {
             if (!failure) {
               failure = new StepFailure(`score chunk ${chunk.index}`, err);
@@ -161,7 +178,6 @@ async function scoreAllChunks(plan: RunPlan, stats: ChunkStats[], progress: RunP
     await Promise.all(inflight);
   });
   if (failure) throw failure;
-  stats.sort((a, b) => a.index - b.index);
 }
 
 /** Search attributes only when the starter set ours (i.e. they are registered on this cluster). */

@@ -6,9 +6,9 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { createConnectors } from '../../connectors';
-import { loadPipelineFile, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
+import { loadPipelineFile, NAME_PATTERN, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
 import { ScorelineClient, clientConfigFromEnv, webUiLink } from '../client';
-import { ScorelineError, errorMessage } from '../errors';
+import { ConfigError, ScorelineError, errorMessage } from '../errors';
 import { ModelStore, readManifest } from '../models/store';
 import { buildPlan } from '../run/batch';
 import { resolvePipeline, type RunContext } from '../run/context';
@@ -114,7 +114,7 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .command('worker')
     .description('Run a worker against TEMPORAL_ADDRESS until SIGINT/SIGTERM (finishes in-flight chunks first).')
     .option('--concurrency <n>', 'chunk activities at once (default 2 × cores)', (v) => Number(v))
-    .option('--ort-threads <n>', 'ONNX Runtime intra-op threads (default cores)', (v) => Number(v))
+    .option('--ort-threads <n>', 'ONNX Runtime intra-op threads per session (default 1 with inference threads)', (v) => Number(v))
     .action(async (opts) => {
       const config = { ...workerConfigFromEnv(), projectDir: projectDir() };
       const w = await createWorker({ ...config, maxConcurrentActivities: opts.concurrency ?? config.maxConcurrentActivities, intraOpThreads: opts.ortThreads ?? config.intraOpThreads });
@@ -194,6 +194,7 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .option('--limit <n>', 'at most this many', (v) => Number(v), 20)
     .option('--json', 'one JSON object per line')
     .action(async (opts) => {
+      if (opts.pipeline && !NAME_PATTERN.test(opts.pipeline)) throw new ConfigError(`--pipeline ${opts.pipeline}: not a pipeline name`);
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
         const query = opts.pipeline ? `WorkflowType = "scorelineBatchRun" AND WorkflowId STARTS_WITH "scoreline/${opts.pipeline}/"` : `WorkflowType = "scorelineBatchRun"`;
@@ -278,6 +279,7 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .option('--alias <alias>', 'also point this alias (e.g. champion) at the new version')
     .addOption(storeOption)
     .action(async (modelPath: string, opts) => {
+      if (!NAME_PATTERN.test(opts.name)) throw new ConfigError(`--name ${opts.name}: lower-case letters, digits, - and _, starting with a letter`);
       const store = new ModelStore(opts.modelsDir);
       const manifest = readManifest(opts.manifest);
       // Validate against a real session before anything lands in the store.

@@ -18,6 +18,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { sqlString } from '../io/parquet-write';
 
 export interface GenerateDemoDataOptions {
   /** Root directory; partitions are created beneath it. */
@@ -168,9 +169,6 @@ function daysSinceEpoch(date: string): number {
   return days;
 }
 
-function sqlString(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
-}
 
 async function exists(path: string): Promise<boolean> {
   try {

@@ -131,7 +131,7 @@ function columnWriter(data: arrow.Data | undefined, type: arrow.DataType, name: 
       fill(vector, row, n) {
         if (!data) return;
         const values = data.values as ArrayBufferView;
-        const start = values.byteOffset + (data.offset + row) * fixed.bytes;
+        const start = values.byteOffset + row * fixed.bytes; // values of a sliced batch are already sliced
         duck.copy_data_to_vector(vector, 0, values.buffer as ArrayBuffer, start, n * fixed.bytes);
         copyValidity(vector, data, row, n);
       },
@@ -147,7 +147,7 @@ function columnWriter(data: arrow.Data | undefined, type: arrow.DataType, name: 
         const src = data.values as unknown as BigInt64Array;
         const micros = new BigInt64Array(n);
         for (let i = 0; i < n; i++) {
-          const v = src[data.offset + row + i];
+          const v = src[row + i];
           micros[i] = toMicros === 0n ? v / 1000n : v * toMicros;
         }
         duck.copy_data_to_vector(vector, 0, micros.buffer, 0, n * 8);

@@ -2,9 +2,9 @@
  * The steps of a batch run, as plain async functions of (context, arguments): activities/ wraps them
  * with heartbeats and error mapping; unit tests call them directly.
  */
+import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
-import type { StagedChunk } from '../../connectors/types';
 import { assertLogicalDate, type PipelineConfig } from '../config/pipeline';
 import { ConfigError, InputError } from '../errors';
 import { takeRows } from '../io/arrow';
@@ -12,8 +12,8 @@ import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
 import type { LoadedModel } from '../models/store';
 import { runModel } from '../scoring/session';
-import { buildFeeds } from '../scoring/tensor';
-import type { Chunk, ChunkAudit, ChunkStats, CommitStats, PinnedModel, RunAudit, RunInput, RunPlan, RunRef, RunResult, RunStatus } from '../types';
+import { buildFeeds, emptyColumn, type OutputColumn } from '../scoring/tensor';
+import type { Chunk, ChunkAudit, ChunkStats, CommitStats, PinnedModel, RunAudit, RunInput, RunPlan, RunRef, RunResult, PlanSummary, RunStatus, RunTotals, StagedChunk } from '../types';
 import { modelStoreFor, resolvePipeline, type RunContext } from './context';
 
 export interface StepHooks {
@@ -24,12 +24,30 @@ export interface StepHooks {
 }
 
 /**
- * ~3 history events per chunk: 15k chunks ≈ 45k events, under Temporal's 51,200-event limit with room
- * for the run's own events. (Continue-as-new for larger runs is planned; see docs/architecture.md.)
+ * Up to ~6 history events per chunk (activity scheduled/started/completed plus workflow tasks) and ~170
+ * bytes per chunk in the plan payload: 4,000 chunks ≈ 24k events and ≈ 0.7 MB, inside Temporal's
+ * 51,200-event and 2 MiB payload limits with room to spare. (Continue-as-new for larger runs is planned;
+ * see docs/architecture.md.)
  */
-export const MAX_CHUNKS_PER_RUN = 15_000;
+export const MAX_CHUNKS_PER_RUN = 4_000;
 
 export const NO_HOOKS: StepHooks = { heartbeat: () => undefined, throwIfCancelled: () => undefined, attempt: 1 };
+
+/** Columns every output row carries besides keys and predictions (docs/output-schema.md). */
+export const CONTRACT_COLUMNS = ['run_id', 'model_name', 'model_version', 'model_sha256', 'scored_at', 'ds'];
+
+/** Keys, predictions and contract columns share one table: a name used twice would silently shadow. */
+function checkOutputColumns(config: PipelineConfig, predictions: string[], origin: string): void {
+  const seen = new Map<string, string>();
+  const add = (name: string, role: string) => {
+    const clash = seen.get(name);
+    if (clash) throw new ConfigError(`${origin}: output column "${name}" is both ${clash} and ${role}; rename one (source.key, or the manifest's outputs[].column)`);
+    seen.set(name, role);
+  };
+  CONTRACT_COLUMNS.forEach((c) => add(c, 'a Scoreline contract column'));
+  config.source.key.forEach((k) => add(k, 'a key column'));
+  predictions.forEach((p) => add(p, 'a prediction column'));
+}
 
 /** Columns a run reads: keys first, then model features, each once. */
 export function neededColumns(config: PipelineConfig, features: string[]): string[] {
@@ -62,6 +80,7 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   hooks.heartbeat({ step: 'model', model: model.pin });
   await ctx.sessions.get(model); // loads the session and checks the manifest against the model
   const features = featureColumns(model.manifest);
+  checkOutputColumns(config, model.manifest.outputs.map((o) => o.column), `pipeline ${config.name} with model ${model.pin.name}:${model.pin.version}`);
   const sourcePlan = await ctx.connectors.source(config).plan({ config, run, columns: neededColumns(config, features), chunkRows: config.chunk_rows });
   const notNumeric = features.filter((f) => sourcePlan.schema[f] && !sourcePlan.schema[f].numeric);
   if (notNumeric.length > 0) {
@@ -76,10 +95,11 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   }
   if (sourcePlan.chunks.length > MAX_CHUNKS_PER_RUN) {
     const suggested = Math.ceil(sourcePlan.rows / MAX_CHUNKS_PER_RUN);
-    throw new ConfigError(
-      `pipeline ${config.name}: ${sourcePlan.chunks.length} chunks exceed the ${MAX_CHUNKS_PER_RUN} one run can track in its Temporal history; ` +
-        `raise chunk_rows to at least ${suggested} (now ${config.chunk_rows})`,
-    );
+    const advice =
+      suggested > config.chunk_rows
+        ? `raise chunk_rows to at least ${suggested} (now ${config.chunk_rows})`
+        : `the input has ${sourcePlan.inputs.length} files and a chunk never spans files: combine small files, or split the input across runs`;
+    throw new ConfigError(`pipeline ${config.name}: ${sourcePlan.chunks.length} chunks exceed the ${MAX_CHUNKS_PER_RUN} one run can track in its Temporal history; ${advice}`);
   }
   const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();
   return { run, config, model: model.pin, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
@@ -116,7 +136,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
 
   let t = performance.now();
   hooks.heartbeat({ step: 'read', chunk: chunk.index });
-  const batch = await ctx.connectors.source(config).read(chunk, columns);
+  const batch = await ctx.connectors.source(config).read(chunk, columns, config.source.key);
   const readMs = lap();
 
   hooks.heartbeat({ step: 'convert', chunk: chunk.index });
@@ -138,7 +158,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   const staged = await ctx.connectors.sink(config).stage(run, chunk.index, output);
   const writeMs = lap();
 
-  return {
+  const stats: ChunkStats = {
     index: chunk.index,
     rowsIn: feeds.rowsIn,
     rowsOut: feeds.rowsOut,
@@ -148,11 +168,13 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
     convertMs,
     inferMs,
     writeMs,
-    stagedPath: staged.path,
+    stagedFile: basename(staged.path),
     bytesWritten: staged.bytes,
     worker: ctx.workerId,
     attempt: hooks.attempt,
   };
+  await ctx.connectors.audit(config).recordChunk(chunkAuditRow(run, stats));
+  return stats;
 
   function lap(): number {
     const now = performance.now();
@@ -162,8 +184,9 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   }
 }
 
-function emptyPredictions(model: LoadedModel): Map<string, Float32Array> {
-  return new Map(model.manifest.outputs.map((o) => [o.column, new Float32Array(0)]));
+/** Typed like real predictions, so every file of a partition has the same schema. */
+function emptyPredictions(model: LoadedModel): Map<string, OutputColumn> {
+  return new Map(model.manifest.outputs.map((o) => [o.column, emptyColumn(o.dtype)]));
 }
 
 export function describeChunk(chunk: Chunk): string {
@@ -209,21 +232,20 @@ export function outputBatch(
 export interface CommitArgs {
   run: RunRef;
   config: PipelineConfig;
-  staged: ChunkStats[];
+  staged: StagedChunk[];
 }
 
 export async function commitRun(ctx: RunContext, args: CommitArgs): Promise<CommitStats> {
-  const staged: StagedChunk[] = args.staged.map((s) => ({ index: s.index, rows: s.rowsOut, path: s.stagedPath, bytes: s.bytesWritten }));
-  return ctx.connectors.sink(args.config).commit(args.run, staged);
+  return ctx.connectors.sink(args.config).commit(args.run, args.staged);
 }
 
 export interface FinishArgs {
   input: RunInput;
   run: RunRef;
-  plan?: RunPlan;
+  plan?: PlanSummary;
   status: RunStatus;
   error?: string;
-  chunks: ChunkStats[];
+  totals: RunTotals;
   commit?: CommitStats;
   startedAtMs: number;
 }
@@ -239,10 +261,8 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       config = undefined; // invalid config: nothing was staged and there is no audit location to write to
     }
   }
-  const rowsIn = args.chunks.reduce((n, c) => n + c.rowsIn, 0);
-  const rowsOut = args.commit?.rowsOut ?? args.chunks.reduce((n, c) => n + c.rowsOut, 0);
-  const rowsRejected = args.chunks.reduce((n, c) => n + c.rowsRejected, 0);
-  const rowsImputed = args.chunks.reduce((n, c) => n + c.rowsImputed, 0);
+  const { rowsIn, rowsRejected, rowsImputed } = args.totals;
+  const rowsOut = args.commit?.rowsOut ?? args.totals.rowsOut;
   const finishedAt = new Date();
   const durationMs = finishedAt.getTime() - args.startedAtMs;
   const result: RunResult = {
@@ -255,16 +275,11 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
     rowsOut: status === 'succeeded' ? rowsOut : 0,
     rowsRejected,
     rowsImputed,
-    chunks: plan?.chunks.length ?? 0,
+    chunks: plan?.chunks ?? 0,
     durationMs,
     model: plan?.model,
     error: args.error,
-    stageMs: {
-      read: sum(args.chunks, 'readMs'),
-      convert: sum(args.chunks, 'convertMs'),
-      infer: sum(args.chunks, 'inferMs'),
-      write: sum(args.chunks, 'writeMs'),
-    },
+    stageMs: mapValues(args.totals.stageMs, Math.round),
   };
   if (!config) return result;
   const sink = ctx.connectors.sink(config);
@@ -272,7 +287,6 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   if (status !== 'succeeded') await sink.abort(run);
   result.output = args.commit?.output ?? (status === 'succeeded' ? sink.location(run) : undefined);
   result.audit = audit.location();
-  await audit.recordChunks(args.chunks.map((c) => chunkAuditRow(run, c)));
   await audit.recordRun(
     runAuditRow(run, plan?.model, status, {
       startedAt: new Date(args.startedAtMs).toISOString(),
@@ -290,8 +304,8 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   return result;
 }
 
-function sum(chunks: ChunkStats[], key: 'readMs' | 'convertMs' | 'inferMs' | 'writeMs'): number {
-  return Math.round(chunks.reduce((n, c) => n + c[key], 0));
+function mapValues<T extends Record<string, number>>(o: T, f: (v: number) => number): T {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)])) as T;
 }
 
 export function runAuditRow(

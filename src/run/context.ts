@@ -6,7 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Connectors } from '../../connectors/types';
-import { loadPipelineFile, parsePipeline, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
+import { loadPipelineFile, NAME_PATTERN, parsePipeline, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
 import { ConfigError } from '../errors';
 import { ModelStore } from '../models/store';
 import type { InferencePool } from '../scoring/pool';
@@ -41,6 +41,8 @@ export function resolvePath(base: string, path: string): string {
  * Inline config (from the CLI/API) wins, so caller and worker validate the very same document.
  */
 export function resolvePipeline(ctx: RunContext, name: string, inline: unknown, overrides: Record<string, string>): PipelineConfig {
+  // The name comes from workflow input (e.g. the Web UI): it must not walk out of the pipelines directory.
+  if (!NAME_PATTERN.test(name)) throw new ConfigError(`pipeline "${name}": not a pipeline name (lower-case letters, digits, - and _)`);
   if (inline !== undefined && inline !== null) {
     const config = parsePipeline(inline, `pipeline "${name}" (inline)`, overrides);
     if (config.name !== name) throw new ConfigError(`pipeline "${name}": inline config is named "${config.name}"`);

@@ -5,6 +5,8 @@
  * onnxruntime-node's run() executes on the calling thread, so running it here keeps the worker's event
  * loop (and with it Temporal heartbeats) free, and lets several chunks infer on several cores at once.
  */
+const { createHash } = require('node:crypto');
+const { readFileSync } = require('node:fs');
 const { parentPort } = require('node:worker_threads');
 const ort = require('onnxruntime-node');
 
@@ -13,7 +15,13 @@ const sessions = new Map();
 function session(job) {
   let s = sessions.get(job.key);
   if (!s) {
-    s = ort.InferenceSession.create(job.modelPath, {
+    // Load the bytes the run pinned, not whatever the file holds now: verify before creating the session.
+    const bytes = readFileSync(job.modelPath);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (sha256 !== job.sha256) {
+      return Promise.reject(new Error(`${job.modelPath} hashes to ${sha256} but the run pinned ${job.sha256}; the model file changed during the run`));
+    }
+    s = ort.InferenceSession.create(bytes, {
       intraOpNumThreads: job.intraOpThreads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -26,12 +34,6 @@ function session(job) {
 }
 
 parentPort.on('message', async (job) => {
-  if (job.type === 'release') {
-    for (const s of sessions.values()) await (await s).release().catch(() => undefined);
-    sessions.clear();
-    parentPort.postMessage({ id: job.id, ok: true });
-    return;
-  }
   try {
     const s = await session(job);
     const feeds = {};

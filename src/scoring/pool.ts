@@ -80,8 +80,9 @@ export class InferencePool {
     const { pin, modelPath, manifest } = s.model;
     const message = {
       type: 'run',
-      key: `${pin.sha256}/${pin.name}:${pin.version}`,
+      key: `${pin.sha256}/${pin.store}/${pin.name}:${pin.version}`,
       modelPath,
+      sha256: pin.sha256,
       intraOpThreads: this.options.intraOpThreads ?? 1,
       tensors: tensors.map((t) => ({ name: t.name, dtype: t.dtype, dims: t.dims, data: t.data })),
       fetches: s.fetches,

@@ -34,11 +34,11 @@ export class SessionCache {
 
   /**
    * The session for a pinned model; `load` (which verifies the file's hash) runs only on a cache miss.
-   * Keyed by sha256 and version: the same bytes registered twice with different manifests are checked
-   * against each manifest.
+   * Keyed by sha256, store and version: the same bytes registered twice with different manifests are
+   * checked against (and scored with) each manifest.
    */
-  getPinned(pin: Pick<PinnedModel, 'name' | 'version' | 'sha256'>, load: () => Promise<LoadedModel>): Promise<ScoringSession> {
-    const key = `${pin.sha256}/${pin.name}:${pin.version}`;
+  getPinned(pin: Pick<PinnedModel, 'name' | 'version' | 'sha256' | 'store'>, load: () => Promise<LoadedModel>): Promise<ScoringSession> {
+    const key = `${pin.sha256}/${pin.store}/${pin.name}:${pin.version}`;
     let entry = this.sessions.get(key);
     if (!entry) {
       entry = load().then((model) => createSession(model, this.options));

@@ -11,7 +11,7 @@
  * `lenient` turns the value checks off (the cast happens, precision may be lost); type checks stay.
  */
 import * as arrow from 'apache-arrow';
-import { InputError } from '../errors';
+import { InputError, ModelError } from '../errors';
 import type { FeaturePolicy } from '../config/pipeline';
 import type { InputSpec, ModelManifest, OutputSpec, TensorDtype } from '../models/manifest';
 
@@ -78,10 +78,11 @@ function valueReader(col: ColumnView): (row: number) => number {
       return (values[bit >> 3] as number) & (1 << (bit & 7)) ? 1 : 0;
     };
   }
+  // Arrow's `values` of a sliced batch are already sliced: only bit-packed booleans use `offset`.
   if (values instanceof BigInt64Array || values instanceof BigUint64Array) {
-    return (row) => Number(values[off + row]);
+    return (row) => Number(values[row]);
   }
-  return (row) => values[off + row] as number;
+  return (row) => values[row] as number;
 }
 
 function castCheck(dtype: TensorDtype, type: arrow.DataType, strict: boolean): ((v: number) => string | undefined) | undefined {
@@ -103,7 +104,9 @@ function castCheck(dtype: TensorDtype, type: arrow.DataType, strict: boolean): (
       return undefined;
     case 'int32':
       if (isFloat) return (v) => (!Number.isInteger(v) || Math.abs(v) > 2 ** 31 - 1 ? 'is not a whole number in int32 range' : undefined);
-      if (isInt && (type as arrow.Int).bitWidth === 64) return (v) => (Math.abs(v) > 2 ** 31 - 1 ? 'is beyond int32 range' : undefined);
+      if (isInt && ((type as arrow.Int).bitWidth === 64 || ((type as arrow.Int).bitWidth === 32 && !(type as arrow.Int).isSigned))) {
+        return (v) => (Math.abs(v) > 2 ** 31 - 1 ? 'is beyond int32 range' : undefined);
+      }
       return undefined;
     case 'int64':
       if (isFloat) return (v) => (!Number.isInteger(v) || Math.abs(v) > F64_EXACT_INT ? 'is not a whole number' : undefined);
@@ -202,20 +205,24 @@ function fillTensor(
     const hasNulls = col.data.nullCount > 0;
     const fill = policy.impute_values[name];
     const src = col.data.values;
-    const off = col.data.offset;
     const plainCopy = !check && !hasNulls && !keptRows && !arrow.DataType.isBool(col.type) && input.dtype !== 'int64' &&
       !(src instanceof BigInt64Array || src instanceof BigUint64Array);
     if (plainCopy) {
-      if (out instanceof Float32Array && src instanceof Float32Array) stridedCopyF32(out, src, off, rows, width, j);
-      else stridedCopy(out as Float64Array, src as ArrayLike<number>, off, rows, width, j);
+      if (out instanceof Float32Array && src instanceof Float32Array) stridedCopyF32(out, src, rows, width, j);
+      else stridedCopy(out as Float64Array, src as ArrayLike<number>, rows, width, j);
       return;
     }
     const read = valueReader(col);
+    // int64 → int64 copies the BigInt itself: going through a JS number would round beyond 2^53.
+    const exactInt64 = input.dtype === 'int64' && src instanceof BigInt64Array ? src : undefined;
     for (let r = 0; r < rows; r++) {
       const srcRow = keptRows ? keptRows[r] : r;
       let v: number;
       if (hasNulls && isNull(col.data, srcRow)) v = fill!;
-      else {
+      else if (exactInt64) {
+        (out as BigInt64Array)[r * width + j] = exactInt64[srcRow];
+        continue;
+      } else {
         v = read(srcRow);
         if (check) {
           const problem = check(v);
@@ -224,8 +231,10 @@ function fillTensor(
           }
         }
       }
-      if (input.dtype === 'int64') (out as BigInt64Array)[r * width + j] = BigInt(Math.trunc(v));
-      else (out as Float32Array)[r * width + j] = v;
+      if (input.dtype === 'int64') {
+        if (!Number.isFinite(v)) throw new InputError(`${where}: column "${name}" row ${srcRow}: value ${v} cannot feed int64 input "${input.name}"`);
+        (out as BigInt64Array)[r * width + j] = BigInt(Math.trunc(v));
+      } else (out as Float32Array)[r * width + j] = v;
     }
   });
   return { name: input.name, dtype: input.dtype, dims: [rows, width], data: out };
@@ -235,15 +244,19 @@ function fillTensor(
  * The hot path: one feature column into its slot of the row-major tensor. Kept monomorphic (one typed
  * array type per function) so V8 compiles it to a tight loop; 3× faster than the generic version.
  */
-function stridedCopyF32(dst: Float32Array, src: Float32Array, offset: number, rows: number, width: number, column: number): void {
-  for (let r = 0, o = column; r < rows; r++, o += width) dst[o] = src[offset + r];
+function stridedCopyF32(dst: Float32Array, src: Float32Array, rows: number, width: number, column: number): void {
+  for (let r = 0, o = column; r < rows; r++, o += width) dst[o] = src[r];
 }
 
-function stridedCopy(dst: { [i: number]: number }, src: ArrayLike<number>, offset: number, rows: number, width: number, column: number): void {
-  for (let r = 0, o = column; r < rows; r++, o += width) dst[o] = src[offset + r];
+function stridedCopy(dst: { [i: number]: number }, src: ArrayLike<number>, rows: number, width: number, column: number): void {
+  for (let r = 0, o = column; r < rows; r++, o += width) dst[o] = src[r];
 }
 
 export type OutputColumn = Float32Array | Float64Array | BigInt64Array | Int32Array;
+
+export function emptyColumn(dtype: TensorDtype): OutputColumn {
+  return allocate(dtype, 0);
+}
 
 /** Pick the mapped output (or one column of a [N, K] output) and convert it to the manifest's dtype. */
 export function extractOutput(spec: OutputSpec, dims: readonly number[], data: ArrayLike<number | bigint>, rows: number, model: string): OutputColumn {
@@ -258,6 +271,9 @@ export function extractOutput(spec: OutputSpec, dims: readonly number[], data: A
   if (out instanceof BigInt64Array) {
     for (let r = 0; r < rows; r++) {
       const v = data[r * width + index];
+      if (typeof v !== 'bigint' && !Number.isFinite(v)) {
+        throw new ModelError(`model ${model}: output "${spec.tensor}" row ${r} is ${v}, which column "${spec.column}" (int64) cannot hold`);
+      }
       out[r] = typeof v === 'bigint' ? v : BigInt(Math.trunc(v));
     }
   } else {

@@ -84,7 +84,7 @@ describe('batch run', () => {
     const audit = await auditRows(result.runId);
     expect(audit.map((a) => a.status)).toEqual(['running', 'succeeded']);
     expect(audit[1]).toMatchObject({ pipeline: 'churn-it', logical_date: DATE, rows_in: ROWS, rows_out: ROWS, model_name: 'churn-gbt', trigger: 'test', error: null });
-    const chunks = await query(`SELECT * FROM read_parquet('${project}/out/scoreline_run_chunks/${result.runId}.parquet') ORDER BY chunk_index`);
+    const chunks = await query(`SELECT * FROM read_parquet('${project}/out/scoreline_run_chunks/${result.runId}/*.parquet') ORDER BY chunk_index`);
     expect(chunks).toHaveLength(result.chunks);
     expect(chunks.reduce((n, c) => n + Number(c.rows_out), 0)).toBe(ROWS);
     expect(chunks.every((c) => Number(c.infer_ms) > 0 && Number(c.read_ms) >= 0)).toBe(true);
@@ -207,7 +207,7 @@ describe('bad input fails the run with a clear error and commits nothing', () =>
     const imputed = await run(pipeline({ source, sink: { kind: 'parquet', path: 'out/impute_nulls' }, features: { nulls: 'impute', impute_values: { f05: 0 } } }));
     expect(imputed).toMatchObject({ status: 'succeeded', rowsOut: ROWS, rowsRejected: 0, rowsImputed: ROWS / 100 });
     expect((await auditRows(imputed.runId)).at(-1)).toMatchObject({ status: 'succeeded', rows_imputed: ROWS / 100, rows_out: ROWS });
-    const chunks = await query(`SELECT sum(rows_imputed) AS n FROM read_parquet('${project}/out/scoreline_run_chunks/${imputed.runId}.parquet')`);
+    const chunks = await query(`SELECT sum(rows_imputed) AS n FROM read_parquet('${project}/out/scoreline_run_chunks/${imputed.runId}/*.parquet')`);
     expect(chunks[0].n).toBe(ROWS / 100);
   });
 

@@ -27,7 +27,7 @@ async function score(raw: PipelineInput) {
   const plan = await buildPlan(ctx, { input: { pipeline: config.name, config: raw, date: DATE }, run: run(config.name) });
   const stats = [];
   for (const chunk of plan.chunks) stats.push(await scoreChunk(ctx, { run: plan.run, config, model: plan.model, chunk }));
-  const commit = await commitRun(ctx, { run: plan.run, config, staged: stats });
+  const commit = await commitRun(ctx, { run: plan.run, config, staged: stats.map((s) => ({ index: s.index, rows: s.rowsOut, file: s.stagedFile })) });
   return { plan, stats, rows: await query(`SELECT * FROM read_parquet('${commit.output}/*.parquet') ORDER BY id`) };
 }
 
@@ -92,6 +92,28 @@ describe('scoring contract', () => {
     expect(new Set(labels).size).toBe(2); // both classes present: the comparison means something
   });
 
+  it('keys come back exactly as stored, whatever their type', async () => {
+    const dir = join(project, 'keys', `ds=${DATE}`);
+    mkdirSync(dir, { recursive: true });
+    await query(
+      `COPY (SELECT (12345678901234567890 + range)::DECIMAL(20,0) AS id, DATE '2026-01-01' + range::INTEGER AS day,
+             1.0::FLOAT AS age, 2.0::FLOAT AS tenure, 3.0::FLOAT AS spend FROM range(3)) TO '${dir}/part-0.parquet' (FORMAT parquet)`,
+    );
+    const { rows } = await score(base('per-feature@champion', { source: { kind: 'parquet', path: 'keys/ds={{ ds }}/*.parquet', key: ['id', 'day'] } }));
+    expect(rows.map((r) => [String(r.id), String(r.day)])).toEqual([
+      ['12345678901234567890', '2026-01-01'],
+      ['12345678901234567891', '2026-01-02'],
+      ['12345678901234567892', '2026-01-03'],
+    ]);
+  });
+
+  it('output column names that collide with keys or contract columns are refused at plan time', async () => {
+    const input = base('per-feature@champion', { source: { kind: 'parquet', path: 'data/ds={{ ds }}/*.parquet', key: ['id', 'score'] } });
+    await expect(buildPlan(ctx, { input: { pipeline: 'fixture', config: input, date: DATE }, run: run('fixture') })).rejects.toThrow(
+      /output column "score" is both a key column and a prediction column/,
+    );
+  });
+
   it('a manifest that does not match the model fails before scoring', async () => {
     const attempt = buildPlan(ctx, { input: { pipeline: 'fixture', config: base('bad-shape@champion'), date: DATE }, run: run('fixture') });
     await expect(attempt).rejects.toThrow(ModelError);
@@ -101,10 +123,10 @@ describe('scoring contract', () => {
   it('a plan with more chunks than one run can track fails fast, saying which chunk_rows would fit', async () => {
     const dir = join(project, 'many', `ds=${DATE}`);
     mkdirSync(dir, { recursive: true });
-    await query(`COPY (SELECT range AS id, 1.0::FLOAT AS age, 2.0::FLOAT AS tenure, 3.0::FLOAT AS spend FROM range(16000)) TO '${dir}/part-0.parquet' (FORMAT parquet)`);
+    await query(`COPY (SELECT range AS id, 1.0::FLOAT AS age, 2.0::FLOAT AS tenure, 3.0::FLOAT AS spend FROM range(8000)) TO '${dir}/part-0.parquet' (FORMAT parquet)`);
     const input = base('per-feature@champion', { chunk_rows: 1, source: { kind: 'parquet', path: 'many/ds={{ ds }}/*.parquet', key: ['id'] } });
     await expect(buildPlan(ctx, { input: { pipeline: 'fixture', config: input, date: DATE }, run: run('fixture') })).rejects.toThrow(
-      'pipeline fixture: 16000 chunks exceed the 15000 one run can track in its Temporal history; raise chunk_rows to at least 2 (now 1)',
+      'pipeline fixture: 8000 chunks exceed the 4000 one run can track in its Temporal history; raise chunk_rows to at least 2 (now 1)',
     );
   });
 

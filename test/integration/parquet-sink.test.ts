@@ -1,0 +1,91 @@
+/**
+ * The Parquet sink's commit protocol on a real filesystem: replace-partition swaps, append, and the
+ * repairs a retried commit or an abort must make after a crash between steps.
+ */
+import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import * as arrow from 'apache-arrow';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ParquetSink } from '../../connectors/parquet-sink';
+import type { RunRef, StagedChunk } from '../../src/types';
+import { cleanup, query, tempProject } from '../helpers/project';
+
+let dir: string;
+const DATE = '2026-11-01';
+const run = (id: string): RunRef => ({ runId: id, workflowId: `wf-${id}`, pipeline: 'p', logicalDate: DATE, trigger: 'test' });
+
+async function stageRows(sink: ParquetSink, r: RunRef, chunks: number[][]): Promise<StagedChunk[]> {
+  const staged: StagedChunk[] = [];
+  for (const [index, ids] of chunks.entries()) {
+    const table = new arrow.Table({ id: arrow.makeVector(new BigInt64Array(ids.map(BigInt))), score: arrow.makeVector(new Float32Array(ids.length).fill(0.5)) });
+    const file = await sink.stage(r, index, { table, constants: [{ name: 'run_id', sqlType: 'VARCHAR', value: r.runId }] });
+    staged.push({ index, rows: ids.length, file: file.path.split('/').pop()! });
+  }
+  return staged;
+}
+
+const rowsIn = async (table: string) => query(`SELECT run_id, count(*) AS n FROM read_parquet('${join(dir, table)}/ds=${DATE}/*.parquet') GROUP BY ALL ORDER BY run_id`);
+
+beforeAll(() => {
+  dir = tempProject('scoreline-sink-');
+});
+afterAll(() => cleanup(dir));
+
+describe('ParquetSink', () => {
+  it('replace-partition: a second run replaces the first; a retried commit is a no-op', async () => {
+    const sink = new ParquetSink(join(dir, 'replace'), 'replace-partition');
+    const a = run('a');
+    await sink.commit(a, await stageRows(sink, a, [[1, 2], [3]]));
+    const b = run('b');
+    const stagedB = await stageRows(sink, b, [[4, 5, 6]]);
+    const first = await sink.commit(b, stagedB);
+    expect(first).toMatchObject({ rowsOut: 3, rowsReplaced: 3, files: 1 });
+    expect(await sink.commit(b, stagedB)).toMatchObject({ rowsOut: 3 }); // idempotent
+    expect(await rowsIn('replace')).toEqual([{ run_id: 'b', n: 3 }]);
+  });
+
+  it('a commit interrupted between its two renames is finished by the retry', async () => {
+    const sink = new ParquetSink(join(dir, 'crash'), 'replace-partition');
+    const a = run('a');
+    await sink.commit(a, await stageRows(sink, a, [[1, 2]]));
+    const b = run('b');
+    const staged = await stageRows(sink, b, [[7, 8, 9]]);
+    // Simulate the crash: the old partition was moved aside, the new one not yet renamed in.
+    const stagingDir = join(dir, '.scoreline-staging', 'crash', 'b');
+    renameSync(join(dir, 'crash', `ds=${DATE}`), `${stagingDir}.replaced`);
+    await sink.commit(b, staged);
+    expect(await rowsIn('crash')).toEqual([{ run_id: 'b', n: 3 }]);
+    expect(existsSync(`${stagingDir}.replaced`)).toBe(false);
+  });
+
+  it('an abort after such a crash puts the old partition back', async () => {
+    const sink = new ParquetSink(join(dir, 'abort'), 'replace-partition');
+    const a = run('a');
+    await sink.commit(a, await stageRows(sink, a, [[1, 2]]));
+    const b = run('b');
+    await stageRows(sink, b, [[7, 8, 9]]);
+    const stagingDir = join(dir, '.scoreline-staging', 'abort', 'b');
+    renameSync(join(dir, 'abort', `ds=${DATE}`), `${stagingDir}.replaced`);
+    await sink.abort(b);
+    expect(await rowsIn('abort')).toEqual([{ run_id: 'a', n: 2 }]);
+    expect(existsSync(stagingDir)).toBe(false);
+  });
+
+  it('append: a commit retried after moving some files completes without duplicates', async () => {
+    const sink = new ParquetSink(join(dir, 'append'), 'append');
+    const a = run('a');
+    await sink.commit(a, await stageRows(sink, a, [[1]]));
+    const b = run('b');
+    const staged = await stageRows(sink, b, [[2, 3], [4]]);
+    // Simulate a crash after the first file was moved into the partition.
+    const partition = join(dir, 'append', `ds=${DATE}`);
+    mkdirSync(partition, { recursive: true });
+    renameSync(join(dir, '.scoreline-staging', 'append', 'b', staged[0].file), join(partition, staged[0].file));
+    await sink.commit(b, staged);
+    expect(await rowsIn('append')).toEqual([
+      { run_id: 'a', n: 1 },
+      { run_id: 'b', n: 3 },
+    ]);
+    expect(readdirSync(partition).filter((f) => f.endsWith('.parquet'))).toHaveLength(3);
+  });
+});
