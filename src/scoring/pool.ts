@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ModelError } from '../errors';
 import { packageRoot } from '../paths';
-import type { ScoringSession } from './session';
-import { extractOutput, type BuiltTensor, type OutputColumn } from './tensor';
+import { outputColumns, type ScoringSession } from './session';
+import type { BuiltTensor, OutputColumn } from './tensor';
 
 interface Job {
   id: number;
@@ -77,7 +77,7 @@ export class InferencePool {
   /** Score one batch with a model already validated on this thread (`s`); returns output columns by name. */
   async run(s: ScoringSession, tensors: BuiltTensor[], rows: number): Promise<Map<string, OutputColumn>> {
     if (this.closed) throw new Error('inference pool is closed');
-    const { pin, modelPath, manifest } = s.model;
+    const { pin, modelPath } = s.model;
     const message = {
       type: 'run',
       key: `${pin.sha256}/${pin.store}/${pin.name}:${pin.version}`,
@@ -97,12 +97,7 @@ export class InferencePool {
       if (err instanceof ModelError) throw new ModelError(`model ${pin.name}:${pin.version}: ${err.message}`);
       throw err;
     });
-    const columns = new Map<string, OutputColumn>();
-    for (const spec of manifest.outputs) {
-      const out = outputs[spec.tensor];
-      columns.set(spec.column, extractOutput(spec, out.dims, out.data, rows, `${pin.name}:${pin.version}`));
-    }
-    return columns;
+    return outputColumns(s.model, outputs, rows);
   }
 
   async close(): Promise<void> {

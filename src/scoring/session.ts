@@ -125,13 +125,25 @@ export function validateManifest(manifest: ModelManifest, session: ort.Inference
 export async function runModel(s: ScoringSession, tensors: BuiltTensor[], rows: number): Promise<Map<string, OutputColumn>> {
   const feeds: Record<string, ort.Tensor> = {};
   for (const t of tensors) feeds[t.name] = new ort.Tensor(ORT_TYPE[t.dtype], t.data, t.dims);
-  const results = await s.session.run(feeds, s.fetches);
-  const out = new Map<string, OutputColumn>();
-  const label = `${s.model.pin.name}:${s.model.pin.version}`;
-  for (const spec of s.model.manifest.outputs) {
-    const tensor = results[spec.tensor];
-    out.set(spec.column, extractOutput(spec, tensor.dims, tensor.data as ArrayLike<number | bigint>, rows, label));
+  let results: ort.InferenceSession.OnnxValueMapType;
+  try {
+    results = await s.session.run(feeds, s.fetches);
+  } catch (err) {
+    // ONNX Runtime refusing the input is the model's verdict, the same on every retry.
+    throw new ModelError(`model ${s.model.pin.name}:${s.model.pin.version}: inference failed: ${(err as Error).message}`);
   }
+  const out = outputColumns(s.model, results as Record<string, { dims: readonly number[]; data: unknown }>, rows);
   for (const t of Object.values(results)) t.dispose?.();
   return out;
+}
+
+/** The manifest's output columns from raw output tensors (from this thread or an inference thread). */
+export function outputColumns(model: LoadedModel, outputs: Record<string, { dims: readonly number[]; data: unknown }>, rows: number): Map<string, OutputColumn> {
+  const label = `${model.pin.name}:${model.pin.version}`;
+  const columns = new Map<string, OutputColumn>();
+  for (const spec of model.manifest.outputs) {
+    const tensor = outputs[spec.tensor];
+    columns.set(spec.column, extractOutput(spec, tensor.dims, tensor.data as ArrayLike<number | bigint>, rows, label));
+  }
+  return columns;
 }

@@ -14,7 +14,7 @@ import { buildPlan, commitRun, scoreChunk } from '../../src/run/batch';
 import type { RunContext } from '../../src/run/context';
 import type { RunRef } from '../../src/types';
 import { runContextFor } from '../../src/worker';
-import { cleanup, copyModels, demoData, FEATURES, FIXTURE_MODELS, query, tempProject } from '../helpers/project';
+import { cleanup, copyModels, FEATURES, FIXTURE_MODELS, query, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 let project: string;
