@@ -8,7 +8,7 @@
  * Prints tables (stderr for progress, stdout for results); `--json` prints one JSON object per line,
  * the last one `{"case":"summary", …}`. Ratios compare figures measured in this one run.
  *
- *   npm run bench [-- --json] [--rows 1000000] [--skip-libs] [--models mlp,gbt]
+ *   npm run bench [-- --json] [--rows 1000000] [--skip-libs] [--models mlp,gbt] [--repeats 3] [--data DIR]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -34,7 +34,8 @@ import type { RunResult } from '../src/types';
 import { benchParquetLibs, formatParquetBenchTable } from './parquet-libs';
 
 const ROOT = packageRoot(__dirname);
-const DATA = join(ROOT, 'bench', '.data');
+/** Where generated data and outputs go (`--data DIR`; default bench/.data, gitignored). */
+let DATA = join(ROOT, 'bench', '.data');
 const DATE = '2026-11-01';
 const CHUNK = 65_536;
 const MODELS: Record<string, string> = { mlp: 'churn-mlp@champion', gbt: 'churn-gbt@champion' };
@@ -145,7 +146,8 @@ async function startWorkerProcess(address: string): Promise<ChildProcess> {
   await new Promise<void>((resolve, reject) => {
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
-      if (stderr.includes("state: 'RUNNING'") || stderr.includes('RUNNING')) resolve();
+      // `scoreline worker` prints this line once the worker is created; tasks wait on the server until it polls.
+      if (/worker \S+ on /.test(stderr)) resolve();
     });
     child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${stderr.slice(-2000)}`)));
   });
@@ -198,6 +200,7 @@ async function main(argv: string[]): Promise<void> {
   const rows = Number(arg(argv, '--rows') ?? 1_000_000);
   const repeats = Number(arg(argv, '--repeats') ?? 3);
   const models = (arg(argv, '--models') ?? 'mlp,gbt').split(',');
+  DATA = arg(argv, '--data') ?? DATA;
   const emit = (row: Row) => json && process.stdout.write(`${JSON.stringify(row)}\n`);
   log(`machine: ${availableParallelism()} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}, onnxruntime-node ${ort.env.versions.node ?? ''}`);
 
