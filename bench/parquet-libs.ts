@@ -349,7 +349,7 @@ const CASES: CaseDef[] = [
     op: 'write',
     rows: (c) => ({ rows: c.writeInput.keys.length }),
     run: (c) => writeParquetWasm(c.writeInput, join(c.outDir, 'parquet-wasm.parquet'), false),
-    notes: 'default writer properties (as src/io/parquet-write.ts); run_id/model_sha256 as dictionary<int32, utf8>',
+    notes: 'default writer properties; run_id/model_sha256 as dictionary<int32, utf8>',
   },
   {
     id: 'write/parquet-wasm/no-numeric-dict',
