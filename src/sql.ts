@@ -7,7 +7,7 @@ import { basename, join, resolve } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { CHUNKS_TABLE, RUNS_TABLE } from '../connectors/parquet-audit';
 import { ConfigError } from './errors';
-import { sqlString } from './io/parquet-write';
+import { sqlString } from './io/duckdb';
 
 export interface AnalystView {
   name: string;

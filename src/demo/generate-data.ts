@@ -18,7 +18,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { sqlString } from '../io/parquet-write';
+import { sqlString } from '../io/duckdb';
 
 export interface GenerateDemoDataOptions {
   /** Root directory; partitions are created beneath it. */

@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { constants as fsConstants, promises as fs, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { packageRoot } from '../paths';
 
 export type TemporalCliSource = 'env' | 'path' | 'project' | 'sdk';
 
@@ -91,9 +92,10 @@ export async function ensureTemporalCli(opts: EnsureTemporalCliOptions = {}): Pr
  * from src/ (ts) and dist/ (compiled) alike. Falls back to the working directory.
  */
 export function findProjectDir(startDir: string = __dirname): string {
-  for (let dir = startDir; ; dir = path.dirname(dir)) {
-    if (readPackageName(path.join(dir, 'package.json')) === 'scoreline') return dir;
-    if (path.dirname(dir) === dir) return process.cwd();
+  try {
+    return packageRoot(startDir);
+  } catch {
+    return process.cwd();
   }
 }
 
@@ -160,15 +162,6 @@ async function isExecutableFile(file: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-function readPackageName(file: string): string | undefined {
-  try {
-    const name: unknown = JSON.parse(readFileSync(file, 'utf8')).name;
-    return typeof name === 'string' ? name : undefined;
-  } catch {
-    return undefined;
   }
 }
 

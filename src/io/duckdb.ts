@@ -11,6 +11,15 @@ export function duckdb(): Promise<DuckDBInstance> {
   return instance;
 }
 
+/** A SQL string literal (paths, constant values in COPY, which takes no bind parameters). */
+export function sqlString(s: string): string {
+  return `'${s.replaceAll("'", "''")}'`;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
 /** A fresh connection (cheap): concurrent activities must not share one, or their queries serialise. */
 export async function withConnection<T>(fn: (con: DuckDBConnection) => Promise<T>): Promise<T> {
   const con = await (await duckdb()).connect();

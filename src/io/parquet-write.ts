@@ -28,7 +28,7 @@ import {
 } from '@duckdb/node-api';
 import * as duck from '@duckdb/node-bindings';
 import * as arrow from 'apache-arrow';
-import { withConnection } from './duckdb';
+import { quoteIdent, sqlString, withConnection } from './duckdb';
 
 /** A column with one value for every row, written by SQL (no per-row memory). */
 export interface ConstantColumn {
@@ -45,14 +45,6 @@ interface ColumnWriter {
 }
 
 let tableCounter = 0;
-
-export function sqlString(s: string): string {
-  return `'${s.replaceAll("'", "''")}'`;
-}
-
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
 
 export async function writeParquetFile(path: string, table: arrow.Table, constants: ConstantColumn[] = []): Promise<number> {
   await fs.mkdir(dirname(path), { recursive: true });

@@ -89,7 +89,7 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   }
   if (sourcePlan.rows === 0 && config.source.on_empty === 'fail') {
     throw new InputError(
-      `no input rows for ${config.name} on ${logicalDate}: ${sourcePlan.inputs.length ? `${sourcePlan.inputs.join(', ')} hold 0 rows` : `nothing matches ${describeSource(config)}`}` +
+      `no input rows for ${config.name} on ${logicalDate}: ${sourcePlan.inputs.length ? `${sourcePlan.inputs.join(', ')} hold 0 rows` : `nothing matches ${config.source.path}`}` +
         ` (set source.on_empty: succeed to commit an empty partition instead)`,
     );
   }
@@ -112,10 +112,6 @@ export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks 
     .audit(plan.config)
     .recordRun(runAuditRow(plan.run, plan.model, 'running', { startedAt: plan.startedAt, rowsIn: plan.rowsPlanned, chunks: plan.chunks.length }));
   return plan;
-}
-
-function describeSource(config: PipelineConfig): string {
-  return config.source.path;
 }
 
 export interface ScoreArgs {
