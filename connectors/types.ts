@@ -32,6 +32,8 @@ export interface Source {
    * chunk_rows). `keys` (a subset of `columns`) must come back with their values exactly as stored.
    */
   read(chunk: Chunk, columns: string[], keys: string[]): Promise<arrow.RecordBatch>;
+  /** Drop what `plan` created for the run (a warehouse snapshot table); idempotent, called once the run ends. */
+  cleanup?(config: PipelineConfig, run: RunRef): Promise<void>;
 }
 
 export interface StagedFile {

@@ -33,6 +33,61 @@ const parquetSink = z.strictObject({
   mode: z.enum(['replace-partition', 'append']).default('replace-partition'),
 });
 
+/**
+ * Warehouse table names: `TABLE`, `SCHEMA.TABLE` or `DB.SCHEMA.TABLE` (Snowflake), `DATASET.TABLE` or
+ * `PROJECT.DATASET.TABLE` (BigQuery; project ids may hold hyphens). Checked here and quoted by the
+ * connector, so nothing from a pipeline file reaches SQL unchecked.
+ */
+export const TABLE_NAME_PATTERN = /^(?:[A-Za-z][A-Za-z0-9_-]{0,62}\.)?(?:[A-Za-z_][A-Za-z0-9_]{0,254}\.)?[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+/** A schema (Snowflake `[DB.]SCHEMA`) or dataset (BigQuery `[PROJECT.]DATASET`). */
+export const SCHEMA_NAME_PATTERN = /^(?:[A-Za-z][A-Za-z0-9_-]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+
+const tableName = z.string().regex(TABLE_NAME_PATTERN, 'a table name such as FEATURES, SCHEMA.FEATURES or project.dataset.features (letters, digits, _)');
+const connectionName = z.string().regex(NAME_PATTERN, 'a connection name from the connections file (lower-case letters, digits, - and _)');
+
+function warehouseSource<K extends 'snowflake' | 'bigquery'>(kind: K) {
+  return z
+    .strictObject({
+      kind: z.literal(kind),
+      /** Named connection (connections file or SCORELINE_CONNECTION_<NAME>); credentials stay in the worker's env. */
+      connection: connectionName.default('default'),
+      /** Table to read; `where` filters it. Exactly one of `table` and `query`. */
+      table: tableName.optional(),
+      /** SQL predicate on `table`; `{{ ds }}` and friends become bound parameters. */
+      where: z.string().min(1).optional(),
+      /** A SELECT to read instead of a table; `{{ ds }}` and friends become bound parameters. */
+      query: z.string().min(1).optional(),
+      key: z.array(columnName).min(1),
+      on_empty: z.enum(['fail', 'succeed']).default('fail'),
+    })
+    .refine((s) => (s.table === undefined) !== (s.query === undefined), {
+      message: 'exactly one of "table" and "query" is required',
+    })
+    .refine((s) => s.where === undefined || s.table !== undefined, {
+      message: '"where" filters a "table"; put the condition into the query instead',
+      path: ['where'],
+    });
+}
+
+function warehouseSink<K extends 'snowflake' | 'bigquery'>(kind: K) {
+  return z.strictObject({
+    kind: z.literal(kind),
+    connection: connectionName.default('default'),
+    /** Output table; created with the output contract if missing. */
+    table: tableName,
+    mode: z.enum(['replace-partition', 'append']).default('replace-partition'),
+  });
+}
+
+function warehouseAudit<K extends 'snowflake' | 'bigquery'>(kind: K) {
+  return z.strictObject({
+    kind: z.literal(kind),
+    connection: connectionName.default('default'),
+    /** Schema / dataset holding scoreline_runs and scoreline_run_chunks; default: the connection's. */
+    schema: z.string().regex(SCHEMA_NAME_PATTERN, 'a schema or dataset name such as SCORELINE or project.dataset').optional(),
+  });
+}
+
 const parquetAudit = z.strictObject({
   kind: z.literal('parquet'),
   /** Directory that holds `scoreline_runs/` and `scoreline_run_chunks/`. */
@@ -50,13 +105,16 @@ const featurePolicy = z.strictObject({
 export const pipelineSchema = z.strictObject({
   name: z.string().regex(NAME_PATTERN, 'lower-case letters, digits, - and _ (at most 63), starting with a letter'),
   description: z.string().optional(),
-  source: z.discriminatedUnion('kind', [parquetSource]),
+  source: z.discriminatedUnion('kind', [parquetSource, warehouseSource('snowflake'), warehouseSource('bigquery')]),
   model: z.string().regex(MODEL_REF_PATTERN, 'a model reference such as churn@champion or churn:3'),
   /** Model store directory; default: the worker's SCORELINE_MODELS_DIR, else ./models. */
   models_dir: z.string().min(1).optional(),
-  sink: z.discriminatedUnion('kind', [parquetSink]),
-  /** Where audit rows go; default: beside the sink (the sink path's parent directory). */
-  audit: z.discriminatedUnion('kind', [parquetAudit]).optional(),
+  sink: z.discriminatedUnion('kind', [parquetSink, warehouseSink('snowflake'), warehouseSink('bigquery')]),
+  /**
+   * Where audit rows go; default: beside a Parquet sink (its parent directory), or the warehouse
+   * connection's default schema / dataset of a warehouse sink.
+   */
+  audit: z.discriminatedUnion('kind', [parquetAudit, warehouseAudit('snowflake'), warehouseAudit('bigquery')]).optional(),
   chunk_rows: z.number().int().min(1).max(10_000_000).default(65_536),
   parallelism: z.number().int().min(1).max(256).default(4),
   features: featurePolicy.default({ nulls: 'error', impute_values: {}, cast: 'strict' }),
@@ -65,6 +123,11 @@ export const pipelineSchema = z.strictObject({
 export type PipelineConfig = z.output<typeof pipelineSchema>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
 export type FeaturePolicy = PipelineConfig['features'];
+export type SourceConfig = PipelineConfig['source'];
+export type SinkConfig = PipelineConfig['sink'];
+export type AuditConfig = NonNullable<PipelineConfig['audit']>;
+export type WarehouseSourceConfig = Extract<SourceConfig, { kind: 'snowflake' | 'bigquery' }>;
+export type WarehouseSinkConfig = Extract<SinkConfig, { kind: 'snowflake' | 'bigquery' }>;
 
 /** Validate an already-parsed object. `origin` names the file (or "request") in error messages. */
 export function parsePipeline(raw: unknown, origin: string, overrides: Record<string, string> = {}): PipelineConfig {
@@ -179,6 +242,37 @@ export function renderTemplate(template: string, vars: Record<string, string>, o
     }
     return value;
   });
+}
+
+export interface BoundSql {
+  sql: string;
+  /** Positional (`?`, Snowflake): an array in order; named (`@ds`, BigQuery): an object. */
+  binds: string[] | Record<string, string>;
+}
+
+/**
+ * Warehouse SQL from a pipeline file: every `{{ var }}` becomes a bound parameter, never text in the
+ * statement, so a value can't change the SQL. Positional style repeats the value per occurrence.
+ * Values are strings (`ds` = 'YYYY-MM-DD'); compare with a DATE column as `ds = {{ ds }}` works on both
+ * warehouses because each casts a string literal parameter to DATE in a comparison; write
+ * `CAST({{ ds }} AS DATE)` to be explicit.
+ */
+export function bindTemplate(sql: string, vars: Record<string, string>, style: 'positional' | 'named', origin: string): BoundSql {
+  const positional: string[] = [];
+  const named: Record<string, string> = {};
+  const text = sql.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name: string) => {
+    const value = vars[name];
+    if (value === undefined) {
+      throw new ConfigError(`${origin}: unknown template variable {{ ${name} }} (known: ${Object.keys(vars).join(', ')})`);
+    }
+    if (style === 'positional') {
+      positional.push(value);
+      return '?';
+    }
+    named[name] = value;
+    return `@${name}`;
+  });
+  return { sql: text, binds: style === 'positional' ? positional : named };
 }
 
 export function templateVars(logicalDate: string, pipeline: string): Record<string, string> {

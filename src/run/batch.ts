@@ -89,7 +89,7 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   }
   if (sourcePlan.rows === 0 && config.source.on_empty === 'fail') {
     throw new InputError(
-      `no input rows for ${config.name} on ${logicalDate}: ${sourcePlan.inputs.length ? `${sourcePlan.inputs.join(', ')} hold 0 rows` : `nothing matches ${config.source.path}`}` +
+      `no input rows for ${config.name} on ${logicalDate}: ${sourcePlan.inputs.length ? `${sourcePlan.inputs.join(', ')} hold 0 rows` : `nothing matches ${config.source.kind === 'parquet' ? config.source.path : 'the source'}`}` +
         ` (set source.on_empty: succeed to commit an empty partition instead)`,
     );
   }
@@ -281,6 +281,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   const sink = ctx.connectors.sink(config);
   const audit = ctx.connectors.audit(config);
   if (status !== 'succeeded') await sink.abort(run);
+  await ctx.connectors.source(config).cleanup?.(config, run);
   result.output = args.commit?.output ?? (status === 'succeeded' ? sink.location(run) : undefined);
   result.audit = audit.location();
   await audit.recordRun(

@@ -1,0 +1,96 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { bindTemplate, parsePipeline, templateVars } from '../../src/config/pipeline';
+import { Connections } from '../../src/connections';
+import { ConfigError } from '../../src/errors';
+
+const base = {
+  name: 'churn-sf',
+  model: 'churn-gbt@champion',
+  source: { kind: 'snowflake', connection: 'wh', table: 'ANALYTICS.FEATURES.CUSTOMERS', where: 'ds = {{ ds }}', key: ['customer_id'] },
+  sink: { kind: 'snowflake', connection: 'wh', table: 'SCORES.CHURN' },
+};
+
+describe('warehouse pipeline config', () => {
+  it('accepts table+where and query sources, fills defaults', () => {
+    const c = parsePipeline(base, 'p.yaml');
+    expect(c.source).toMatchObject({ kind: 'snowflake', connection: 'wh', on_empty: 'fail' });
+    expect(c.sink).toMatchObject({ mode: 'replace-partition' });
+    const q = parsePipeline({ ...base, source: { kind: 'bigquery', query: 'SELECT * FROM d.t WHERE ds = {{ ds }}', key: ['id'] } }, 'p.yaml');
+    expect(q.source).toMatchObject({ kind: 'bigquery', connection: 'default' });
+  });
+
+  it('needs exactly one of table and query; where only with a table', () => {
+    expect(() => parsePipeline({ ...base, source: { kind: 'snowflake', key: ['id'] } }, 'p.yaml')).toThrow('exactly one of "table" and "query"');
+    expect(() => parsePipeline({ ...base, source: { kind: 'snowflake', table: 'T', query: 'SELECT 1', key: ['id'] } }, 'p.yaml')).toThrow('exactly one of');
+    expect(() => parsePipeline({ ...base, source: { kind: 'snowflake', query: 'SELECT 1', where: 'x', key: ['id'] } }, 'p.yaml')).toThrow('p.yaml: source.where:');
+  });
+
+  it('rejects table names that are not plain identifiers (no SQL through config)', () => {
+    for (const table of ['T; DROP TABLE X', 'a.b.c.d', '"quoted"', 'x--', 'FEATURES WHERE 1=1']) {
+      expect(() => parsePipeline({ ...base, sink: { ...base.sink, table } }, 'p.yaml'), table).toThrow('p.yaml: sink.table: expected a table name');
+    }
+    expect(parsePipeline({ ...base, sink: { kind: 'bigquery', table: 'my-project.scores.churn' } }, 'p.yaml').sink).toMatchObject({ table: 'my-project.scores.churn' });
+  });
+});
+
+describe('bindTemplate', () => {
+  const vars = templateVars('2026-11-01', 'churn');
+  it('turns every variable into a positional bind, in order', () => {
+    expect(bindTemplate("ds = {{ ds }} AND tag <> '{{ds_nodash}}' OR d2 = {{ ds }}", vars, 'positional', 'p')).toEqual({
+      sql: "ds = ? AND tag <> '?' OR d2 = ?",
+      binds: ['2026-11-01', '20261101', '2026-11-01'],
+    });
+  });
+  it('uses named parameters for BigQuery', () => {
+    expect(bindTemplate('ds = {{ ds }} AND p = {{ pipeline }}', vars, 'named', 'p')).toEqual({ sql: 'ds = @ds AND p = @pipeline', binds: { ds: '2026-11-01', pipeline: 'churn' } });
+  });
+  it('names unknown variables', () => {
+    expect(() => bindTemplate('x = {{ dt }}', vars, 'named', 'p.yaml: source.where')).toThrow('p.yaml: source.where: unknown template variable {{ dt }}');
+  });
+});
+
+describe('connections', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'scoreline-conn-'));
+  const file = join(dir, 'connections.yaml');
+  writeFileSync(
+    file,
+    [
+      'connections:',
+      '  wh: { kind: snowflake, account: acme-eu, username: SCORER, database: ANALYTICS, schema: PUBLIC, password_env: WH_PASSWORD }',
+      '  bq: { kind: bigquery, project: acme-prod, dataset: scoring, access_token_env: BQ_TOKEN, api_endpoint: "http://127.0.0.1:9050" }',
+      '  leaky: { kind: snowflake, account: a, username: u, password: hunter2 }',
+    ].join('\n'),
+  );
+
+  it('reads credentials from the worker environment, not the file', () => {
+    const c = new Connections({ baseDir: dir, env: { WH_PASSWORD: 's3cret', BQ_TOKEN: 'tok' } });
+    expect(c.snowflake('wh').options).toMatchObject({ account: 'acme-eu', username: 'SCORER', password: 's3cret', database: 'ANALYTICS' });
+    const bq = c.bigquery('bq');
+    expect(bq).toMatchObject({ project: 'acme-prod', dataset: 'scoring', options: { projectId: 'acme-prod', apiEndpoint: 'http://127.0.0.1:9050' } });
+    expect(bq.options.authClient).toBeDefined();
+  });
+
+  it('says which env variable is missing, and never echoes a secret', () => {
+    const c = new Connections({ baseDir: dir, env: {} });
+    expect(() => c.snowflake('wh')).toThrow('connection "wh": the password comes from the environment variable WH_PASSWORD, which is not set');
+    let message = '';
+    try {
+      c.snowflake('leaky');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).toContain('"password" would put a secret into a file');
+    expect(message).not.toContain('hunter2');
+  });
+
+  it('lets SCORELINE_CONNECTION_<NAME> override the file and checks the kind', () => {
+    const c = new Connections({ baseDir: dir, env: { SCORELINE_CONNECTION_WH: JSON.stringify({ kind: 'bigquery', project: 'other-proj' }) } });
+    expect(c.bigquery('wh').project).toBe('other-proj');
+    expect(() => c.snowflake('wh')).toThrow('connection "wh" is a bigquery connection, the pipeline needs snowflake');
+    expect(() => c.snowflake('nope')).toThrow(`connection "nope" is not defined: add it under "connections:" in ${file} (defined there: wh, bq, leaky)`);
+  });
+});
