@@ -9,9 +9,10 @@
  * the last one `{"case":"summary", …}`. Ratios compare figures measured in this one run.
  *
  *   npm run bench [-- --json] [--rows 1000000] [--skip-libs] [--models mlp,gbt] [--repeats 3] [--data DIR]
+ *                 [--cpu-prof DIR]   (V8 CPU profiles of the worker process, for "where does the time go")
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -130,14 +131,34 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
+/** CPU seconds per thread (main, worker threads by tid, libuv pool, V8 helpers, Temporal core's tokio), by name. */
+function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      // Worker threads inherit the name `node`: tell the main thread apart by its tid.
+      const name = Number(tid) === pid ? 'main' : comm === 'node' ? `thread ${tid}` : comm;
+      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
+    } catch {
+      // thread exited between readdir and read
+    }
+  }
+  return out;
+}
+
 function peakRssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
   return Math.round(kb / 1024);
 }
 
-async function startWorkerProcess(address: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'scoreline.js'), 'worker'], {
+async function startWorkerProcess(address: string, cpuProfileDir?: string): Promise<ChildProcess> {
+  // --cpu-prof DIR: V8 CPU profiles of the worker (main and inference threads), written when it exits.
+  const nodeArgs = [...(cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : []), ...(process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin', 'scoreline.js'), 'worker'], {
     cwd: ROOT,
     env: { ...process.env, TEMPORAL_ADDRESS: address, SCORELINE_MODELS_DIR: join(ROOT, 'examples', 'models') },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -167,11 +188,14 @@ async function endToEnd(modelKey: string, client: ScorelineClient, rows: number,
   const once = async () => client.wait(await client.startRun({ config, raw, date: DATE, trigger: 'bench' }), undefined);
   await once(); // warm-up: model sessions, workflow bundle, DuckDB, page cache
   const cpuBefore = { worker: cpuSeconds(pids.worker), server: cpuSeconds(pids.server) };
+  const threadsBefore = threadCpu(pids.worker);
   const t = performance.now();
   const result = await once();
   const seconds = (performance.now() - t) / 1000;
   const workerCpu = cpuSeconds(pids.worker) - cpuBefore.worker;
   const serverCpu = cpuSeconds(pids.server) - cpuBefore.server;
+  const threads = [...threadCpu(pids.worker)].map(([name, cpu]) => [name, cpu - (threadsBefore.get(name) ?? 0)] as const).filter(([, cpu]) => cpu >= 0.05);
+  log(`  ${modelKey}: worker CPU by thread: ${threads.sort((a, b) => b[1] - a[1]).map(([n, c]) => `${n} ${c.toFixed(2)}s`).join(', ')}`);
   if (result.status !== 'succeeded' || result.rowsOut !== rows) throw new Error(`bench run ${result.status}: ${result.error ?? `${result.rowsOut} rows out`}`);
   const s = result.stageMs!;
   return {
@@ -222,7 +246,7 @@ async function main(argv: string[]): Promise<void> {
 
   log('\n== End to end: Parquet → Temporal → ONNX → Parquet (worker in its own process) ==');
   const stack = await startStack({ projectDir: ROOT, dbFilename: null, headless: true, startWorker: false, log });
-  const worker = await startWorkerProcess(stack.address);
+  const worker = await startWorkerProcess(stack.address, arg(argv, '--cpu-prof'));
   const client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
   const e2e: Row[] = [];
   let peak = 0;

@@ -11,6 +11,7 @@ import * as arrow from 'apache-arrow';
 import { renderTemplate, templateVars } from '../src/config/pipeline';
 import { InputError } from '../src/errors';
 import { withConnection } from '../src/io/duckdb';
+import { buffers } from '../src/io/buffers';
 import type { Chunk } from '../src/types';
 import type { PlanRequest, Source, SourcePlan } from './types';
 
@@ -237,7 +238,9 @@ function columnBuilder(duckType: string, n: number): ColumnBuilder {
   };
   if (makeType) {
     const type = makeType();
-    const values = new (type.ArrayType as new (n: number) => Float32Array)(n);
+    // Recycled (src/io/buffers.ts): every row is written by append() before the batch is returned.
+    const ArrayType = type.ArrayType as unknown as { new (b: ArrayBuffer, o: number, n: number): Float32Array; BYTES_PER_ELEMENT: number };
+    const values = new ArrayType(buffers.take(n * ArrayType.BYTES_PER_ELEMENT), 0, n);
     return {
       append(vector, rows, offset) {
         const items = (vector as unknown as RawVector).items;

@@ -8,6 +8,7 @@ import * as arrow from 'apache-arrow';
 import { assertLogicalDate, type PipelineConfig } from '../config/pipeline';
 import { ConfigError, InputError } from '../errors';
 import { takeRows } from '../io/arrow';
+import { buffers } from '../io/buffers';
 import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
 import type { LoadedModel } from '../models/store';
@@ -137,6 +138,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
 
   hooks.heartbeat({ step: 'convert', chunk: chunk.index });
   const feeds = buildFeeds(batch, model.manifest, config.features, where);
+  recycleFeatureColumns(batch, config.source.key);
   const convertMs = lap();
 
   hooks.heartbeat({ step: 'infer', chunk: chunk.index });
@@ -188,6 +190,18 @@ function emptyPredictions(model: LoadedModel): Map<string, OutputColumn> {
 export function describeChunk(chunk: Chunk): string {
   const l = chunk.locator;
   return l.kind === 'parquet' ? `${l.file} rows ${l.rowStart}..${l.rowEnd - 1}` : `${l.table} rows ${l.rowStart}..${l.rowEnd - 1}`;
+}
+
+/**
+ * The features now live in the tensors: their column buffers go back to the recycler for the next
+ * chunk's read (src/io/buffers.ts). Key columns stay, the output needs them; `batch` must not be read
+ * for features afterwards.
+ */
+function recycleFeatureColumns(batch: arrow.RecordBatch, keys: string[]): void {
+  for (const field of batch.schema.fields) {
+    if (keys.includes(field.name)) continue;
+    for (const data of batch.getChild(field.name)?.data ?? []) if (ArrayBuffer.isView(data.values)) buffers.giveArray(data.values);
+  }
 }
 
 export interface OutputBatch {

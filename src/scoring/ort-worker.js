@@ -47,7 +47,9 @@ parentPort.on('message', async (job) => {
       outputs[name] = { dims: tensor.dims, data };
       if (data && data.buffer && !transfer.includes(data.buffer)) transfer.push(data.buffer);
     }
-    parentPort.postMessage({ id: job.id, ok: true, outputs }, transfer);
+    // The input buffers go back too, so the main thread can reuse them for the next chunk (src/io/buffers.ts).
+    const inputs = job.tensors.map((t) => t.data.buffer).filter((b) => !transfer.includes(b));
+    parentPort.postMessage({ id: job.id, ok: true, outputs, inputs }, [...transfer, ...inputs]);
   } catch (err) {
     parentPort.postMessage({ id: job.id, ok: false, error: err && err.message ? err.message : String(err) });
   }

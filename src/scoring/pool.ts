@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ModelError } from '../errors';
+import { buffers } from '../io/buffers';
 import { packageRoot } from '../paths';
 import { outputColumns, type ScoringSession } from './session';
 import type { BuiltTensor, OutputColumn } from './tensor';
@@ -41,7 +42,8 @@ export class InferencePool {
     const worker = new Worker(join(packageRoot(), 'src', 'scoring', 'ort-worker.js'));
     worker.unref(); // an idle pool never keeps the process alive
     const slot: Slot = { worker };
-    worker.on('message', (msg: { id: number; ok: boolean; outputs?: never; error?: string }) => {
+    worker.on('message', (msg: { id: number; ok: boolean; outputs?: never; inputs?: ArrayBuffer[]; error?: string }) => {
+      for (const b of msg.inputs ?? []) buffers.give(b);
       const job = slot.busy;
       slot.busy = undefined;
       if (job && job.id === msg.id) {

@@ -5,6 +5,7 @@
 import * as ort from 'onnxruntime-node';
 import { ModelError } from '../errors';
 import type { ModelManifest, TensorDtype } from '../models/manifest';
+import { buffers } from '../io/buffers';
 import type { LoadedModel } from '../models/store';
 import type { PinnedModel } from '../types';
 import { extractOutput, type BuiltTensor, type OutputColumn } from './tensor';
@@ -134,6 +135,7 @@ export async function runModel(s: ScoringSession, tensors: BuiltTensor[], rows: 
   }
   const out = outputColumns(s.model, results as Record<string, { dims: readonly number[]; data: unknown }>, rows);
   for (const t of Object.values(results)) t.dispose?.();
+  for (const t of tensors) buffers.giveArray(t.data); // done with the inputs: reuse for the next chunk
   return out;
 }
 

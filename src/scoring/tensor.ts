@@ -12,6 +12,7 @@
  */
 import * as arrow from 'apache-arrow';
 import { InputError, ModelError } from '../errors';
+import { buffers } from '../io/buffers';
 import type { FeaturePolicy } from '../config/pipeline';
 import type { InputSpec, ModelManifest, OutputSpec, TensorDtype } from '../models/manifest';
 
@@ -127,6 +128,14 @@ function allocate(dtype: TensorDtype, n: number): TensorData {
   }
 }
 
+const TYPED_ARRAYS = { float32: Float32Array, float64: Float64Array, int32: Int32Array, int64: BigInt64Array } as const;
+
+/** A tensor buffer from the recycler (stale contents: the caller writes every element). */
+function allocateRecycled(dtype: TensorDtype, n: number): TensorData {
+  const Type = TYPED_ARRAYS[dtype];
+  return new Type(buffers.take(n * Type.BYTES_PER_ELEMENT), 0, n);
+}
+
 /**
  * Build the model's input tensors from one record batch.
  * `where` prefixes error messages (e.g. "chunk 3 of data/ds=2026-11-01/part-0.parquet").
@@ -198,7 +207,9 @@ function fillTensor(
   where: string,
 ): BuiltTensor {
   const width = input.columns.length;
-  const out = allocate(input.dtype, rows * width);
+  const out = allocateRecycled(input.dtype, rows * width); // every cell is written below
+  // float32 columns into a float32 tensor (the common case) are copied together, block by block.
+  const f32: { j: number; src: Float32Array }[] = [];
   input.columns.forEach((name, j) => {
     const col = columns.get(name)!;
     const check = castCheck(input.dtype, col.type, strict);
@@ -208,7 +219,7 @@ function fillTensor(
     const plainCopy = !check && !hasNulls && !keptRows && !arrow.DataType.isBool(col.type) && input.dtype !== 'int64' &&
       !(src instanceof BigInt64Array || src instanceof BigUint64Array);
     if (plainCopy) {
-      if (out instanceof Float32Array && src instanceof Float32Array) stridedCopyF32(out, src, rows, width, j);
+      if (out instanceof Float32Array && src instanceof Float32Array) f32.push({ j, src });
       else stridedCopy(out as Float64Array, src as ArrayLike<number>, rows, width, j);
       return;
     }
@@ -237,15 +248,23 @@ function fillTensor(
       } else (out as Float32Array)[r * width + j] = v;
     }
   });
+  if (f32.length > 0) blockedCopyF32(out as Float32Array, f32, rows, width);
   return { name: input.name, dtype: input.dtype, dims: [rows, width], data: out };
 }
 
 /**
- * The hot path: one feature column into its slot of the row-major tensor. Kept monomorphic (one typed
- * array type per function) so V8 compiles it to a tight loop; 3× faster than the generic version.
+ * The hot path: columns into their slots of the row-major tensor, a block of rows at a time so the
+ * block of the tensor being written stays in cache across all columns (a column at a time walks the
+ * whole tensor once per column). Monomorphic (Float32Array only) so V8 compiles a tight loop.
  */
-function stridedCopyF32(dst: Float32Array, src: Float32Array, rows: number, width: number, column: number): void {
-  for (let r = 0, o = column; r < rows; r++, o += width) dst[o] = src[r];
+function blockedCopyF32(dst: Float32Array, cols: { j: number; src: Float32Array }[], rows: number, width: number): void {
+  const BLOCK = 512; // 512 rows × 32 float32 features = 64 KB of tensor per block
+  for (let start = 0; start < rows; start += BLOCK) {
+    const end = Math.min(start + BLOCK, rows);
+    for (const { j, src } of cols) {
+      for (let r = start, o = start * width + j; r < end; r++, o += width) dst[o] = src[r];
+    }
+  }
 }
 
 function stridedCopy(dst: { [i: number]: number }, src: ArrayLike<number>, rows: number, width: number, column: number): void {
