@@ -4,10 +4,11 @@
  * environment) from `Connections`, by the name the pipeline gives.
  */
 import { dirname } from 'node:path';
-import type { PipelineConfig } from '../src/config/pipeline';
+import type { AuditConfig, PipelineConfig } from '../src/config/pipeline';
 import { Connections } from '../src/connections';
 import { ConfigError } from '../src/errors';
 import { resolvePath } from '../src/run/context';
+import { BigQueryAuditStore, BigQuerySink, BigQuerySource } from './bigquery';
 import { ParquetAuditStore } from './parquet-audit';
 import { ParquetSink } from './parquet-sink';
 import { ParquetSource } from './parquet-source';
@@ -28,33 +29,48 @@ export function createConnectors(opts: ConnectorOptions): Connectors {
       switch (config.source.kind) {
         case 'parquet':
           return parquetSource;
+        case 'bigquery':
+          return new BigQuerySource(connections.bigquery(config.source.connection));
         default:
-          throw notYet(config.source.kind, connections);
+          throw notYet(config.source.kind);
       }
     },
     sink(config: PipelineConfig): Sink {
       switch (config.sink.kind) {
         case 'parquet':
           return new ParquetSink(path(config.sink.path), config.sink.mode);
+        case 'bigquery':
+          return new BigQuerySink(connections.bigquery(config.sink.connection), config.sink, { keys: config.source.key });
         default:
-          throw notYet(config.sink.kind, connections);
+          throw notYet(config.sink.kind);
       }
     },
     audit(config: PipelineConfig): AuditStore {
-      const audit = config.audit;
-      if (audit?.kind === 'parquet' || (!audit && config.sink.kind === 'parquet')) return new ParquetAuditStore(auditDir(config, path));
-      throw notYet(audit?.kind ?? config.sink.kind, connections);
+      const audit = auditConfig(config);
+      switch (audit.kind) {
+        case 'parquet':
+          return new ParquetAuditStore(path(audit.path));
+        case 'bigquery':
+          return new BigQueryAuditStore(connections.bigquery(audit.connection), audit.schema);
+        default:
+          throw notYet(audit.kind);
+      }
     },
   };
 }
 
-function notYet(kind: string, _connections: Connections): Error {
+function notYet(kind: string): Error {
   return new ConfigError(`${kind}: this build has no ${kind} connector yet`);
 }
 
-/** Audit tables of a Parquet audit store default to the directory that holds the output table. */
-export function auditDir(config: PipelineConfig, resolve: (p: string) => string): string {
-  if (config.audit?.kind === 'parquet') return resolve(config.audit.path);
-  if (config.sink.kind === 'parquet') return dirname(resolve(config.sink.path));
-  throw new ConfigError(`pipeline ${config.name}: no Parquet audit directory (the sink is ${config.sink.kind})`);
+/**
+ * Where audit rows go when the pipeline does not say: beside a Parquet output table (its parent
+ * directory), or in the warehouse of a warehouse sink, in the schema / dataset that holds the output table.
+ */
+export function auditConfig(config: PipelineConfig): AuditConfig {
+  if (config.audit) return config.audit;
+  const sink = config.sink;
+  if (sink.kind === 'parquet') return { kind: 'parquet', path: dirname(sink.path) };
+  const qualifier = sink.table.split('.').slice(0, -1).join('.');
+  return { kind: sink.kind, connection: sink.connection, schema: qualifier || undefined };
 }

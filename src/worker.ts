@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createConnectors } from '../connectors';
+import type { Connections } from './connections';
 import { defaultWorkerId, type RunContext } from './run/context';
 import { InferencePool } from './scoring/pool';
 import { SessionCache } from './scoring/session';
@@ -32,6 +33,11 @@ export interface WorkerConfig {
   /** A prebuilt workflow bundle (tests build it once); default: bundle workflows/ at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
   identity?: string;
+  /**
+   * Warehouse connections by name. Default: `SCORELINE_CONNECTION_<NAME>` env, then the connections file
+   * (`SCORELINE_CONNECTIONS`, default `<projectDir>/connections.yaml`); credentials from this process's env.
+   */
+  connections?: Connections;
 }
 
 /** Environment → config, with the defaults documented in README "Worker". */
@@ -58,7 +64,7 @@ export function runContextFor(config: WorkerConfig): RunContext {
     projectDir,
     pipelinesDir: config.pipelinesDir ?? join(projectDir, 'pipelines'),
     modelsDir: config.modelsDir ?? join(projectDir, 'models'),
-    connectors: createConnectors({ baseDir: projectDir }),
+    connectors: createConnectors({ baseDir: projectDir, connections: config.connections }),
     // The main-thread cache validates manifests at plan time; with a pool it never runs a chunk.
     sessions: new SessionCache({ intraOpThreads: config.intraOpThreads ?? (threads > 0 ? 1 : cores) }),
     inference: threads > 0 ? new InferencePool({ size: threads, intraOpThreads: config.intraOpThreads ?? 1 }) : undefined,
