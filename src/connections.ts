@@ -98,8 +98,8 @@ export interface ConnectionsOptions {
   /** Directory that holds `connections.yaml` by default and against which relative paths resolve. */
   baseDir: string;
   env?: NodeJS.ProcessEnv;
-  /** Specs given in code (tests, the demo); they win over env and file. */
-  specs?: Record<string, ConnectionSpec>;
+  /** Connections given in code (tests, the demo against local emulators); they win over env and file. */
+  given?: Record<string, WarehouseConnection>;
 }
 
 /** Resolves connection names to SDK options, reading secrets from the environment on each resolve. */
@@ -117,8 +117,6 @@ export class Connections {
   }
 
   spec(name: string): ConnectionSpec {
-    const given = this.opts.specs?.[name];
-    if (given) return given;
     const envKey = `SCORELINE_CONNECTION_${name.toUpperCase().replace(/-/g, '_')}`;
     const fromEnv = this.env[envKey];
     if (fromEnv !== undefined) {
@@ -142,12 +140,16 @@ export class Connections {
   }
 
   snowflake(name: string): SnowflakeConnection {
+    const given = this.given(name, 'snowflake');
+    if (given) return given;
     const spec = this.spec(name);
     if (spec.kind !== 'snowflake') throw new ConfigError(`connection "${name}" is a ${spec.kind} connection, the pipeline needs snowflake`);
     return { kind: 'snowflake', name, options: this.snowflakeOptions(name, spec) };
   }
 
   bigquery(name: string): BigQueryConnection {
+    const given = this.given(name, 'bigquery');
+    if (given) return given;
     const spec = this.spec(name);
     if (spec.kind !== 'bigquery') throw new ConfigError(`connection "${name}" is a ${spec.kind} connection, the pipeline needs bigquery`);
     const options: BigQueryOptions = { ...spec.options, projectId: spec.project };
@@ -161,6 +163,12 @@ export class Connections {
       options.authClient = client;
     }
     return { kind: 'bigquery', name, project: spec.project, dataset: spec.dataset, location: spec.location, options };
+  }
+
+  private given<K extends WarehouseConnection['kind']>(name: string, kind: K): Extract<WarehouseConnection, { kind: K }> | undefined {
+    const conn = this.opts.given?.[name];
+    if (conn && conn.kind !== kind) throw new ConfigError(`connection "${name}" is a ${conn.kind} connection, the pipeline needs ${kind}`);
+    return conn as Extract<WarehouseConnection, { kind: K }> | undefined;
   }
 
   private snowflakeOptions(name: string, spec: Extract<ConnectionSpec, { kind: 'snowflake' }>): SnowflakeOptions {
