@@ -5,7 +5,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ScorelineClient } from '../client';
+import { Connections, type WarehouseConnection } from '../connections';
+import { ConfigError } from '../errors';
 import { generateDemoData } from '../demo/generate-data';
+import { seedBigQueryTable } from '../dev/bq-seed';
+import { startBqEmulator } from '../dev/bqemulator';
 import { getFreePort } from '../dev/dev-server';
 import { startStack } from '../dev/stack';
 import { loadPipelineFile, readPipelineYaml } from '../config/pipeline';
@@ -14,43 +18,109 @@ import { isPortFree } from './ports';
 import { formatDuration, ProgressReporter } from './progress';
 import { resultJson, summaryLinesFor, waitForSignal } from './run-output';
 
+export type DemoSource = 'parquet' | 'snowflake' | 'bigquery';
+export const DEMO_SOURCES: DemoSource[] = ['parquet', 'snowflake', 'bigquery'];
+
 export interface DemoOptions {
   projectDir: string;
   json?: boolean;
   keep?: boolean;
-  rows: number;
+  /** Rows per day; default 1M for Parquet, 100k for the (much slower) local warehouse emulators. */
+  rows?: number;
   date: string;
   model: string;
+  source?: DemoSource;
 }
 
 export const DEMO_PIPELINE = 'examples/pipelines/churn-demo.yaml';
 export const DEMO_DATA_DIR = 'examples/data/customers';
+/** Warehouse demos: the pipeline file and the connection name it uses, served by a local emulator. */
+const WAREHOUSE_DEMOS = {
+  snowflake: { pipeline: 'examples/pipelines/churn-demo-snowflake.yaml', connection: 'demo-snowflake' },
+  bigquery: { pipeline: 'examples/pipelines/churn-demo-bigquery.yaml', connection: 'demo-bigquery' },
+} as const;
+const DEFAULT_ROWS = { parquet: 1_000_000, warehouse: 100_000 };
+
+/** A local warehouse emulator with the demo table loaded. */
+interface DemoWarehouse {
+  connection: WarehouseConnection;
+  stop(): Promise<void>;
+}
 
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const started = Date.now();
   const log = (m: string) => process.stderr.write(`${m}\n`);
-  const pipelinePath = join(opts.projectDir, DEMO_PIPELINE);
+  const source = opts.source ?? 'parquet';
+  if (!DEMO_SOURCES.includes(source)) throw new ConfigError(`--source ${source}: expected one of ${DEMO_SOURCES.join(', ')}`);
+  const pipelineFile = source === 'parquet' ? DEMO_PIPELINE : WAREHOUSE_DEMOS[source].pipeline;
+  const rows = opts.rows ?? (source === 'parquet' ? DEFAULT_ROWS.parquet : DEFAULT_ROWS.warehouse);
+  const pipelinePath = join(opts.projectDir, pipelineFile);
   const overrides = { model: opts.model };
   const config = loadPipelineFile(pipelinePath, overrides);
 
-  const partition = join(opts.projectDir, DEMO_DATA_DIR, `ds=${opts.date}`);
-  if (!existsSync(join(partition, 'part-0.parquet'))) {
-    log(`generating demo data: ${opts.rows.toLocaleString('en-US')} customers × 32 features for ${opts.date} …`);
-    const t = Date.now();
-    await generateDemoData({ dir: join(opts.projectDir, DEMO_DATA_DIR), dates: [opts.date], rowsPerDate: opts.rows });
-    log(`  wrote ${partition} in ${formatDuration(Date.now() - t)}`);
-  } else {
-    log(`demo data: ${partition} (exists)`);
+  let warehouse: DemoWarehouse | undefined;
+  if (source === 'parquet') await ensureParquetDemoData(opts.projectDir, opts.date, rows, log);
+  else warehouse = await startDemoWarehouse(source, opts.projectDir, opts.date, rows, log);
+  try {
+    return await runDemoPipeline(opts, pipelineFile, config, warehouse, started, log);
+  } finally {
+    await warehouse?.stop();
   }
+}
 
+async function ensureParquetDemoData(projectDir: string, date: string, rows: number, log: (m: string) => void): Promise<void> {
+  const partition = join(projectDir, DEMO_DATA_DIR, `ds=${date}`);
+  if (existsSync(join(partition, 'part-0.parquet'))) {
+    log(`demo data: ${partition} (exists)`);
+    return;
+  }
+  log(`generating demo data: ${rows.toLocaleString('en-US')} customers × 32 features for ${date} …`);
+  const t = Date.now();
+  await generateDemoData({ dir: join(projectDir, DEMO_DATA_DIR), dates: [date], rowsPerDate: rows });
+  log(`  wrote ${partition} in ${formatDuration(Date.now() - t)}`);
+}
+
+/** Start the emulator (installed into .scoreline/ on first use) and load the demo customers into it. */
+async function startDemoWarehouse(kind: 'snowflake' | 'bigquery', projectDir: string, date: string, rows: number, log: (m: string) => void): Promise<DemoWarehouse> {
+  const name = WAREHOUSE_DEMOS[kind].connection;
+  // Emulators install into <tools dir>/.scoreline/ (SCORELINE_TOOLS_DIR, default the project).
+  const toolsDir = process.env.SCORELINE_TOOLS_DIR ?? projectDir;
+  log(`starting the local ${kind} emulator (installs into .scoreline/ on first use) …`);
+  const t = Date.now();
+  if (kind === 'bigquery') {
+    const emulator = await startBqEmulator({ projectDir: toolsDir, name, log });
+    try {
+      log(`loading ${rows.toLocaleString('en-US')} demo customers for ${date} into ${emulator.endpoint} …`);
+      await seedBigQueryTable({ connection: emulator.connection, table: 'customers', dates: [date], rowsPerDate: rows });
+    } catch (err) {
+      await emulator.stop();
+      throw err;
+    }
+    log(`  emulator ready and loaded in ${formatDuration(Date.now() - t)}`);
+    return { connection: emulator.connection, stop: emulator.stop };
+  }
+  throw new ConfigError('--source snowflake: not available in this build yet');
+}
+
+async function runDemoPipeline(
+  opts: DemoOptions,
+  pipelineFile: string,
+  config: ReturnType<typeof loadPipelineFile>,
+  warehouse: DemoWarehouse | undefined,
+  started: number,
+  log: (m: string) => void,
+): Promise<number> {
+  const pipelinePath = join(opts.projectDir, pipelineFile);
+  const overrides = { model: opts.model };
   // Default ports when free, so the Web UI is where the docs say; otherwise any free ones.
   const port = (await isPortFree(7233)) ? 7233 : await getFreePort();
   const uiPort = (await isPortFree(8233)) ? 8233 : await getFreePort();
+  const connections = warehouse ? new Connections({ baseDir: opts.projectDir, given: { [warehouse.connection.name]: warehouse.connection } }) : undefined;
   const stack = await startStack({
     projectDir: opts.projectDir,
     port,
     uiPort,
-    worker: { pipelinesDir: join(opts.projectDir, 'examples', 'pipelines'), modelsDir: join(opts.projectDir, 'examples', 'models'), taskQueue: TASK_QUEUE },
+    worker: { pipelinesDir: join(opts.projectDir, 'examples', 'pipelines'), modelsDir: join(opts.projectDir, 'examples', 'models'), taskQueue: TASK_QUEUE, connections },
     log,
   });
   let exitCode = 1;
@@ -64,7 +134,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       reporter.done();
       exitCode = result.status === 'succeeded' ? 0 : 1;
       process.stderr.write(`${summaryLinesFor(result, stack.uiUrl).join('\n')}\n`);
-      log(`\nnext: query the output with  npx scoreline sql "SELECT count(*), avg(churn_probability) FROM churn_scores"`);
+      if (!warehouse) log(`\nnext: query the output with  npx scoreline sql "SELECT count(*), avg(churn_probability) FROM churn_scores"`);
       log(`      total demo time ${formatDuration(Date.now() - started)}`);
       if (opts.json) process.stdout.write(`${JSON.stringify(resultJson(result))}\n`);
     } finally {
@@ -72,7 +142,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     }
     if (opts.keep) {
       log(`\n--keep: server ${stack.address} and worker keep running${stack.uiUrl ? `; Web UI ${stack.uiUrl}` : ''}. Ctrl-C to stop.`);
-      log(`  e.g. TEMPORAL_ADDRESS=${stack.address} npx scoreline run ${DEMO_PIPELINE} --date ${opts.date}`);
+      if (!warehouse) log(`  e.g. TEMPORAL_ADDRESS=${stack.address} npx scoreline run ${pipelineFile} --date ${opts.date}`);
+      else log(`  the ${config.source.kind} emulator keeps running too (connection "${warehouse.connection.name}", known to this worker only)`);
       await waitForSignal();
     }
   } finally {

@@ -5,7 +5,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { createConnectors } from '../../connectors';
 import { loadPipelineFile, NAME_PATTERN, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
 import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
@@ -63,6 +62,7 @@ Environment:
   SCORELINE_PIPELINES_DIR  where the worker finds pipelines by name (default ./pipelines)
   SCORELINE_MODELS_DIR     model store (default ./models; a pipeline's models_dir wins)
   TEMPORAL_CLI             Temporal CLI binary for "dev"/"demo" (else PATH, .scoreline/venv, install)
+  SCORELINE_TOOLS_DIR      where "demo --source snowflake|bigquery" installs its emulators (<dir>/.scoreline/; default: project)
 
 Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error.`,
     );
@@ -72,7 +72,8 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .description('Start a local Temporal dev server and worker, generate demo data if missing, score one day, print a summary.')
     .option('--json', 'print one JSON summary object as the last line')
     .option('--keep', 'leave the server and worker running afterwards (Ctrl-C stops them)')
-    .option('--rows <n>', 'rows of demo data per day', (v) => Number(v), 1_000_000)
+    .option('--source <kind>', 'where the demo features live: parquet, or snowflake / bigquery on a local emulator (installed into .scoreline/ on first use)', 'parquet')
+    .option('--rows <n>', 'rows of demo data per day (default 1000000 for parquet, 100000 for the emulators)', (v) => Number(v))
     .option('--date <YYYY-MM-DD>', 'logical date to score', '2026-11-01')
     .option('--model <ref>', 'model to score with', 'churn-gbt@champion')
     .action(async (opts) => {
@@ -244,12 +245,10 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
       const overrides = parseOverrideFlags(opts.set);
       const { config, raw } = loadPipelineArg(pipeline, overrides);
       const ctx = localContext();
+      const date = opts.date ?? new Date().toISOString().slice(0, 10);
+      const run = { runId: `validate${Date.now()}`, workflowId: 'validate', pipeline: config.name, logicalDate: date, trigger: 'cli' as const };
       try {
-        const date = opts.date ?? new Date().toISOString().slice(0, 10);
-        const plan = await buildPlan(ctx, {
-          input: { pipeline: config.name, config: raw ?? config, date, overrides },
-          run: { runId: 'validate', workflowId: 'validate', pipeline: config.name, logicalDate: date, trigger: 'cli' },
-        });
+        const plan = await buildPlan(ctx, { input: { pipeline: config.name, config: raw ?? config, date, overrides }, run });
         const summary = {
           pipeline: config.name,
           logical_date: date,
@@ -258,11 +257,13 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
           inputs: plan.inputs.length,
           rows: plan.rowsPlanned,
           chunks: plan.chunks.length,
-          output: createConnectors({ baseDir: ctx.projectDir }).sink(config).location(plan.run),
+          output: ctx.connectors.sink(config).location(plan.run),
         };
         if (opts.json) printJson({ valid: true, ...summary });
         else process.stdout.write(`✔ ${config.name} is valid for ${date}\n${Object.entries(summary).map(([k, v]) => `  ${k.padEnd(13)} ${v}`).join('\n')}\n`);
       } finally {
+        // A warehouse source snapshots its input while planning (one billed query): drop it again.
+        await ctx.connectors.source(config).cleanup?.(config, run);
         await ctx.sessions.close();
       }
     });
