@@ -33,6 +33,7 @@ import { createSession } from '../src/scoring/session';
 import { TASK_QUEUE } from '../src/search-attributes';
 import type { RunResult } from '../src/types';
 import { benchParquetLibs, formatParquetBenchTable } from './parquet-libs';
+import { benchWarehouses } from './warehouses';
 
 const ROOT = packageRoot(__dirname);
 /** Where generated data and outputs go (`--data DIR`; default bench/.data, gitignored). */
@@ -267,6 +268,15 @@ async function main(argv: string[]): Promise<void> {
   }
   if (!json) process.stdout.write(`\n${formatTable(e2e)}\n`);
 
+  let warehouse: Row[] = [];
+  if (!argv.includes('--skip-warehouses')) {
+    log('\n== Warehouse I/O through local emulators, vs Parquet on the same rows (reported, not targeted) ==');
+    const whRows = Number(arg(argv, '--warehouse-rows') ?? Math.min(rows, 100_000));
+    warehouse = await benchWarehouses({ rows: whRows, chunkRows: 25_000, toolsDir: ROOT, kinds: (arg(argv, '--warehouses') ?? 'bigquery,snowflake').split(','), log });
+    warehouse.forEach(emit);
+    if (!json && warehouse.length) process.stdout.write(`\n${formatTable(warehouse)}\n`);
+  }
+
   const bestRaw = (m: string) => Math.max(...raw.filter((r) => r.model === m).map((r) => Number(r.rows_per_s)));
   const e2eRate = (m: string) => Number(e2e.find((r) => r.model === m)?.rows_per_s ?? NaN);
   const summary: Row = { case: 'summary', rows };
@@ -277,6 +287,7 @@ async function main(argv: string[]): Promise<void> {
     summary[`e2e_vs_raw_ort_${name}`] = round(e2eRate(m) / bestRaw(m), 3);
   }
   summary.peak_rss_mb = peak;
+  for (const w of warehouse) summary[`${String(w.backend).split(' ')[0]}_${w.op}_vs_parquet`] = w.vs_parquet;
   if (json) emit(summary);
   else process.stdout.write(`\n${formatTable([summary])}\n\nratios compare end-to-end rows/s with the best raw ONNX Runtime configuration measured above, in this run.\n`);
 }
