@@ -5,9 +5,12 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import * as alerts from '../src/alerts';
+import type { PipelineConfig } from '../src/config/pipeline';
 import { ScorelineError } from '../src/errors';
 import * as batch from '../src/run/batch';
 import type { RunContext } from '../src/run/context';
+import type { RunInput, RunRef } from '../src/types';
 
 function hooks(): batch.StepHooks {
   const ctx = Context.current();
@@ -38,6 +41,11 @@ export function createActivities(ctx: RunContext) {
     scoreChunk: (args: batch.ScoreArgs) => mapErrors(() => batch.scoreChunk(ctx, args, hooks())),
     commitRun: (args: batch.CommitArgs) => mapErrors(() => batch.commitRun(ctx, args)),
     finishRun: (args: batch.FinishArgs) => mapErrors(() => batch.finishRun(ctx, args)),
+    resolveAlertConfig: async (args: { input: RunInput }) => alerts.resolveAlertConfig(ctx, args),
+    previousRunFailed: (args: { config: PipelineConfig; run: RunRef }) => mapErrors(() => alerts.previousRunFailed(ctx, args)),
+    // Credentials come from this worker's environment, never from the arguments (which are in history).
+    deliverAlert: (args: alerts.DeliverArgs) =>
+      mapErrors(() => alerts.deliverAlert(args, { env: process.env, namespace: Context.current().info.namespace })),
   };
 }
 

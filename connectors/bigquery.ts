@@ -727,7 +727,10 @@ const RUN_COLUMNS: Record<keyof RunAudit, AuditType> = {
   duration_ms: 'INT64',
   output: 'STRING',
   error: 'STRING',
+  alerts: 'STRING',
 };
+/** Run columns added after the first release of the audit contract: existing tables get them by ALTER. */
+const ADDED_RUN_COLUMNS = new Set<string>(['alerts']);
 const RUN_TABLE_COLUMNS: Record<string, AuditType> = { ...RUN_COLUMNS, updated_at: 'TIMESTAMP' };
 
 const CHUNK_COLUMNS: Record<keyof ChunkAudit, AuditType> = {
@@ -766,7 +769,7 @@ export class BigQueryAuditStore implements AuditStore {
   }
 
   location(): string {
-    return `bigquery://${this.dataset.project}.${this.dataset.dataset}`;
+    return `bigquery://${this.dataset.project}.${this.dataset.dataset} (${RUNS_TABLE}, ${CHUNKS_TABLE})`;
   }
 
   private ref(table: string): TableRef {
@@ -796,6 +799,23 @@ export class BigQueryAuditStore implements AuditStore {
       `WHEN MATCHED THEN UPDATE SET ${cols.map((c) => `${quoteColumn(c)} = S.${quoteColumn(c)}`).join(', ')} ` +
       `WHEN NOT MATCHED THEN INSERT (${cols.map(quoteColumn).join(', ')}) VALUES (${cols.map((c) => `S.${quoteColumn(c)}`).join(', ')})`;
     await this.dml(sql, CHUNK_COLUMNS, row, `run ${row.run_id} chunk ${row.chunk_index}`);
+  }
+
+  /** The latest other finished (succeeded or failed) run of the same pipeline and date: `recovered` alerts. */
+  async previousRun(run: RunRef): Promise<Pick<RunAudit, 'run_id' | 'status' | 'finished_at'> | undefined> {
+    await this.ready();
+    const sql =
+      `SELECT run_id, status, finished_at FROM ${quoteTable(this.ref(RUNS_TABLE))} ` +
+      "WHERE pipeline = @pipeline AND logical_date = @date AND run_id <> @run_id AND status IN ('succeeded', 'failed') " +
+      'ORDER BY finished_at DESC, updated_at DESC LIMIT 1';
+    try {
+      const job = await runQuery(this.client, this.conn, { query: sql, params: { pipeline: run.pipeline, date: run.logicalDate, run_id: run.runId } });
+      const [rows] = await job.getQueryResults();
+      const row = rows[0] as { run_id: string; status: RunAudit['status']; finished_at: { value: string } | null } | undefined;
+      return row && { run_id: row.run_id, status: row.status, finished_at: row.finished_at ? new Date(row.finished_at.value).toISOString() : null };
+    } catch (err) {
+      throw new SinkError(`${this.location()}: reading the previous run of ${run.pipeline} ${run.logicalDate} failed: ${sdkMessage(err)}`, !isPermanent(err), { cause: err });
+    }
   }
 
   private async insert(table: string, columns: Record<string, AuditType>, row: object, what: string): Promise<void> {
@@ -850,6 +870,11 @@ export class BigQueryAuditStore implements AuditStore {
           if ((createErr as SdkError).code !== 409) throw createErr;
         }
         return;
+      }
+      const missing = expected.filter((f) => ADDED_RUN_COLUMNS.has(f.name!) && !fields.some((g) => g.name === f.name));
+      for (const f of missing) {
+        await runQuery(this.client, this.conn, { query: `ALTER TABLE ${quoteTable(this.ref(name))} ADD COLUMN IF NOT EXISTS ${quoteColumn(f.name!)} ${f.type}` });
+        fields.push(f);
       }
       checkOutputSchema(where, fields, expected);
     } catch (err) {

@@ -3,10 +3,12 @@
  * Every status change of a run is a new small file (no read-modify-write, safe with many workers);
  * `scoreline sql` exposes the latest row per run as the `scoreline_runs` view.
  */
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as arrow from 'apache-arrow';
+import { withConnection } from '../src/io/duckdb';
 import { writeParquetFile } from '../src/io/parquet-write';
-import type { ChunkAudit, RunAudit } from '../src/types';
+import type { ChunkAudit, RunAudit, RunRef } from '../src/types';
 import type { AuditStore } from './types';
 
 export const RUNS_TABLE = 'scoreline_runs';
@@ -32,6 +34,7 @@ const RUN_SCHEMA: Record<keyof RunAudit, arrow.DataType> = {
   duration_ms: new arrow.Int64(),
   output: new arrow.Utf8(),
   error: new arrow.Utf8(),
+  alerts: new arrow.Utf8(),
 };
 
 const CHUNK_SCHEMA: Record<keyof ChunkAudit, arrow.DataType> = {
@@ -91,5 +94,23 @@ export class ParquetAuditStore implements AuditStore {
   async recordChunk(row: ChunkAudit): Promise<void> {
     const file = `chunk-${String(row.chunk_index).padStart(5, '0')}.parquet`;
     await writeParquetFile(join(this.dir, CHUNKS_TABLE, row.run_id, file), auditTable([row], CHUNK_SCHEMA));
+  }
+
+  /** Scans the run rows (one small file per status change); union_by_name reads files from before a column was added. */
+  async previousRun(run: RunRef): Promise<Pick<RunAudit, 'run_id' | 'status' | 'finished_at'> | undefined> {
+    const runs = join(this.dir, RUNS_TABLE);
+    if (!existsSync(runs)) return undefined;
+    const rows = await withConnection(async (con) =>
+      (
+        await con.runAndReadAll(
+          `SELECT run_id, status, strftime(finished_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS finished_at FROM read_parquet($1, union_by_name = true)
+           WHERE pipeline = $2 AND logical_date = $3 AND run_id <> $4 AND status IN ('succeeded', 'failed')
+           ORDER BY finished_at DESC NULLS LAST, updated_at DESC LIMIT 1`,
+          [join(runs, '*.parquet'), run.pipeline, run.logicalDate, run.runId],
+        )
+      ).getRowObjectsJS(),
+    );
+    const row = rows[0] as { run_id: string; status: RunAudit['status']; finished_at: string | null } | undefined;
+    return row && { run_id: row.run_id, status: row.status, finished_at: row.finished_at };
   }
 }

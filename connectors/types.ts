@@ -57,6 +57,11 @@ export interface AuditStore {
   /** One row per scored chunk, written as the chunk finishes; a retried chunk replaces its row. */
   recordChunk(row: ChunkAudit): Promise<void>;
   location(): string;
+  /**
+   * The latest other run of the same pipeline and logical date that succeeded or failed (its final
+   * row), or undefined if there is none. Optional: the `recovered` alert needs it (src/alerts).
+   */
+  previousRun?(run: RunRef): Promise<Pick<RunAudit, 'run_id' | 'status' | 'finished_at'> | undefined>;
 }
 
 export interface Connectors {

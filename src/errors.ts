@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'INPUT' // source data is missing, corrupt or does not fit the model
   | 'MODEL' // model file, manifest or alias problem
   | 'SINK' // output cannot be written or committed
+  | 'ALERT' // an alert channel is misconfigured or did not accept an alert
   | 'NOT_FOUND'
   | 'INTERNAL';
 
@@ -45,6 +46,13 @@ export class ModelError extends ScorelineError {
 export class SinkError extends ScorelineError {
   constructor(message: string, retryable = true, options?: { cause?: unknown }) {
     super('SINK', message, retryable, options);
+  }
+}
+
+/** Alert delivery: a missing variable or a refused request is not retryable, an endpoint that is down is. */
+export class AlertError extends ScorelineError {
+  constructor(message: string, retryable: boolean, options?: { cause?: unknown }) {
+    super('ALERT', message, retryable, options);
   }
 }
 

@@ -170,6 +170,8 @@ export interface RunAudit {
   duration_ms: number | null;
   output: string | null;
   error: string | null;
+  /** Alerts sent for the run, JSON: [{"event","channel","ok","error"?}]; NULL when none were due. */
+  alerts: string | null;
 }
 
 export interface ChunkAudit {

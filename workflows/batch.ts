@@ -19,6 +19,8 @@ import {
 import type { ScorelineActivities } from '../activities';
 import { SA_MODEL, SA_MODEL_VERSION, SA_PIPELINE, SA_SCHEDULED_START } from '../src/search-attributes';
 import type { ChunkStats, CommitStats, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals, StagedChunk } from '../src/types';
+import { RunAlerts } from './alerts';
+import { describeError as describe } from './describe';
 
 export const progressQuery = defineQuery<RunProgress>('progress');
 
@@ -79,6 +81,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     updatedAtMs: startedAtMs,
   };
   setHandler(progressQuery, () => progress);
+  const alerts = new RunAlerts(input, provisional, startedAtMs);
 
   let plan: RunPlan | undefined;
   const staged: StagedChunk[] = [];
@@ -95,7 +98,8 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
       updatedAtMs: Date.now(),
     });
     tagRun(plan);
-    await scoreAllChunks(plan, (s) => {
+    alerts.planned(plan);
+    await scoreAllChunks(plan, alerts, (s) => {
       staged.push({ index: s.index, rows: s.rowsOut, file: s.stagedFile });
       addChunk(totals, s);
       Object.assign(progress, { chunksDone: totals.chunksDone, rowsDone: totals.rowsIn, rowsOut: totals.rowsOut, updatedAtMs: Date.now() });
@@ -113,16 +117,18 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     const message = cancelled ? 'cancelled' : `${failure.step} failed: ${describe(failure.error)}`;
     progress.phase = status;
     progress.error = message;
-    // Clean-up and audit run even when the workflow itself is being cancelled.
+    // Alerts, clean-up and audit run even when the workflow itself is being cancelled.
+    const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status, step: failure.step, error: describe(failure.error) }));
     await CancellationScope.nonCancellable(() =>
-      finishRun({ input, run: plan?.run ?? provisional, plan: plan && summarize(plan), status, error: message, totals, startedAtMs }),
+      finishRun({ input, run: plan?.run ?? provisional, plan: plan && summarize(plan), status, error: message, totals, startedAtMs, alerts: sent }),
     );
     if (cancelled) throw isCancellation(failure.error) ? failure.error : new CancelledFailure('run cancelled');
     throw ApplicationFailure.nonRetryable(message, 'ScorelineRunFailed');
   }
 
   const summary = summarize(plan);
-  const result = await CancellationScope.nonCancellable(() => finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs }));
+  const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status: 'succeeded' }));
+  const result = await CancellationScope.nonCancellable(() => finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs, alerts: sent }));
   progress.phase = 'succeeded';
   progress.updatedAtMs = Date.now();
   upsertMemo({ rows_in: result.rowsIn, rows_out: result.rowsOut, output: result.output ?? null, model: `${plan.model.name}:${plan.model.version}` });
@@ -154,7 +160,7 @@ function addChunk(t: RunTotals, s: ChunkStats): void {
 }
 
 /** Bounded sliding window: at most `parallelism` chunk activities in flight; first failure cancels the rest. */
-async function scoreAllChunks(plan: RunPlan, onChunk: (s: ChunkStats) => void): Promise<void> {
+async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, onChunk: (s: ChunkStats) => void): Promise<void> {
   let failure: StepFailure | undefined;
   const scope = new CancellationScope();
   await scope.run(async () => {
@@ -162,7 +168,8 @@ async function scoreAllChunks(plan: RunPlan, onChunk: (s: ChunkStats) => void): 
     for (const chunk of plan.chunks) {
       while (inflight.size >= plan.config.parallelism && !failure) await Promise.race(inflight);
       if (failure) break;
-      const p: Promise<void> = scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk })
+      const p: Promise<void> = alerts
+        .watchChunk(chunk.index, scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk }))
         .then(
           (s) => onChunk(s),
           (err) => {
@@ -187,13 +194,4 @@ function tagRun(plan: RunPlan): void {
     { key: SA_MODEL, value: plan.model.name },
     { key: SA_MODEL_VERSION, value: plan.model.version },
   ]);
-}
-
-function describe(err: unknown): string {
-  // ActivityFailure wraps the activity's ApplicationFailure; the useful message is the innermost one.
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  while (e && typeof e === 'object' && e.cause && typeof e.cause === 'object' && (e.cause as { message?: string }).message) {
-    e = e.cause as { message?: string; cause?: unknown };
-  }
-  return e?.message ?? String(err);
 }

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { loadPipelineFile, NAME_PATTERN, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
+import { sendTestAlerts } from '../alerts';
 import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
 import { ModelStore, readManifest } from '../models/store';
@@ -266,6 +267,42 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
         await ctx.connectors.source(config).cleanup?.(config, run);
         await ctx.sessions.close();
       }
+    });
+
+  program
+    .command('alerts')
+    .description('Alert channels of a pipeline (docs/alerts.md).')
+    .command('test')
+    .description(
+      "Send a test alert through every channel in the pipeline's alerts: section and print ok/error per channel; " +
+        "exits 0 if every channel accepted it, 1 if one did not, 2 if the pipeline is invalid or has no alerts: section. " +
+        "Credentials are read from this shell's environment, " +
+        'so run it with the same variables the worker has.',
+    )
+    .argument('<pipeline>', 'pipeline YAML file or name')
+    .option('--set <key=value>', 'override a field (repeatable)', collect, [])
+    .option('--json', 'one JSON object per channel')
+    .addHelpText(
+      'after',
+      `
+Environment (the variable names a channel reads are set in alerts.channels; these are the defaults):
+  SCORELINE_WEBHOOK_URL, SCORELINE_WEBHOOK_SECRET   webhook URL and HMAC-SHA256 signing secret
+  SCORELINE_SLACK_WEBHOOK_URL                       Slack incoming-webhook URL
+  SCORELINE_PAGERDUTY_ROUTING_KEY                   PagerDuty Events API v2 routing key
+  SCORELINE_PAGERDUTY_URL                           Events API endpoint (default https://events.pagerduty.com/v2/enqueue)
+  SCORELINE_UI_URL                                  Temporal Web UI for links (default http://localhost:8233)
+
+A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeline>/test: no incident stays open.`,
+    )
+    .action(async (pipeline: string, opts) => {
+      const { config, origin } = loadPipelineArg(pipeline, parseOverrideFlags(opts.set));
+      if (!config.alerts) throw new ConfigError(`${origin}: no alerts: section, so there is nothing to test (docs/alerts.md shows one)`);
+      const results = await sendTestAlerts(config, { env: process.env, namespace: clientConfigFromEnv().namespace });
+      for (const r of results) {
+        if (opts.json) printJson(r);
+        else process.stdout.write(`${r.ok ? '✔' : '✘'} ${r.channel} (${r.kind}): ${r.ok ? `accepted (HTTP ${r.status})` : r.error}\n`);
+      }
+      process.exitCode = results.every((r) => r.ok) ? EXIT.ok : EXIT.runFailed;
     });
 
   const models = program.command('models').description('The model store: versions, manifests, aliases.');

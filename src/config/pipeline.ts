@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument, parse as parseYamlScalar } from 'yaml';
 import { z } from 'zod';
+import { alertsSchema } from '../alerts/config';
 import { ConfigError } from '../errors';
 
 /** Names that end up in SQL identifiers, file names and workflow ids. */
@@ -118,6 +119,8 @@ export const pipelineSchema = z.strictObject({
   chunk_rows: z.number().int().min(1).max(10_000_000).default(65_536),
   parallelism: z.number().int().min(1).max(256).default(4),
   features: featurePolicy.default({ nulls: 'error', impute_values: {}, cast: 'strict' }),
+  /** Who hears about failed, slow and recovered runs, and how (docs/alerts.md); none by default. */
+  alerts: alertsSchema.optional(),
 });
 
 export type PipelineConfig = z.output<typeof pipelineSchema>;

@@ -14,6 +14,7 @@ import { featureColumns } from '../models/manifest';
 import type { LoadedModel } from '../models/store';
 import { runModel } from '../scoring/session';
 import { buildFeeds, emptyColumn, type OutputColumn } from '../scoring/tensor';
+import type { AlertRecord } from '../alerts/events';
 import type { Chunk, ChunkAudit, ChunkStats, CommitStats, PinnedModel, RunAudit, RunInput, RunPlan, RunRef, RunResult, PlanSummary, RunStatus, RunTotals, StagedChunk } from '../types';
 import { modelStoreFor, resolvePipeline, type RunContext } from './context';
 
@@ -258,6 +259,8 @@ export interface FinishArgs {
   totals: RunTotals;
   commit?: CommitStats;
   startedAtMs: number;
+  /** Alerts sent for the run (delivered or not), for the audit row. */
+  alerts?: AlertRecord[];
 }
 
 /** Final audit rows, and on failure/cancel the removal of everything staged. Idempotent. */
@@ -310,6 +313,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       chunks: result.chunks,
       output: result.output,
       error: args.error,
+      alerts: args.alerts,
     }),
   );
   return result;
@@ -323,7 +327,7 @@ export function runAuditRow(
   run: RunRef,
   model: PinnedModel | undefined,
   status: RunStatus,
-  f: { startedAt: string; finishedAt?: string; durationMs?: number; rowsIn?: number; rowsOut?: number; rowsRejected?: number; rowsImputed?: number; chunks?: number; output?: string; error?: string },
+  f: { startedAt: string; finishedAt?: string; durationMs?: number; rowsIn?: number; rowsOut?: number; rowsRejected?: number; rowsImputed?: number; chunks?: number; output?: string; error?: string; alerts?: AlertRecord[] },
 ): RunAudit {
   return {
     run_id: run.runId,
@@ -345,6 +349,7 @@ export function runAuditRow(
     duration_ms: f.durationMs ?? null,
     output: f.output ?? null,
     error: f.error ?? null,
+    alerts: f.alerts?.length ? JSON.stringify(f.alerts) : null,
   };
 }
 

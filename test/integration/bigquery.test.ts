@@ -20,7 +20,7 @@ import { seedBigQueryTable } from '../../src/dev/bq-seed';
 import { startBqEmulator, type BqEmulator } from '../../src/dev/bqemulator';
 import type { Stack } from '../../src/dev/stack';
 import { errorMessage } from '../../src/errors';
-import { commitRun, finishRun, planRun, scoreChunk } from '../../src/run/batch';
+import { commitRun, finishRun, planRun, runAuditRow, scoreChunk } from '../../src/run/batch';
 import type { RunContext } from '../../src/run/context';
 import { SessionCache } from '../../src/scoring/session';
 import type { ChunkStats, CommitStats, RunRef, RunResult, RunStatus } from '../../src/types';
@@ -315,6 +315,29 @@ describe('failures give a clear error and commit nothing', () => {
     expect(await tableNames()).toEqual(tables);
     expect(await sql('SELECT COUNT(*) AS n FROM `scoreline-local.scoreline.features`')).toEqual([{ n: 2 * ROWS }]);
   });
+});
+
+describe('audit store', () => {
+  it('adds columns newer than an existing scoreline_runs table, and finds the previous finished run of a date', async () => {
+    const [dataset] = await bq.dataset('audit_old').get({ autoCreate: true });
+    // scoreline_runs as created before the `alerts` column existed.
+    const old = ['run_id', 'workflow_id', 'pipeline', 'trigger', 'logical_date', 'model_name', 'model_version', 'model_sha256', 'status'].map((name) => ({ name, type: 'STRING' }));
+    const ints = ['rows_in', 'rows_out', 'rows_rejected', 'rows_imputed', 'chunks'].map((name) => ({ name, type: 'INT64' }));
+    const rest = [{ name: 'started_at', type: 'TIMESTAMP' }, { name: 'finished_at', type: 'TIMESTAMP' }, { name: 'duration_ms', type: 'INT64' }, { name: 'output', type: 'STRING' }, { name: 'error', type: 'STRING' }, { name: 'updated_at', type: 'TIMESTAMP' }];
+    await dataset.createTable('scoreline_runs', { schema: { fields: [...old, ...ints, ...rest] } });
+    const store = new BigQueryAuditStore(conn, 'audit_old');
+    const config = pipeline();
+    const [failed, succeeded, current] = [newRun(config), newRun(config), newRun(config)];
+    expect(await store.previousRun(current)).toBeUndefined();
+    const alerts = [{ event: 'failed' as const, channel: 'ops', ok: true }];
+    await store.recordRun(runAuditRow(failed, undefined, 'failed', { startedAt: '2026-11-02T00:00:00Z', finishedAt: '2026-11-02T00:01:00Z', error: 'boom', alerts }));
+    expect(await store.previousRun(current)).toMatchObject({ run_id: failed.runId, status: 'failed' });
+    await store.recordRun(runAuditRow(succeeded, undefined, 'succeeded', { startedAt: '2026-11-02T01:00:00Z', finishedAt: '2026-11-02T01:01:00Z' }));
+    expect(await store.previousRun(current)).toMatchObject({ run_id: succeeded.runId, status: 'succeeded' });
+    expect(await store.previousRun(succeeded)).toMatchObject({ run_id: failed.runId, status: 'failed' });
+    const rows = await sql<{ alerts: string }>('SELECT alerts FROM `scoreline-local.audit_old.scoreline_runs` WHERE run_id = @id', { id: failed.runId });
+    expect(JSON.parse(rows[0].alerts)).toEqual(alerts);
+  }, 120_000);
 });
 
 describe('through Temporal: a real dev server and worker, connection from the worker environment', () => {

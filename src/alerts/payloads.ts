@@ -1,0 +1,206 @@
+/**
+ * What each channel receives, built from the alert's facts: pure functions (no I/O, no environment), so
+ * tests pin the exact bytes. The caller passes in the run link and any key the payload must carry.
+ */
+import { createHmac } from 'node:crypto';
+import { formatDuration } from '../cli/progress';
+import { parseDuration } from './duration';
+import { alertKey, type AlertFacts, type AlertKind } from './events';
+
+interface EventStyle {
+  emoji: string;
+  /** PagerDuty severity of a trigger. */
+  severity: 'critical' | 'error' | 'warning' | 'info';
+  /** A resolving event closes the PagerDuty incident of its key instead of opening one. */
+  resolves: boolean;
+}
+
+export const EVENT_STYLE: Record<AlertKind, EventStyle> = {
+  failed: { emoji: ':red_circle:', severity: 'error', resolves: false },
+  slow: { emoji: ':large_orange_circle:', severity: 'warning', resolves: false },
+  recovered: { emoji: ':large_green_circle:', severity: 'info', resolves: true },
+  test: { emoji: ':test_tube:', severity: 'info', resolves: false },
+};
+
+/** `<ui>/namespaces/<ns>/workflows/<workflowId>/<runId>`: the run in the Temporal Web UI. */
+export function runLink(uiBase: string, namespace: string, a: Pick<AlertFacts, 'event' | 'workflowId' | 'runId'>): string {
+  const base = `${uiBase.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows`;
+  // A test alert has no run; its link opens the namespace's workflow list.
+  return a.event === 'test' ? base : `${base}/${encodeURIComponent(a.workflowId)}/${encodeURIComponent(a.runId)}`;
+}
+
+/** Duration, and the SLA it is measured against when there is one: `31m05s (SLA 30m)`. */
+export function durationVsSla(a: AlertFacts): string {
+  const d = formatDuration(a.durationMs);
+  return a.sla ? `${d} (SLA ${a.sla})` : d;
+}
+
+/** One line that says what happened; the plain-text fallback of every channel. */
+export function headline(a: AlertFacts): string {
+  const run = `${a.pipeline} ${a.logicalDate || '(no logical date)'}`;
+  switch (a.event) {
+    case 'failed':
+      return `${run} failed${a.step ? ` at ${a.step}` : ''} after ${durationVsSla(a)}${a.error ? `: ${a.error}` : ''}`;
+    case 'slow':
+      return a.chunk
+        ? `${run} is slow: chunk ${a.chunk.index} has been running for ${formatDuration(a.chunk.elapsedMs)} (chunk SLA ${a.chunk.sla}); run time ${formatDuration(a.durationMs)}`
+        : `${run} is slow: running for ${durationVsSla(a)}`;
+    case 'recovered':
+      return `${run} recovered: succeeded in ${durationVsSla(a)}${a.recoveredFrom === 'failed' ? ' after the previous run failed' : a.recoveredFrom === 'slow' ? ' after being slow' : ''}`;
+    case 'test':
+      return `Test alert from Scoreline for pipeline ${a.pipeline}: this channel works`;
+  }
+}
+
+export interface WebhookBody {
+  version: 1;
+  event: AlertKind;
+  test: boolean;
+  summary: string;
+  pipeline: string;
+  logical_date: string;
+  status: string;
+  run_id: string;
+  workflow_id: string;
+  trigger: string;
+  step: string | null;
+  error: string | null;
+  duration_ms: number;
+  sla: string | null;
+  sla_ms: number | null;
+  chunk: { index: number; elapsed_ms: number; sla: string; sla_ms: number } | null;
+  recovered_from: 'failed' | 'slow' | null;
+  model: string | null;
+  occurred_at: string;
+  run_url: string;
+  /** Same for every alert of one pipeline and logical date: what a receiver groups or dedups by. */
+  key: string;
+}
+
+export function webhookBody(a: AlertFacts, link: string): WebhookBody {
+  return {
+    version: 1,
+    event: a.event,
+    test: a.event === 'test',
+    summary: headline(a),
+    pipeline: a.pipeline,
+    logical_date: a.logicalDate,
+    status: a.status,
+    run_id: a.runId,
+    workflow_id: a.workflowId,
+    trigger: a.trigger,
+    step: a.step ?? null,
+    error: a.error ?? null,
+    duration_ms: a.durationMs,
+    sla: a.sla ?? null,
+    sla_ms: a.sla ? (parseDuration(a.sla) ?? null) : null,
+    chunk: a.chunk ? { index: a.chunk.index, elapsed_ms: a.chunk.elapsedMs, sla: a.chunk.sla, sla_ms: parseDuration(a.chunk.sla) ?? 0 } : null,
+    recovered_from: a.recoveredFrom ?? null,
+    model: a.model ?? null,
+    occurred_at: a.occurredAt,
+    run_url: link,
+    key: alertKey(a),
+  };
+}
+
+/** `sha256=<hex HMAC-SHA256 of the exact body bytes>`: the X-Scoreline-Signature header. */
+export function signBody(body: string, secret: string): string {
+  return `sha256=${createHmac('sha256', secret).update(body, 'utf8').digest('hex')}`;
+}
+
+/** Slack mrkdwn treats &, < and > as control characters; everything else is shown as typed. */
+export function slackEscape(text: string): string {
+  return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+type SlackBlock = Record<string, unknown>;
+
+/** Incoming-webhook message: a plain `text` fallback (notifications) and blocks for the channel. */
+export function slackMessage(a: AlertFacts, link: string): { text: string; blocks: SlackBlock[] } {
+  const style = EVENT_STYLE[a.event];
+  const field = (label: string, value: string) => ({ type: 'mrkdwn', text: `*${label}*\n${slackEscape(clip(value, 1900))}` });
+  const fields = [
+    field('Pipeline', a.pipeline),
+    field('Logical date', a.logicalDate || '-'),
+    field('Status', a.status),
+    field('Duration', durationVsSla(a)),
+  ];
+  if (a.step) fields.push(field('Failed step', a.step));
+  if (a.chunk) fields.push(field('Slow chunk', `${a.chunk.index}: ${formatDuration(a.chunk.elapsedMs)} (chunk SLA ${a.chunk.sla})`));
+  if (a.model) fields.push(field('Model', a.model));
+  const blocks: SlackBlock[] = [
+    { type: 'section', text: { type: 'mrkdwn', text: `${style.emoji} *${slackEscape(clip(headline(a), 2900))}*` } },
+    { type: 'section', fields },
+  ];
+  if (a.error) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*Error*\n\`\`\`${slackEscape(clip(a.error, 2800))}\`\`\`` } });
+  blocks.push({
+    type: 'context',
+    elements: [{ type: 'mrkdwn', text: `<${link}|${a.event === 'test' ? 'Open the Temporal Web UI' : 'View the run in the Temporal Web UI'}> · run id \`${a.runId}\` · trigger ${a.trigger}` }],
+  });
+  return { text: clip(headline(a), 3000), blocks };
+}
+
+export interface PagerDutyEvent {
+  routing_key: string;
+  event_action: 'trigger' | 'resolve';
+  dedup_key: string;
+  payload?: {
+    summary: string;
+    source: string;
+    severity: EventStyle['severity'];
+    timestamp: string;
+    component: string;
+    group: string;
+    class: string;
+    custom_details: Record<string, unknown>;
+  };
+  links?: { href: string; text: string }[];
+  client?: string;
+  client_url?: string;
+}
+
+/**
+ * Events API v2: `failed`/`slow` trigger (one incident per pipeline and logical date, deduplicated by
+ * key), `recovered` resolves it. A test alert is a trigger followed by a resolve of its own test key.
+ */
+export function pagerdutyEvents(a: AlertFacts, routingKey: string, link: string): PagerDutyEvent[] {
+  const dedupKey = alertKey(a);
+  const resolve: PagerDutyEvent = { routing_key: routingKey, event_action: 'resolve', dedup_key: dedupKey };
+  if (EVENT_STYLE[a.event].resolves) return [resolve];
+  const trigger: PagerDutyEvent = {
+    routing_key: routingKey,
+    event_action: 'trigger',
+    dedup_key: dedupKey,
+    payload: {
+      summary: clip(headline(a), 1024),
+      source: `scoreline/${a.pipeline}`,
+      severity: EVENT_STYLE[a.event].severity,
+      timestamp: a.occurredAt,
+      component: a.pipeline,
+      group: 'scoreline',
+      class: a.event,
+      custom_details: {
+        logical_date: a.logicalDate,
+        status: a.status,
+        step: a.step ?? null,
+        error: a.error ?? null,
+        duration: durationVsSla(a),
+        duration_ms: a.durationMs,
+        chunk: a.chunk ?? null,
+        model: a.model ?? null,
+        run_id: a.runId,
+        workflow_id: a.workflowId,
+        trigger: a.trigger,
+        run_url: link,
+      },
+    },
+    links: [{ href: link, text: 'Run in the Temporal Web UI' }],
+    client: 'Scoreline',
+    client_url: link,
+  };
+  return a.event === 'test' ? [trigger, resolve] : [trigger];
+}
