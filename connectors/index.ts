@@ -6,12 +6,12 @@
 import { dirname } from 'node:path';
 import type { AuditConfig, PipelineConfig } from '../src/config/pipeline';
 import { Connections } from '../src/connections';
-import { ConfigError } from '../src/errors';
 import { resolvePath } from '../src/run/context';
 import { BigQueryAuditStore, BigQuerySink, BigQuerySource } from './bigquery';
 import { ParquetAuditStore } from './parquet-audit';
 import { ParquetSink } from './parquet-sink';
 import { ParquetSource } from './parquet-source';
+import { closeSnowflakeConnections, SnowflakeAuditStore, SnowflakeSink, SnowflakeSource } from './snowflake';
 import type { AuditStore, Connectors, Sink, Source } from './types';
 
 export interface ConnectorOptions {
@@ -29,20 +29,20 @@ export function createConnectors(opts: ConnectorOptions): Connectors {
       switch (config.source.kind) {
         case 'parquet':
           return parquetSource;
+        case 'snowflake':
+          return new SnowflakeSource(connections.snowflake(config.source.connection));
         case 'bigquery':
           return new BigQuerySource(connections.bigquery(config.source.connection));
-        default:
-          throw notYet(config.source.kind);
       }
     },
     sink(config: PipelineConfig): Sink {
       switch (config.sink.kind) {
         case 'parquet':
           return new ParquetSink(path(config.sink.path), config.sink.mode);
+        case 'snowflake':
+          return new SnowflakeSink(connections.snowflake(config.sink.connection), config.sink);
         case 'bigquery':
           return new BigQuerySink(connections.bigquery(config.sink.connection), config.sink, { keys: config.source.key });
-        default:
-          throw notYet(config.sink.kind);
       }
     },
     audit(config: PipelineConfig): AuditStore {
@@ -50,17 +50,14 @@ export function createConnectors(opts: ConnectorOptions): Connectors {
       switch (audit.kind) {
         case 'parquet':
           return new ParquetAuditStore(path(audit.path));
+        case 'snowflake':
+          return new SnowflakeAuditStore(connections.snowflake(audit.connection), audit.schema);
         case 'bigquery':
           return new BigQueryAuditStore(connections.bigquery(audit.connection), audit.schema);
-        default:
-          throw notYet(audit.kind);
       }
     },
+    close: closeSnowflakeConnections, // BigQuery's REST client holds no sessions
   };
-}
-
-function notYet(kind: string): Error {
-  return new ConfigError(`${kind}: this build has no ${kind} connector yet`);
 }
 
 /**

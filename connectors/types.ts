@@ -68,4 +68,6 @@ export interface Connectors {
   source(config: PipelineConfig): Source;
   sink(config: PipelineConfig): Sink;
   audit(config: PipelineConfig): AuditStore;
+  /** Close pooled warehouse sessions (worker shutdown). */
+  close?(): Promise<void>;
 }

@@ -119,6 +119,7 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
     run: () => (running ??= worker.run().finally(async () => {
       await context.sessions.close();
       await context.inference?.close();
+      await context.connectors.close?.();
       await connection.close();
     })),
     shutdown: async () => {

@@ -11,6 +11,8 @@ import { generateDemoData } from '../demo/generate-data';
 import { seedBigQueryTable } from '../dev/bq-seed';
 import { startBqEmulator } from '../dev/bqemulator';
 import { getFreePort } from '../dev/dev-server';
+import { startFakesnow } from '../dev/fakesnow';
+import { seedSnowflakeTable } from '../dev/snowflake-seed';
 import { startStack } from '../dev/stack';
 import { loadPipelineFile, readPipelineYaml } from '../config/pipeline';
 import { TASK_QUEUE } from '../search-attributes';
@@ -99,7 +101,16 @@ async function startDemoWarehouse(kind: 'snowflake' | 'bigquery', projectDir: st
     log(`  emulator ready and loaded in ${formatDuration(Date.now() - t)}`);
     return { connection: emulator.connection, stop: emulator.stop };
   }
-  throw new ConfigError('--source snowflake: not available in this build yet');
+  const emulator = await startFakesnow({ projectDir, toolsDir, name, log });
+  try {
+    log(`loading ${rows.toLocaleString('en-US')} demo customers for ${date} into ${emulator.endpoint} …`);
+    await seedSnowflakeTable({ connection: emulator.connection, table: 'customers', dates: [date], rowsPerDate: rows });
+  } catch (err) {
+    await emulator.stop();
+    throw err;
+  }
+  log(`  emulator ready and loaded in ${formatDuration(Date.now() - t)}`);
+  return { connection: emulator.connection, stop: emulator.stop };
 }
 
 async function runDemoPipeline(

@@ -16,7 +16,8 @@ export function summaryLinesFor(r: RunResult, uiUrl?: string): string[] {
   ];
   if (r.model) lines.push(`  model   ${r.model.name}:${r.model.version} (${r.model.ref}, sha256 ${r.model.sha256.slice(0, 12)}…)`);
   if (r.output) lines.push(`  output  ${r.output}`);
-  if (r.audit) lines.push(`  audit   ${r.audit}${/^[a-z]+:\/\//.test(r.audit) ? ' (tables scoreline_runs, scoreline_run_chunks)' : ' (scoreline sql "SELECT * FROM scoreline_runs")'}`);
+  // Local audit tables are queried with `scoreline sql`; a warehouse location names its tables itself.
+  if (r.audit) lines.push(`  audit   ${r.audit}${/^[a-z]+:\/\//.test(r.audit) ? '' : ' (scoreline sql "SELECT * FROM scoreline_runs")'}`);
   if (r.stageMs && r.status === 'succeeded') {
     const s = r.stageMs;
     lines.push(`  time in chunks: read ${s.read}ms, convert ${s.convert}ms, infer ${s.infer}ms, write ${s.write}ms (summed over parallel chunks)`);

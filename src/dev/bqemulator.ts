@@ -11,7 +11,7 @@
  *   the extension for the DuckDB it requires, so we start it through a tiny launcher that keeps trying
  *   the download but carries on without it: only GEOGRAPHY functions are lost, which Scoreline never uses.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawnEmulator } from './emulator-process';
 import * as path from 'node:path';
 import { BigQuery } from '@google-cloud/bigquery';
 import { OAuth2Client } from 'google-auth-library';
@@ -29,8 +29,6 @@ const EMULATOR_TOKEN = 'bqemulator-local-token';
 
 const HOST = '127.0.0.1';
 const START_TIMEOUT_MS = 90_000;
-const STOP_GRACE_MS = 10_000;
-const OUTPUT_TAIL_CHARS = 8_000;
 
 /** Runs `bqemulator` with the spatial extension made optional (see the file comment). */
 const LAUNCHER = `
@@ -96,10 +94,10 @@ export async function startBqEmulator(opts: BqEmulatorOptions): Promise<BqEmulat
   // Flags checked against `bqemulator start --help` of 1.4.0. Ephemeral: state lives in memory only.
   const args = ['-c', LAUNCHER, 'start', '--rest-host', HOST, '--rest-port', String(port), '--grpc-host', HOST, '--grpc-port', String(grpcPort), '--project', project, '--ephemeral', '--log-level', 'warning'];
   log(`Starting bqemulator on ${HOST}:${port} (gRPC ${grpcPort})`);
-  const proc = spawnEmulator(python, args);
+  const proc = spawnEmulator('bqemulator', python, args);
   const endpoint = `http://${HOST}:${port}`;
   try {
-    await waitUntilReady(endpoint, proc);
+    await proc.ready(`${endpoint}/readyz`, START_TIMEOUT_MS);
   } catch (err) {
     await proc.stop();
     throw err;
@@ -122,71 +120,4 @@ export function emulatorConnection(endpoint: string, project = EMULATOR_PROJECT,
   const authClient = new OAuth2Client();
   authClient.setCredentials({ access_token: EMULATOR_TOKEN });
   return { kind: 'bigquery', name, project, dataset, options: { projectId: project, apiEndpoint: endpoint, authClient } };
-}
-
-// ---------------------------------------------------------------------------------------------------
-
-interface EmulatorProcess {
-  child: ChildProcess;
-  exited: Promise<void>;
-  exitDescription(): string | undefined;
-  outputTail(): string;
-  stop(): Promise<void>;
-}
-
-function spawnEmulator(python: string, args: string[]): EmulatorProcess {
-  const child = spawn(python, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let tail = '';
-  let description: string | undefined;
-  const capture = (chunk: Buffer) => {
-    tail = (tail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_CHARS);
-  };
-  child.stdout?.on('data', capture);
-  child.stderr?.on('data', capture);
-  const exited = new Promise<void>((resolve) => {
-    child.once('error', (err) => {
-      description ??= `failed to start (${err.message})`;
-      resolve();
-    });
-    child.once('close', (code, signal) => {
-      description ??= signal ? `killed by ${signal}` : `exited with code ${code}`;
-      resolve();
-    });
-  });
-  const killOnParentExit = () => child.kill('SIGKILL');
-  process.on('exit', killOnParentExit);
-  void exited.then(() => process.off('exit', killOnParentExit));
-
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    (stopping ??= (async () => {
-      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return exited;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-      await exited;
-      clearTimeout(timer);
-    })());
-  return { child, exited, exitDescription: () => description, outputTail: () => tail, stop };
-}
-
-/** Polls `/readyz` (DuckDB and catalog answer), failing fast with the output if the process dies. */
-async function waitUntilReady(endpoint: string, proc: EmulatorProcess): Promise<void> {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  let exited = false;
-  void proc.exited.then(() => (exited = true));
-  let lastError = 'no answer yet';
-  while (Date.now() < deadline) {
-    if (exited) {
-      throw new Error(`bqemulator ${proc.exitDescription() ?? 'exited'} before becoming ready at ${endpoint}.\nOutput (tail):\n${proc.outputTail() || '(none)'}`);
-    }
-    try {
-      const res = await fetch(`${endpoint}/readyz`, { signal: AbortSignal.timeout(2_000) });
-      if (res.ok) return;
-      lastError = `HTTP ${res.status}: ${await res.text()}`;
-    } catch (err) {
-      lastError = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`bqemulator at ${endpoint} did not become ready within ${START_TIMEOUT_MS} ms (last: ${lastError}).\nOutput (tail):\n${proc.outputTail() || '(none)'}`);
 }

@@ -69,14 +69,16 @@ describe('scoreline demo', () => {
   });
 });
 
-describe('scoreline demo --source bigquery', () => {
-  it('loads the demo table into the local BigQuery emulator, scores it there, same JSON summary line', async () => {
-    const demo = start(['demo', '--source', 'bigquery', '--json', '--rows', '3000', '--date', '2026-11-05'], { SCORELINE_TOOLS_DIR: REPO });
+describe.each([
+  { source: 'bigquery', output: 'bigquery://scoreline-local.scoreline.churn_scores (ds=2026-11-05)', ready: /bqemulator ready at http:\/\/127\.0\.0\.1:\d+/ },
+  { source: 'snowflake', output: 'snowflake://fakesnow/SCORELINE.PUBLIC.CHURN_SCORES (ds=2026-11-05)', ready: /fakesnow ready at http:\/\/127\.0\.0\.1:\d+/ },
+])('scoreline demo --source $source', ({ source, output, ready }) => {
+  it('loads the demo table into the local emulator, scores it there, same JSON summary line', async () => {
+    const demo = start(['demo', '--source', source, '--json', '--rows', '3000', '--date', '2026-11-05'], { SCORELINE_TOOLS_DIR: REPO });
     expect(await demo.exit, demo.err()).toBe(0);
     const last = JSON.parse(demo.out().trim().split('\n').at(-1)!);
-    expect(last).toMatchObject({ status: 'succeeded', rows_in: 3000, rows_out: 3000, pipeline: 'churn-demo-bigquery', logical_date: '2026-11-05' });
-    expect(last.output).toBe('bigquery://scoreline-local.scoreline.churn_scores (ds=2026-11-05)');
-    expect(demo.err()).toMatch(/bqemulator ready at http:\/\/127\.0\.0\.1:\d+/);
+    expect(last).toMatchObject({ status: 'succeeded', rows_in: 3000, rows_out: 3000, pipeline: `churn-demo-${source}`, logical_date: '2026-11-05', output });
+    expect(demo.err()).toMatch(ready);
   });
 });
 
