@@ -13,8 +13,10 @@ export interface RunInput {
   pipeline: string;
   /** Inline, already-parsed pipeline file (the CLI and API send it so worker and caller agree). */
   config?: unknown;
-  /** Logical date YYYY-MM-DD. Default: the schedule's nominal time, else today in UTC. */
+  /** Logical date YYYY-MM-DD. Default: the schedule's nominal time's date in `timezone`, else today there. */
   date?: string;
+  /** IANA zone in which a run without `date` reads its nominal time as a date (the schedule's; default UTC). */
+  timezone?: string;
   /** Dotted-path overrides applied to the pipeline file before validation, e.g. {"chunk_rows": "1000"}. */
   overrides?: Record<string, string>;
   trigger?: Trigger;

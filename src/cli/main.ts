@@ -19,6 +19,7 @@ import { runAnalystQuery } from '../sql';
 import type { Trigger } from '../types';
 import { createWorker, runContextFor, workerConfigFromEnv } from '../worker';
 import { runDemo } from './demo';
+import { registerScheduleCommands } from './schedule';
 import { printJson, resultJson, summaryLinesFor, waitForSignal } from './run-output';
 import { formatDuration, ProgressReporter } from './progress';
 import { formatTable } from './table';
@@ -394,6 +395,8 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
       if (opts.json) rows.forEach((r) => printJson(r));
       else process.stdout.write(`${formatTable(rows)}\n`);
     });
+
+  registerScheduleCommands(program, loadPipelineArg);
 
   return program;
 }

@@ -7,6 +7,7 @@ import { parseDocument, parse as parseYamlScalar } from 'yaml';
 import { z } from 'zod';
 import { alertsSchema } from '../alerts/config';
 import { ConfigError } from '../errors';
+import { scheduleSchema } from '../schedules/config';
 
 /** Names that end up in SQL identifiers, file names and workflow ids. */
 export const NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;
@@ -121,6 +122,8 @@ export const pipelineSchema = z.strictObject({
   features: featurePolicy.default({ nulls: 'error', impute_values: {}, cast: 'strict' }),
   /** Who hears about failed, slow and recovered runs, and how (docs/alerts.md); none by default. */
   alerts: alertsSchema.optional(),
+  /** When Temporal Schedules run the pipeline (docs/schedules.md); applied with `scoreline schedule apply`. */
+  schedule: scheduleSchema.optional(),
 });
 
 export type PipelineConfig = z.output<typeof pipelineSchema>;

@@ -12,6 +12,7 @@ import { buffers } from '../io/buffers';
 import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
 import type { LoadedModel } from '../models/store';
+import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
 import { runModel } from '../scoring/session';
 import { buildFeeds, emptyColumn, type OutputColumn } from '../scoring/tensor';
 import type { AlertRecord } from '../alerts/events';
@@ -56,10 +57,16 @@ export function neededColumns(config: PipelineConfig, features: string[]): strin
   return [...new Set([...config.source.key, ...features])];
 }
 
+/**
+ * An explicit date wins; otherwise the calendar date of the schedule's nominal time (not the wall-clock
+ * start, so a late or backfilled run scores the partition it was scheduled for) in the schedule's
+ * timezone, else of `now`.
+ */
 export function logicalDateFor(input: RunInput, scheduledStart: string | undefined, now: Date): string {
   if (input.date) return assertLogicalDate(input.date, `pipeline "${input.pipeline}"`);
-  // Issue #5 adds the schedule's timezone; until then the nominal time's UTC date.
-  return (scheduledStart ? new Date(scheduledStart) : now).toISOString().slice(0, 10);
+  const timeZone = input.timezone ?? 'UTC';
+  if (!checkTimeZone(timeZone).ok) throw new ConfigError(`pipeline "${input.pipeline}": timezone "${timeZone}": expected an IANA name such as UTC or Europe/Berlin`);
+  return logicalDateIn(scheduledStart ? new Date(scheduledStart) : now, timeZone);
 }
 
 export interface PlanArgs {

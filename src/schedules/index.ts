@@ -1,0 +1,388 @@
+/**
+ * Scoreline schedules on Temporal Schedules: apply a pipeline file's `schedule:` section, and list,
+ * describe, pause, unpause, trigger, backfill and delete. What the CLI (`scoreline schedule …`) and the
+ * HTTP API call: every function takes a connected ScorelineClient and returns plain JSON-able objects
+ * (snake_case keys, ISO timestamps), and throws ScorelineErrors a user can act on (CONFIG for bad
+ * input, NOT_FOUND for an unknown schedule).
+ */
+import { ScheduleAlreadyRunning, ScheduleNotFoundError, type ScheduleDescription, type ScheduleHandle } from '@temporalio/client';
+import { msNumberToTs, tsToDate } from '@temporalio/common/lib/time';
+import { assertLogicalDate, NAME_PATTERN, type PipelineConfig } from '../config/pipeline';
+import type { ScorelineClient } from '../client';
+import { ConfigError, ScorelineError, errorMessage } from '../errors';
+import { batchWorkflowId, SA_SCHEDULED_START } from '../search-attributes';
+import { OVERLAP_POLICIES, type OverlapPolicy } from './config';
+import { addDays, logicalDateIn, startOfDateIn } from './logical-date';
+import { currentFields, desiredSchedule, diffFields, formatMs, fromTemporalOverlap, toTemporalOverlap, type FieldChange } from './spec';
+import { scheduleIdFor, type ScheduledRunMemo } from './types';
+
+export { scheduleIdFor } from './types';
+export type { FieldChange } from './spec';
+export { OVERLAP_POLICIES, SCHEDULE_DEFAULTS, type OverlapPolicy, type ScheduleConfig } from './config';
+
+export interface ApplyResult {
+  schedule_id: string;
+  pipeline: string;
+  /** `unchanged`: the schedule already matched the file, nothing was sent. */
+  result: 'created' | 'updated' | 'unchanged';
+  /** Field by field (`schedule.cron`, `pipeline.chunk_rows`, …); for `created`, every field with no `before`. */
+  changes: FieldChange[];
+  dry_run: boolean;
+}
+
+export interface ScheduleListItem {
+  schedule_id: string;
+  pipeline: string;
+  cron: string[];
+  timezone: string;
+  paused: boolean;
+  note: string | null;
+  next_run: string | null;
+  last_run: string | null;
+}
+
+export interface ScheduledRunInfo {
+  /** Nominal time the run was due (plus jitter, if any). */
+  scheduled_at: string;
+  taken_at: string;
+  logical_date: string;
+  /** The batch run of that date: `scoreline/<pipeline>/<date>`. */
+  run_workflow_id: string;
+  /** The schedule's own workflow (`…/scheduled-<time>`) that started or skipped the batch run. */
+  workflow_id: string;
+  /** running · succeeded · failed · cancelled · terminated · timed_out · skipped (date already running) · unknown */
+  status: string;
+  reason: string | null;
+}
+
+export interface ScheduleInfo {
+  schedule_id: string;
+  pipeline: string;
+  cron: string[];
+  timezone: string;
+  overlap: OverlapPolicy;
+  catchup_window: string;
+  pause_on_failure: boolean;
+  jitter: string;
+  paused: boolean;
+  note: string | null;
+  /** Upcoming start times (jitter included) and the logical date each will score. */
+  next_runs: { at: string; logical_date: string }[];
+  /** The server's last ≤ 10 actions, newest first, with the outcome of each run. */
+  recent_runs: ScheduledRunInfo[];
+  running: string[];
+  actions_taken: number;
+  skipped_overlap: number;
+  missed_catchup_window: number;
+  created_at: string;
+  updated_at: string | null;
+}
+
+export interface TriggerResult {
+  schedule_id: string;
+  overlap: OverlapPolicy;
+  /** True when the overlap policy dropped the run (e.g. `skip` while a run of this schedule is in progress). */
+  skipped_overlap: boolean;
+  /** Null when the server had not taken the action (yet, or at all: see skipped_overlap). */
+  workflow_id: string | null;
+  scheduled_at: string | null;
+  logical_date: string | null;
+  run_workflow_id: string | null;
+}
+
+export interface BackfillResult {
+  schedule_id: string;
+  from: string;
+  to: string;
+  overlap: OverlapPolicy;
+  /** One run per date that has a scheduled time, at the first such time of the date. */
+  runs: { logical_date: string; scheduled_at: string; run_workflow_id: string }[];
+  /** Dates in the range on which the schedule has no time (e.g. weekends of a weekday cron). */
+  dates_without_runs: string[];
+}
+
+/** `churn` or `scoreline/churn` → the pipeline name. */
+export function pipelineOfSchedule(name: string): string {
+  const pipeline = name.startsWith('scoreline/') ? name.slice('scoreline/'.length) : name;
+  if (!NAME_PATTERN.test(pipeline)) throw new ConfigError(`"${name}" is not a pipeline name (lower-case letters, digits, - and _) or schedule id scoreline/<pipeline>`);
+  return pipeline;
+}
+
+/**
+ * Create the pipeline's schedule, or update it to match the file. Idempotent: when nothing differs,
+ * nothing is sent and the result is `unchanged`. `paused` is only touched when the file sets
+ * `schedule.paused`; otherwise a pause made with `schedule pause` survives an apply.
+ */
+export async function applySchedule(sc: ScorelineClient, pipeline: { config: PipelineConfig; origin?: string }, opts: { dryRun?: boolean } = {}): Promise<ApplyResult> {
+  const { config } = pipeline;
+  const origin = pipeline.origin ?? `pipeline ${config.name}`;
+  if (!config.schedule) throw new ConfigError(`${origin}: schedule: required to apply a schedule (e.g. schedule: { cron: "0 2 * * *", timezone: UTC })`);
+  const desired = desiredSchedule({ config, taskQueue: sc.config.taskQueue, searchAttributes: await sc.hasSearchAttributes() });
+  const handle = sc.client.schedule.getHandle(desired.scheduleId);
+  const dryRun = opts.dryRun ?? false;
+  const base = { schedule_id: desired.scheduleId, pipeline: config.name, dry_run: dryRun };
+
+  const existing = await describeOrUndefined(handle);
+  if (!existing) {
+    const changes = diffFields({}, desired.fields);
+    if (!dryRun) {
+      try {
+        await sc.client.schedule.create(desired.options);
+      } catch (err) {
+        if (err instanceof ScheduleAlreadyRunning) return applySchedule(sc, pipeline, opts); // created meanwhile: update it instead
+        throw refused(origin, err);
+      }
+    }
+    return { ...base, result: 'created', changes };
+  }
+  const changes = diffFields(currentFields(existing, config.schedule.paused !== undefined), desired.fields);
+  if (changes.length === 0) return { ...base, result: 'unchanged', changes };
+  if (!dryRun) {
+    try {
+      await handle.update((previous) => ({
+        spec: desired.options.spec,
+        action: desired.options.action,
+        policies: desired.options.policies,
+        typedSearchAttributes: previous.typedSearchAttributes,
+        state: {
+          paused: config.schedule!.paused ?? previous.state.paused,
+          note: desired.options.state?.note ?? previous.state.note,
+          remainingActions: previous.state.remainingActions,
+        },
+      }));
+    } catch (err) {
+      throw refused(origin, err);
+    }
+  }
+  return { ...base, result: 'updated', changes };
+}
+
+/** Every Scoreline schedule (id `scoreline/…`) in the namespace, by id. */
+export async function listSchedules(sc: ScorelineClient): Promise<ScheduleListItem[]> {
+  const ids: string[] = [];
+  for await (const s of sc.client.schedule.list()) if (s.scheduleId.startsWith('scoreline/')) ids.push(s.scheduleId);
+  const items: ScheduleListItem[] = [];
+  for (const id of ids.sort()) {
+    // The listing is eventually consistent and lacks the action's memo (the cron as written): describe each.
+    const desc = await describeOrUndefined(sc.client.schedule.getHandle(id));
+    if (!desc) continue;
+    items.push({
+      schedule_id: id,
+      pipeline: id.slice('scoreline/'.length),
+      cron: cronOf(desc),
+      timezone: desc.spec.timezone || 'UTC',
+      paused: desc.state.paused,
+      note: desc.state.note ?? null,
+      next_run: desc.info.nextActionTimes[0]?.toISOString() ?? null,
+      last_run: desc.info.recentActions.at(-1)?.takenAt.toISOString() ?? null,
+    });
+  }
+  return items;
+}
+
+/** Spec, state, next run times and recent runs with their outcome (looked up per run). */
+export async function describeSchedule(sc: ScorelineClient, name: string): Promise<ScheduleInfo> {
+  const pipeline = pipelineOfSchedule(name);
+  const desc = await describeRequired(sc, pipeline);
+  const timezone = desc.spec.timezone || 'UTC';
+  const recent = [...desc.info.recentActions].reverse();
+  return {
+    schedule_id: desc.scheduleId,
+    pipeline,
+    cron: cronOf(desc),
+    timezone,
+    overlap: fromTemporalOverlap(desc.policies.overlap),
+    catchup_window: formatMs(desc.policies.catchupWindow),
+    pause_on_failure: desc.policies.pauseOnFailure,
+    jitter: formatMs(desc.spec.jitter ?? 0),
+    paused: desc.state.paused,
+    note: desc.state.note ?? null,
+    next_runs: desc.info.nextActionTimes.map((t) => ({ at: t.toISOString(), logical_date: logicalDateIn(t, timezone) })),
+    recent_runs: await Promise.all(
+      recent.map((a) => scheduledRunInfo(sc, pipeline, timezone, { workflowId: a.action.workflow.workflowId, runId: a.action.workflow.firstExecutionRunId, scheduledAt: a.scheduledAt, takenAt: a.takenAt })),
+    ),
+    running: desc.info.runningActions.map((a) => a.workflow.workflowId),
+    actions_taken: desc.info.numActionsTaken,
+    skipped_overlap: desc.info.numActionsSkippedOverlap,
+    missed_catchup_window: desc.info.numActionsMissedCatchupWindow,
+    created_at: desc.info.createdAt.toISOString(),
+    updated_at: desc.info.lastUpdatedAt?.toISOString() ?? null,
+  };
+}
+
+export async function pauseSchedule(sc: ScorelineClient, name: string, note?: string): Promise<{ schedule_id: string; paused: true; note: string }> {
+  const pipeline = pipelineOfSchedule(name);
+  const text = note || 'paused with scoreline schedule pause';
+  await withSchedule(sc, pipeline, (h) => h.pause(text));
+  return { schedule_id: scheduleIdFor(pipeline), paused: true, note: text };
+}
+
+export async function unpauseSchedule(sc: ScorelineClient, name: string, note?: string): Promise<{ schedule_id: string; paused: false; note: string }> {
+  const pipeline = pipelineOfSchedule(name);
+  const text = note || 'unpaused with scoreline schedule unpause';
+  await withSchedule(sc, pipeline, (h) => h.unpause(text));
+  return { schedule_id: scheduleIdFor(pipeline), paused: false, note: text };
+}
+
+/**
+ * Run now: an action whose nominal time is now, so it scores today's date in the schedule's timezone.
+ * By default under the schedule's own overlap policy, like a scheduled run: with `skip`, a trigger while
+ * a run of the schedule is in progress is dropped (reported as `skipped_overlap`), and `pause_on_failure`
+ * applies (the server watches only runs it does not let overlap). `allow_all` forces a run; the same
+ * date is still never run twice at once. Waits up to `waitMs` for the server to take the action.
+ */
+export async function triggerSchedule(sc: ScorelineClient, name: string, opts: { overlap?: OverlapPolicy; waitMs?: number } = {}): Promise<TriggerResult> {
+  const pipeline = pipelineOfSchedule(name);
+  if (opts.overlap !== undefined && !OVERLAP_POLICIES.includes(opts.overlap)) throw new ConfigError(`--overlap ${opts.overlap}: expected one of ${OVERLAP_POLICIES.join(', ')}`);
+  const before = await describeRequired(sc, pipeline);
+  const overlap = opts.overlap ?? fromTemporalOverlap(before.policies.overlap);
+  const handle = sc.client.schedule.getHandle(scheduleIdFor(pipeline));
+  await withSchedule(sc, pipeline, (h) => h.trigger(toTemporalOverlap(overlap)));
+  const result: TriggerResult = { schedule_id: scheduleIdFor(pipeline), overlap, skipped_overlap: false, workflow_id: null, scheduled_at: null, logical_date: null, run_workflow_id: null };
+  const deadline = Date.now() + (opts.waitMs ?? 10_000);
+  while (Date.now() < deadline) {
+    const now = await handle.describe();
+    if (now.info.numActionsSkippedOverlap > before.info.numActionsSkippedOverlap) return { ...result, skipped_overlap: true };
+    if (now.info.numActionsTaken > before.info.numActionsTaken) {
+      const action = now.info.recentActions.at(-1)!;
+      const wf = await sc.client.workflow.getHandle(action.action.workflow.workflowId, action.action.workflow.firstExecutionRunId).describe();
+      const nominal = wf.typedSearchAttributes.get(SA_SCHEDULED_START) ?? action.scheduledAt;
+      const date = logicalDateIn(nominal, now.spec.timezone || 'UTC');
+      return { ...result, workflow_id: wf.workflowId, scheduled_at: nominal.toISOString(), logical_date: date, run_workflow_id: batchWorkflowId(pipeline, date) };
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return result;
+}
+
+/** Largest range one backfill accepts; the server buffers at most ~1000 starts. */
+export const MAX_BACKFILL_DAYS = 366;
+
+/**
+ * Run the schedule over past dates `from`..`to` (inclusive, in the schedule's timezone): one run per
+ * date, at the first time the schedule has on that date, so a date is scored once even when the cron
+ * fires several times a day. Each run's logical date is its nominal time's date, as for any scheduled
+ * run, so it reads and replaces exactly that partition. `buffer_all` (default) runs the dates one after
+ * another; `allow_all` starts them together. A date already running is skipped, not started twice.
+ */
+export async function backfillSchedule(sc: ScorelineClient, name: string, from: string, to: string, opts: { overlap?: OverlapPolicy } = {}): Promise<BackfillResult> {
+  const pipeline = pipelineOfSchedule(name);
+  assertLogicalDate(from, '--from');
+  assertLogicalDate(to, '--to');
+  if (to < from) throw new ConfigError(`--from ${from} is after --to ${to}`);
+  const days = Math.round((Date.parse(to) - Date.parse(from)) / 86_400_000) + 1;
+  if (days > MAX_BACKFILL_DAYS) throw new ConfigError(`--from ${from} --to ${to} spans ${days} days; backfill at most ${MAX_BACKFILL_DAYS} at a time`);
+  const overlap = opts.overlap ?? 'buffer_all';
+  if (!OVERLAP_POLICIES.includes(overlap)) throw new ConfigError(`--overlap ${overlap}: expected one of ${OVERLAP_POLICIES.join(', ')}`);
+  const scheduleId = scheduleIdFor(pipeline);
+  const desc = await describeRequired(sc, pipeline);
+  const timezone = desc.spec.timezone || 'UTC';
+  const rangeStart = startOfDateIn(from, timezone);
+  const rangeEnd = new Date(startOfDateIn(addDays(to, 1), timezone).getTime() - 1_000);
+  const matching = await sc.client.workflowService.listScheduleMatchingTimes({
+    namespace: sc.config.namespace,
+    scheduleId,
+    startTime: msNumberToTs(rangeStart.getTime()),
+    endTime: msNumberToTs(rangeEnd.getTime()),
+  });
+  const times = (matching.startTime ?? []).map((t) => tsToDate(t)).sort((a, b) => a.getTime() - b.getTime());
+  const firstPerDate = new Map<string, Date>();
+  for (const t of times) {
+    const date = logicalDateIn(t, timezone);
+    if (date >= from && date <= to && !firstPerDate.has(date)) firstPerDate.set(date, t);
+  }
+  const jitterMs = desc.spec.jitter ?? 0;
+  const periods = [...firstPerDate.values()].map((t) => {
+    // The server matches a backfill period against jittered times; stop before the date's next time.
+    const next = times.find((u) => u.getTime() > t.getTime());
+    const end = Math.min(t.getTime() + jitterMs, next ? next.getTime() - 1_000 : Infinity);
+    return { start: t, end: new Date(Math.max(end, t.getTime())), overlap: toTemporalOverlap(overlap) };
+  });
+  if (periods.length > 0) await withSchedule(sc, pipeline, (h) => h.backfill(periods));
+  const dates: string[] = [];
+  for (let d = from; d <= to; d = addDays(d, 1)) dates.push(d);
+  return {
+    schedule_id: scheduleId,
+    from,
+    to,
+    overlap,
+    runs: [...firstPerDate].map(([date, t]) => ({ logical_date: date, scheduled_at: t.toISOString(), run_workflow_id: batchWorkflowId(pipeline, date) })),
+    dates_without_runs: dates.filter((d) => !firstPerDate.has(d)),
+  };
+}
+
+/** Delete the schedule. Runs it already started go on; their batch runs and outputs are untouched. */
+export async function deleteSchedule(sc: ScorelineClient, name: string): Promise<{ schedule_id: string; deleted: true }> {
+  const pipeline = pipelineOfSchedule(name);
+  await withSchedule(sc, pipeline, (h) => h.delete());
+  return { schedule_id: scheduleIdFor(pipeline), deleted: true };
+}
+
+async function scheduledRunInfo(
+  sc: ScorelineClient,
+  pipeline: string,
+  timezone: string,
+  a: { workflowId: string; runId: string; scheduledAt: Date; takenAt: Date },
+): Promise<ScheduledRunInfo> {
+  const fallbackDate = logicalDateIn(a.scheduledAt, timezone);
+  const info: ScheduledRunInfo = {
+    scheduled_at: a.scheduledAt.toISOString(),
+    taken_at: a.takenAt.toISOString(),
+    logical_date: fallbackDate,
+    run_workflow_id: batchWorkflowId(pipeline, fallbackDate),
+    workflow_id: a.workflowId,
+    status: 'unknown',
+    reason: null,
+  };
+  try {
+    const wf = await sc.client.workflow.getHandle(a.workflowId, a.runId).describe();
+    const memo = (wf.memo ?? {}) as ScheduledRunMemo;
+    if (memo.logical_date) Object.assign(info, { logical_date: memo.logical_date, run_workflow_id: memo.run_workflow_id ?? batchWorkflowId(pipeline, memo.logical_date) });
+    info.status = memo.outcome === 'skipped' && wf.status.name === 'COMPLETED' ? 'skipped' : runStatusOf(wf.status.name);
+    info.reason = memo.reason ?? null;
+  } catch {
+    // Past the namespace's retention the workflow is gone; the schedule still lists the action.
+  }
+  return info;
+}
+
+function runStatusOf(name: string): string {
+  const map: Record<string, string> = { RUNNING: 'running', COMPLETED: 'succeeded', FAILED: 'failed', CANCELLED: 'cancelled', TERMINATED: 'terminated', TIMED_OUT: 'timed_out' };
+  return map[name] ?? name.toLowerCase();
+}
+
+function cronOf(desc: ScheduleDescription): string[] {
+  const cron = desc.action.memo?.cron;
+  return Array.isArray(cron) ? cron.map(String) : [];
+}
+
+async function describeOrUndefined(handle: ScheduleHandle): Promise<ScheduleDescription | undefined> {
+  try {
+    return await handle.describe();
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+async function describeRequired(sc: ScorelineClient, pipeline: string): Promise<ScheduleDescription> {
+  return withSchedule(sc, pipeline, (h) => h.describe());
+}
+
+async function withSchedule<T>(sc: ScorelineClient, pipeline: string, fn: (h: ScheduleHandle) => Promise<T>): Promise<T> {
+  try {
+    return await fn(sc.client.schedule.getHandle(scheduleIdFor(pipeline)));
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) {
+      throw new ScorelineError('NOT_FOUND', `no schedule ${scheduleIdFor(pipeline)} in namespace ${sc.config.namespace}; create it with: scoreline schedule apply <pipeline file>`);
+    }
+    throw err;
+  }
+}
+
+/** The server validates the spec again (e.g. a cron it reads differently): its refusal is a config error. */
+function refused(origin: string, err: unknown): Error {
+  const grpcCode = (err as { code?: number }).code;
+  if (grpcCode === 3 /* INVALID_ARGUMENT */) return new ConfigError(`${origin}: schedule: the Temporal server refused it: ${errorMessage(err)}`);
+  return err instanceof Error ? err : new Error(String(err));
+}
