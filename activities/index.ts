@@ -8,6 +8,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import * as alerts from '../src/alerts';
 import type { PipelineConfig } from '../src/config/pipeline';
 import { ScorelineError } from '../src/errors';
+import * as nrt from '../src/nrt/score';
+import type { NrtAuditGroup, NrtRequest } from '../src/nrt/protocol';
 import * as batch from '../src/run/batch';
 import type { RunContext } from '../src/run/context';
 import type { RunInput, RunRef } from '../src/types';
@@ -46,6 +48,14 @@ export function createActivities(ctx: RunContext) {
     // Credentials come from this worker's environment, never from the arguments (which are in history).
     deliverAlert: (args: alerts.DeliverArgs) =>
       mapErrors(() => alerts.deliverAlert(args, { env: process.env, namespace: Context.current().info.namespace })),
+    // Near-real-time (workflows/nrt.ts): a local activity next to the workflow; `withAudit` for the per-request design.
+    scoreNrtRows: (req: NrtRequest, rows: Uint8Array, withAudit = false) =>
+      mapErrors(async () => {
+        const scored = await nrt.scoreRequest(ctx, req, rows, Context.current().info.workflowExecution?.workflowId ?? '');
+        if (withAudit) await nrt.recordNrtAudits(ctx, [{ pipeline: req.pipeline, config: req.config, overrides: req.overrides, rows: [scored.audit] }]);
+        return scored;
+      }),
+    recordNrtAudits: (groups: NrtAuditGroup[]) => mapErrors(() => nrt.recordNrtAudits(ctx, groups)),
   };
 }
 

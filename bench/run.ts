@@ -10,6 +10,8 @@
  *
  *   npm run bench [-- --json] [--rows 1000000] [--skip-libs] [--models mlp,gbt] [--repeats 3] [--data DIR]
  *                 [--cpu-prof DIR]   (V8 CPU profiles of the worker process, for "where does the time go")
+ *   npm run bench -- --nrt [--json] [--nrt-designs update,eager] [--nrt-requests 200]
+ *                 only the near-real-time latency bench (bench/nrt.ts)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -32,6 +34,7 @@ import { InferencePool } from '../src/scoring/pool';
 import { createSession } from '../src/scoring/session';
 import { TASK_QUEUE } from '../src/search-attributes';
 import type { RunResult } from '../src/types';
+import { benchNrt } from './nrt';
 import { benchParquetLibs, formatParquetBenchTable } from './parquet-libs';
 import { benchWarehouses } from './warehouses';
 
@@ -221,6 +224,7 @@ async function endToEnd(modelKey: string, client: ScorelineClient, rows: number,
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv.includes('--nrt')) return benchNrt(argv); // only the near-real-time bench (bench/nrt.ts)
   const json = argv.includes('--json');
   const rows = Number(arg(argv, '--rows') ?? 1_000_000);
   const repeats = Number(arg(argv, '--repeats') ?? 3);

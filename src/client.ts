@@ -52,6 +52,11 @@ export class ScorelineClient {
     return new ScorelineClient(new Client({ connection, namespace: config.namespace }), config);
   }
 
+  /** Over an existing client, e.g. one sharing a worker's NativeConnection (the API inside `scoreline dev`). */
+  static wrap(client: Client, config: ClientConfig): ScorelineClient {
+    return new ScorelineClient(client, config);
+  }
+
   async close(): Promise<void> {
     await this.client.connection.close();
   }
@@ -89,7 +94,7 @@ export class ScorelineClient {
       });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
-        throw new ConfigError(`a run of ${opts.config.name} for ${date} is already running (workflow ${workflowId}); wait for it, or cancel it with: scoreline cancel ${workflowId}`);
+        throw new ConfigError(`a run of ${opts.config.name} for ${date} is already running (workflow ${workflowId}); wait for it, or cancel it with: scoreline cancel ${workflowId}`, { cause: err });
       }
       throw err;
     }
@@ -99,8 +104,12 @@ export class ScorelineClient {
   async handleFor(idOrRunId: string): Promise<WorkflowHandle> {
     if (idOrRunId.startsWith('scoreline/')) return this.client.workflow.getHandle(idOrRunId);
     if (!/^[0-9a-f-]{36}$/i.test(idOrRunId)) throw new ConfigError(`"${idOrRunId}" is neither a run id (UUID) nor a workflow id (scoreline/<pipeline>/<date>)`);
-    for await (const wf of this.client.workflow.list({ query: `RunId = "${idOrRunId}"` })) {
-      return this.client.workflow.getHandle(wf.workflowId, wf.runId);
+    // Visibility is eventually consistent: a run started a moment ago may not be listed yet.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 250 * attempt));
+      for await (const wf of this.client.workflow.list({ query: `RunId = "${idOrRunId}"` })) {
+        return this.client.workflow.getHandle(wf.workflowId, wf.runId);
+      }
     }
     throw new ScorelineError('NOT_FOUND', `no run with id ${idOrRunId} in namespace ${this.config.namespace}`);
   }

@@ -1,3 +1,4 @@
 // Everything the worker registers as workflows. Keep this file free of I/O: it is bundled by Temporal.
 export { scorelineBatchRun, progressQuery } from './batch';
 export { scorelineScheduledRun } from './scheduled';
+export { scorelineNrt, scorelineNrtRequest, scoreUpdate, nrtStatsQuery } from './nrt';

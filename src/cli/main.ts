@@ -16,10 +16,12 @@ import { createSession } from '../scoring/session';
 import { startStack } from '../dev/stack';
 import { ensureTemporalCli } from '../dev/temporal-cli';
 import { runAnalystQuery } from '../sql';
+import { listRuns, RUN_STATES } from '../runs';
 import type { Trigger } from '../types';
 import { createWorker, runContextFor, workerConfigFromEnv } from '../worker';
 import { runDemo } from './demo';
 import { registerScheduleCommands } from './schedule';
+import { registerApiCommands, startDevApi } from './api';
 import { printJson, resultJson, summaryLinesFor, waitForSignal } from './run-output';
 import { formatDuration, ProgressReporter } from './progress';
 import { formatTable } from './table';
@@ -97,6 +99,8 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .option('--ui-port <port>', 'Web UI port', (v) => Number(v), 8233)
     .option('--headless', 'no Web UI')
     .option('--db <file>', 'SQLite file for server state', '.scoreline/temporal.db')
+    .option('--api-port <port>', 'HTTP API port (token: SCORELINE_API_TOKEN, else a random one is printed)', (v) => Number(v), 8080)
+    .option('--no-api', 'do not start the HTTP API')
     .action(async (opts) => {
       const stack = await startStack({
         projectDir: projectDir(),
@@ -107,9 +111,14 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
         worker: workerConfigFromEnv(),
         log: (m) => process.stderr.write(`${m}\n`),
       });
+      const api = opts.api ? await startDevApi(stack.address, opts.apiPort, (m) => process.stderr.write(`${m}\n`)).catch(async (err) => {
+        await stack.stop();
+        throw err;
+      }) : undefined;
       process.stderr.write(`ready: TEMPORAL_ADDRESS=${stack.address}${stack.uiUrl ? `  Web UI ${stack.uiUrl}` : ''}  (Ctrl-C to stop)\n`);
       await waitForSignal();
       process.stderr.write('stopping…\n');
+      await api?.stop();
       await stack.stop();
     });
 
@@ -192,28 +201,28 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
   const runs = program.command('runs').description('Runs known to Temporal.');
   runs
     .command('list')
-    .description('Recent runs, newest first (from Temporal visibility).')
+    .description('Recent runs, newest first: a Temporal visibility query on the Scoreline search attributes (the same as GET /v1/runs).')
     .option('--pipeline <name>', 'only this pipeline')
+    .option('--status <status>', `only runs in this state (${RUN_STATES.join(', ')})`)
+    .option('--date <YYYY-MM-DD>', 'only this logical date')
+    .option('--from <YYYY-MM-DD>', 'logical dates from (inclusive)')
+    .option('--to <YYYY-MM-DD>', 'logical dates to (inclusive)')
+    .option('--trigger <trigger>', 'only runs started by cli, api, schedule, ui, …')
     .option('--limit <n>', 'at most this many', (v) => Number(v), 20)
     .option('--json', 'one JSON object per line')
     .action(async (opts) => {
-      if (opts.pipeline && !NAME_PATTERN.test(opts.pipeline)) throw new ConfigError(`--pipeline ${opts.pipeline}: not a pipeline name`);
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
-        const query = opts.pipeline ? `WorkflowType = "scorelineBatchRun" AND WorkflowId STARTS_WITH "scoreline/${opts.pipeline}/"` : `WorkflowType = "scorelineBatchRun"`;
-        const rows: Record<string, unknown>[] = [];
-        for await (const wf of client.client.workflow.list({ query })) {
-          const [, pipeline, date] = wf.workflowId.split('/');
-          rows.push({
-            pipeline,
-            date,
-            status: wf.status.name,
-            started: wf.startTime.toISOString().replace('T', ' ').slice(0, 19),
-            duration: wf.closeTime ? formatDuration(wf.closeTime.getTime() - wf.startTime.getTime()) : 'running',
-            run_id: wf.runId,
-          });
-          if (rows.length >= opts.limit) break;
-        }
+        const found = await listRuns(client, { pipeline: opts.pipeline, status: opts.status, date: opts.date, from: opts.from, to: opts.to, trigger: opts.trigger, limit: opts.limit });
+        const rows = found.map((r) => ({
+          pipeline: r.pipeline,
+          date: r.logical_date,
+          status: r.status,
+          trigger: r.trigger,
+          started: r.started_at.replace('T', ' ').slice(0, 19),
+          duration: r.duration_ms === null ? 'running' : formatDuration(r.duration_ms),
+          run_id: r.run_id,
+        }));
         if (opts.json) rows.forEach((r) => printJson(r));
         else process.stdout.write(`${formatTable(rows)}\n`);
       } finally {
@@ -397,6 +406,7 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
     });
 
   registerScheduleCommands(program, loadPipelineArg);
+  registerApiCommands(program, loadPipelineArg);
 
   return program;
 }

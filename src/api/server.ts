@@ -1,0 +1,89 @@
+/**
+ * `scoreline api`: the HTTP API server (docs/api.md). node:http with a route table, no framework:
+ * zod (already a dependency) gives validation and the OpenAPI document, and the API is a thin layer
+ * over the same functions the CLI calls.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { ScorelineClient } from '../client';
+import { ConfigError } from '../errors';
+import { NrtClient, type NrtDesign } from '../nrt/client';
+import * as schedules from '../schedules';
+import { createHandler, type Route } from './http';
+import { openApiDocument } from './openapi';
+import { apiRoutes, type ApiContext } from './routes';
+
+export const DEFAULT_API_PORT = 8080;
+export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+export interface ApiOptions {
+  client: ScorelineClient;
+  /** Bearer token (SCORELINE_API_TOKEN); required. */
+  token: string;
+  host?: string;
+  /** 0 = a free port. */
+  port?: number;
+  maxBodyBytes?: number;
+  projectDir: string;
+  pipelinesDir?: string;
+  modelsDir?: string;
+  nrtDesign?: NrtDesign;
+  /** One JSON object per request (and the details of every 500); default: stderr. */
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+export interface ApiServer {
+  server: Server;
+  url: string;
+  port: number;
+  routes: Route[];
+  close(): Promise<void>;
+}
+
+export async function startApiServer(opts: ApiOptions): Promise<ApiServer> {
+  if (!opts.token) throw new ConfigError('the API needs a bearer token: set SCORELINE_API_TOKEN (e.g. export SCORELINE_API_TOKEN=$(openssl rand -hex 24))');
+  const projectDir = resolve(opts.projectDir);
+  const ctx: ApiContext = {
+    client: opts.client,
+    nrt: new NrtClient(opts.client, opts.nrtDesign),
+    projectDir,
+    pipelinesDir: opts.pipelinesDir ?? join(projectDir, 'pipelines'),
+    modelsDir: opts.modelsDir ?? join(projectDir, 'models'),
+    schedules,
+  };
+  const routes = apiRoutes(ctx);
+  let openapi: Record<string, unknown> | undefined;
+  routes.push({
+    method: 'GET',
+    path: '/openapi.json',
+    operationId: 'openapi',
+    summary: 'This document (no auth)',
+    tag: 'health',
+    auth: false,
+    responses: { 200: { description: 'OpenAPI 3.1 document' } },
+    handler: async () => ({ status: 200, body: (openapi ??= openApiDocument(routes)) }),
+  });
+  const log = opts.log ?? ((entry) => process.stderr.write(`${JSON.stringify(entry)}\n`));
+  const server = createServer(createHandler(routes, { token: opts.token, maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, log }));
+  server.keepAliveTimeout = 65_000; // longer than common load balancers' idle timeout
+  await new Promise<void>((ok, fail) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      fail(err.code === 'EADDRINUSE' ? new ConfigError(`port ${opts.port} on ${opts.host ?? '127.0.0.1'} is in use; pick another with --port`) : err),
+    );
+    server.listen(opts.port ?? DEFAULT_API_PORT, opts.host ?? '127.0.0.1', () => ok());
+  });
+  const { port, address } = server.address() as AddressInfo;
+  const host = address.includes(':') ? `[${address}]` : address;
+  return {
+    server,
+    url: `http://${host}:${port}`,
+    port,
+    routes,
+    close: () =>
+      new Promise<void>((ok) => {
+        server.closeAllConnections();
+        server.close(() => ok());
+      }),
+  };
+}

@@ -1,0 +1,128 @@
+/**
+ * `scoreline api` (the HTTP API server) and `scoreline score` (near-real-time scoring from the command
+ * line), plus the API inside `scoreline dev`. Both commands call what the API's routes call.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { DEFAULT_API_PORT, DEFAULT_MAX_BODY_BYTES, startApiServer, type ApiServer } from '../api/server';
+import { scoreResponse } from '../api/routes';
+import { ScorelineClient, clientConfigFromEnv } from '../client';
+import { parseOverrideFlags, type PipelineConfig } from '../config/pipeline';
+import { ConfigError } from '../errors';
+import { NrtClient } from '../nrt/client';
+import { predictionRows } from '../nrt/response';
+import { rowsFromArrow, rowsFromText, type EncodedRows } from '../nrt/rows';
+import { printJson, waitForSignal } from './run-output';
+
+type LoadPipeline = (arg: string, overrides: Record<string, string>) => { config: PipelineConfig; raw: unknown };
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+const projectDir = () => resolve(process.env.SCORELINE_PROJECT_DIR ?? process.cwd());
+
+function apiDirs() {
+  const dir = projectDir();
+  return {
+    projectDir: dir,
+    pipelinesDir: resolve(dir, process.env.SCORELINE_PIPELINES_DIR ?? 'pipelines'),
+    modelsDir: resolve(dir, process.env.SCORELINE_MODELS_DIR ?? 'models'),
+  };
+}
+
+export function registerApiCommands(program: Command, loadPipelineArg: LoadPipeline): void {
+  program
+    .command('api')
+    .description('Serve the HTTP API (runs, schedules, near-real-time scoring; OpenAPI at /openapi.json) against TEMPORAL_ADDRESS until Ctrl-C.')
+    .option('--port <port>', 'port to listen on', (v) => Number(v), Number(process.env.SCORELINE_API_PORT ?? DEFAULT_API_PORT))
+    .option('--host <host>', 'address to bind (0.0.0.0 for all interfaces)', '127.0.0.1')
+    .option('--max-body-mb <mb>', 'largest request body, in MB (413 beyond)', (v) => Number(v), DEFAULT_MAX_BODY_BYTES / 1024 / 1024)
+    .addHelpText(
+      'after',
+      `
+Environment:
+  SCORELINE_API_TOKEN      bearer token every route but /healthz and /openapi.json requires (required)
+  SCORELINE_API_PORT       default for --port (8080)
+  TEMPORAL_ADDRESS, SCORELINE_PIPELINES_DIR, SCORELINE_MODELS_DIR as for the other commands.
+Pipelines are addressed by name (their file in the pipelines directory). docs/api.md has curl examples.`,
+    )
+    .action(async (opts) => {
+      const client = await ScorelineClient.connect(clientConfigFromEnv());
+      try {
+        const api = await startApiServer({ client, token: process.env.SCORELINE_API_TOKEN ?? '', host: opts.host, port: opts.port, maxBodyBytes: Math.round(opts.maxBodyMb * 1024 * 1024), ...apiDirs() });
+        process.stderr.write(`API on ${api.url} (OpenAPI: ${api.url}/openapi.json), Temporal ${client.config.address}  (Ctrl-C to stop)\n`);
+        await waitForSignal();
+        await api.close();
+      } finally {
+        await client.close();
+      }
+    });
+
+  program
+    .command('score')
+    .description('Score rows now, through Temporal (audited with trigger "nrt"): predictions in input order, with the model version and sha256.')
+    .argument('<pipeline>', 'pipeline YAML file, or a pipeline name in the pipelines directory')
+    .requiredOption('--rows <file>', 'rows: a JSON array of objects, JSON Lines, or an Arrow IPC file/stream; "-" reads stdin')
+    .option('--set <key=value>', 'override a pipeline field (repeatable)', collect, [])
+    .option('--json', 'one JSON object (the API\'s response) instead of one JSON line per row')
+    .addHelpText(
+      'after',
+      `
+Output: one JSON object per input row on stdout (key columns sent, then predictions; null for a row
+features.nulls: skip dropped), and the model and timing on stderr. With --json: the API's response.
+At most 10,000 rows and 1.5 MB of Arrow per request (Temporal's payload limit is 2 MiB).`,
+    )
+    .action(async (pipeline: string, opts) => {
+      const overrides = parseOverrideFlags(opts.set);
+      const { config, raw } = loadPipelineArg(pipeline, overrides);
+      const receivedAtMs = Date.now();
+      const rows = readRows(opts.rows);
+      const client = await ScorelineClient.connect(clientConfigFromEnv());
+      try {
+        const result = await new NrtClient(client).score({ config, raw: raw ?? config, overrides, rows, receivedAtMs });
+        if (opts.json) printJson(scoreResponse(config, result, rows.table, receivedAtMs));
+        else {
+          process.stdout.write(predictionRows(result, rows.table, config.source.key).map((r) => JSON.stringify(r)).join('\n') + '\n');
+          process.stderr.write(
+            `scored ${result.rowsOut}/${result.rowsIn} rows with ${result.model.name}:${result.model.version} (sha256 ${result.model.sha256.slice(0, 12)}…) in ${Date.now() - receivedAtMs} ms; request ${result.requestId}\n`,
+          );
+        }
+      } finally {
+        await client.close();
+      }
+    });
+}
+
+function readRows(path: string): EncodedRows {
+  let bytes: Buffer;
+  try {
+    bytes = path === '-' ? readFileSync(0) : readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`--rows ${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? err})`);
+  }
+  const where = path === '-' ? 'stdin' : path;
+  // Arrow IPC: a file starts with "ARROW1", a stream with the 0xFFFFFFFF continuation marker.
+  if (bytes.subarray(0, 6).toString('latin1') === 'ARROW1' || (bytes.length >= 4 && bytes.readUInt32LE(0) === 0xffffffff)) return rowsFromArrow(bytes, where);
+  return rowsFromText(bytes.toString('utf8'), where);
+}
+
+/**
+ * The API inside `scoreline dev`. Without SCORELINE_API_TOKEN a random token is made up and printed,
+ * so a dev stack is never open to anyone who can reach the port.
+ */
+export async function startDevApi(address: string, port: number, log: (m: string) => void): Promise<{ api: ApiServer; stop(): Promise<void> }> {
+  const client = await ScorelineClient.connect({ ...clientConfigFromEnv(), address });
+  const token = process.env.SCORELINE_API_TOKEN || randomBytes(18).toString('hex');
+  const api = await startApiServer({ client, token, port, ...apiDirs() }).catch(async (err) => {
+    await client.close();
+    throw err;
+  });
+  log(`API on ${api.url} (OpenAPI ${api.url}/openapi.json)${process.env.SCORELINE_API_TOKEN ? '' : `  SCORELINE_API_TOKEN=${token}`}`);
+  return {
+    api,
+    stop: async () => {
+      await api.close();
+      await client.close();
+    },
+  };
+}

@@ -1,0 +1,115 @@
+/**
+ * Sending a near-real-time request through Temporal: what `scoreline score` and
+ * `POST /v1/pipelines/{name}/score` call. The default design sends a Workflow Update to the pipeline's
+ * long-lived `scorelineNrt` workflow (started on first use with update-with-start); `eager` starts one
+ * short workflow per request instead and exists for the comparison in docs/nrt.md / bench/nrt.ts.
+ */
+import { randomUUID } from 'node:crypto';
+import { WithStartWorkflowOperation, WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { TypedSearchAttributes } from '@temporalio/common';
+import type { ScorelineClient } from '../client';
+import type { PipelineConfig } from '../config/pipeline';
+import { ConfigError, InputError, ModelError, ScorelineError } from '../errors';
+import { SA_PIPELINE, SA_TRIGGER } from '../search-attributes';
+import { NRT_UPDATE, NRT_WORKFLOW, nrtWorkflowId, type NrtRequest, type NrtResult } from './protocol';
+import type { EncodedRows } from './rows';
+
+export type NrtDesign = 'update' | 'eager';
+export const NRT_REQUEST_WORKFLOW = 'scorelineNrtRequest';
+
+export interface ScoreArgs {
+  config: PipelineConfig;
+  /** The pipeline document as read (sent so the worker validates the very same one); default `config`. */
+  raw?: unknown;
+  overrides?: Record<string, string>;
+  rows: EncodedRows;
+  requestId?: string;
+  receivedAtMs?: number;
+}
+
+export class NrtClient {
+  /** Pipelines whose workflow we have seen running: a plain update is one round trip less than update-with-start. */
+  private readonly running = new Set<string>();
+
+  constructor(
+    private readonly sc: ScorelineClient,
+    readonly design: NrtDesign = 'update',
+  ) {}
+
+  async score(args: ScoreArgs): Promise<NrtResult> {
+    const req: NrtRequest = {
+      requestId: args.requestId ?? randomUUID(),
+      pipeline: args.config.name,
+      config: args.raw ?? args.config,
+      overrides: args.overrides && Object.keys(args.overrides).length ? args.overrides : undefined,
+      receivedAtMs: args.receivedAtMs ?? Date.now(),
+      rows: args.rows.rows,
+    };
+    try {
+      return this.design === 'eager' ? await this.viaEagerWorkflow(req, args.rows.ipc) : await this.viaUpdate(req, args.rows.ipc);
+    } catch (err) {
+      throw toScorelineError(err);
+    }
+  }
+
+  private async viaUpdate(req: NrtRequest, ipc: Uint8Array): Promise<NrtResult> {
+    const workflowId = nrtWorkflowId(req.pipeline);
+    const options = { args: [req, ipc] as [NrtRequest, Uint8Array], updateId: req.requestId };
+    if (this.running.has(workflowId)) {
+      try {
+        return await this.sc.client.workflow.getHandle(workflowId).executeUpdate<NrtResult, [NrtRequest, Uint8Array]>(NRT_UPDATE, options);
+      } catch (err) {
+        // Ended (idle) or between runs: fall through to update-with-start, which (re)starts it.
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+        this.running.delete(workflowId);
+      }
+    }
+    const start = new WithStartWorkflowOperation(NRT_WORKFLOW, {
+      workflowId,
+      taskQueue: this.sc.config.taskQueue,
+      args: [{ pipeline: req.pipeline }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      typedSearchAttributes: await this.searchAttributes(req.pipeline),
+      memo: { pipeline: req.pipeline, kind: 'near-real-time scoring' },
+    });
+    const result = await this.sc.client.workflow.executeUpdateWithStart<(input: { pipeline: string }) => Promise<void>, NrtResult, [NrtRequest, Uint8Array]>(NRT_UPDATE, { ...options, startWorkflowOperation: start });
+    this.running.add(workflowId);
+    return result;
+  }
+
+  private async viaEagerWorkflow(req: NrtRequest, ipc: Uint8Array): Promise<NrtResult> {
+    return this.sc.client.workflow.execute(NRT_REQUEST_WORKFLOW, {
+      workflowId: `${nrtWorkflowId(req.pipeline)}/${req.requestId}`,
+      taskQueue: this.sc.config.taskQueue,
+      args: [req, ipc],
+      requestEagerStart: true,
+      typedSearchAttributes: await this.searchAttributes(req.pipeline),
+    }) as Promise<NrtResult>;
+  }
+
+  private async searchAttributes(pipeline: string): Promise<TypedSearchAttributes | undefined> {
+    if (!(await this.sc.hasSearchAttributes())) return undefined;
+    return [
+      { key: SA_PIPELINE, value: pipeline },
+      { key: SA_TRIGGER, value: 'nrt' },
+    ] as unknown as TypedSearchAttributes;
+  }
+}
+
+/** The worker's error (its ApplicationFailure type names the ScorelineError class) as the ScorelineError it was. */
+export function toScorelineError(err: unknown): unknown {
+  if (!(err instanceof WorkflowUpdateFailedError || err instanceof WorkflowFailedError)) return err;
+  let cause = err.cause as { type?: string; message?: string; cause?: unknown } | undefined;
+  while (cause?.cause && !cause.type) cause = cause.cause as typeof cause;
+  const message = cause?.message ?? err.message;
+  switch (cause?.type) {
+    case 'ScorelineInputError':
+      return new InputError(message);
+    case 'ScorelineConfigError':
+      return new ConfigError(message);
+    case 'ScorelineModelError':
+      return new ModelError(message);
+    default:
+      return new ScorelineError('INTERNAL', `near-real-time request failed: ${message}`, true);
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * Finding and describing batch runs: what `scoreline status` / `runs list` and the HTTP API's
+ * `GET /v1/runs[/{id}]` share, so the CLI and the API answer the same questions the same way.
+ * Lists are Temporal visibility queries on Scoreline's search attributes (when the cluster has them
+ * registered), so the Web UI's filter box takes the very same query.
+ */
+import { WorkflowFailedError, type WorkflowExecutionInfo } from '@temporalio/client';
+import type { ScorelineClient } from './client';
+import { DATE_PATTERN, NAME_PATTERN } from './config/pipeline';
+import { ConfigError } from './errors';
+import { BATCH_WORKFLOW } from './search-attributes';
+import type { RunProgress, RunResult, Trigger } from './types';
+
+/** Temporal's execution status, in the words runs use. */
+export const RUN_STATES = ['running', 'succeeded', 'failed', 'cancelled', 'terminated', 'timed_out'] as const;
+export type RunState = (typeof RUN_STATES)[number];
+
+const EXECUTION_STATUS: Record<RunState, string> = {
+  running: 'Running',
+  succeeded: 'Completed',
+  failed: 'Failed',
+  cancelled: 'Canceled',
+  terminated: 'Terminated',
+  timed_out: 'TimedOut',
+};
+
+const STATE_OF: Record<string, RunState> = {
+  RUNNING: 'running',
+  COMPLETED: 'succeeded',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+  TERMINATED: 'terminated',
+  TIMED_OUT: 'timed_out',
+  CONTINUED_AS_NEW: 'running',
+};
+
+export interface RunFilter {
+  pipeline?: string;
+  status?: RunState;
+  /** One logical date, or a range (inclusive). */
+  date?: string;
+  from?: string;
+  to?: string;
+  trigger?: Trigger;
+  limit?: number;
+}
+
+/**
+ * The visibility query for a filter. Every value is checked against a strict pattern first, so nothing
+ * a caller sends is pasted into the query unchecked.
+ */
+export function runListQuery(f: RunFilter, searchAttributes: boolean): string {
+  const parts = [`WorkflowType = "${BATCH_WORKFLOW}"`];
+  if (f.pipeline !== undefined) {
+    if (!NAME_PATTERN.test(f.pipeline)) throw new ConfigError(`pipeline: "${f.pipeline}" is not a pipeline name`);
+    parts.push(searchAttributes ? `ScorelinePipeline = "${f.pipeline}"` : `WorkflowId STARTS_WITH "scoreline/${f.pipeline}/"`);
+  }
+  if (f.status !== undefined) {
+    if (!(f.status in EXECUTION_STATUS)) throw new ConfigError(`status: expected one of ${RUN_STATES.join(', ')}, got "${f.status}"`);
+    parts.push(`ExecutionStatus = "${EXECUTION_STATUS[f.status]}"`);
+  }
+  const dates = { date: f.date, from: f.from, to: f.to };
+  for (const [field, value] of Object.entries(dates)) {
+    if (value !== undefined && !DATE_PATTERN.test(value)) throw new ConfigError(`${field}: expected a date YYYY-MM-DD, got "${value}"`);
+  }
+  if ((f.date || f.from || f.to || f.trigger) && !searchAttributes) {
+    throw new ConfigError('filtering by date or trigger needs the Scoreline search attributes on the Temporal cluster (scoreline dev registers them; README "Temporal Web UI")');
+  }
+  // Half-open day ranges rather than equality: stores keep Datetime values at different precisions.
+  const from = f.date ?? f.from;
+  const to = f.date ?? f.to;
+  if (from) parts.push(`ScorelineLogicalDate >= "${from}T00:00:00Z"`);
+  if (to) parts.push(`ScorelineLogicalDate < "${nextDay(to)}T00:00:00Z"`);
+  if (f.trigger) {
+    if (!/^[a-z]+$/.test(f.trigger)) throw new ConfigError(`trigger: "${f.trigger}" is not a trigger name`);
+    parts.push(`ScorelineTrigger = "${f.trigger}"`);
+  }
+  return parts.join(' AND ');
+}
+
+function nextDay(date: string): string {
+  return new Date(Date.parse(`${date}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+}
+
+export interface RunSummary {
+  workflow_id: string;
+  run_id: string;
+  pipeline: string;
+  logical_date: string;
+  status: RunState;
+  trigger: string | null;
+  started_at: string;
+  closed_at: string | null;
+  duration_ms: number | null;
+}
+
+export async function listRuns(client: ScorelineClient, f: RunFilter): Promise<RunSummary[]> {
+  const query = runListQuery(f, await client.hasSearchAttributes());
+  const limit = f.limit ?? 20;
+  const out: RunSummary[] = [];
+  for await (const wf of client.client.workflow.list({ query, pageSize: Math.min(limit, 1000) })) {
+    out.push(summarize(wf));
+    if (out.length >= limit) break;
+  }
+  return out;
+}
+
+function summarize(wf: Omit<WorkflowExecutionInfo, 'raw'>): RunSummary {
+  const [, pipeline = '', date = ''] = wf.workflowId.split('/');
+  const trigger = wf.searchAttributes?.ScorelineTrigger as unknown[] | undefined;
+  return {
+    workflow_id: wf.workflowId,
+    run_id: wf.runId,
+    pipeline,
+    logical_date: date,
+    status: STATE_OF[wf.status.name] ?? 'running',
+    trigger: typeof trigger?.[0] === 'string' ? trigger[0] : null,
+    started_at: wf.startTime.toISOString(),
+    closed_at: wf.closeTime?.toISOString() ?? null,
+    duration_ms: wf.closeTime ? wf.closeTime.getTime() - wf.startTime.getTime() : null,
+  };
+}
+
+export interface RunDetails extends RunSummary {
+  /** The workflow's phase (planning, scoring, committing, …), from the `progress` query. */
+  phase: string | null;
+  progress: { chunks_done: number; chunks_total: number; rows_done: number; rows_planned: number; rows_out: number } | null;
+  counts: { rows_in: number; rows_out: number; rows_rejected: number; rows_imputed: number; chunks: number } | null;
+  model: { name: string; version: string; sha256: string; ref: string } | null;
+  output: string | null;
+  error: string | null;
+}
+
+/** One run by run id (UUID) or workflow id: Temporal's status, live progress, and the result once finished. */
+export async function describeRun(client: ScorelineClient, id: string): Promise<RunDetails> {
+  const handle = await client.handleFor(id);
+  const desc = await handle.describe();
+  const p: RunProgress | undefined = await client.progress(handle);
+  let result: RunResult | undefined;
+  let error = p?.error ?? null;
+  if (desc.status.name === 'COMPLETED') result = (await handle.result()) as RunResult;
+  else if (desc.status.name !== 'RUNNING' && !error) {
+    error = await handle.result().then(
+      () => null,
+      (err) => (err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : String(err)),
+    );
+  }
+  const model = result?.model ?? p?.model;
+  const summary = summarize(desc);
+  return {
+    ...summary,
+    pipeline: p?.pipeline || summary.pipeline,
+    logical_date: p?.logicalDate || summary.logical_date,
+    phase: p?.phase ?? null,
+    progress: p ? { chunks_done: p.chunksDone, chunks_total: p.chunksTotal, rows_done: p.rowsDone, rows_planned: p.rowsPlanned, rows_out: p.rowsOut } : null,
+    counts: result ? { rows_in: result.rowsIn, rows_out: result.rowsOut, rows_rejected: result.rowsRejected, rows_imputed: result.rowsImputed, chunks: result.chunks } : null,
+    model: model ? { name: model.name, version: model.version, sha256: model.sha256, ref: model.ref } : null,
+    output: result?.output ?? null,
+    error,
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * Near-real-time scoring: one long-lived workflow per pipeline answers `score` Workflow Updates. The
+ * update handler scores the rows in a local activity (same worker, no task-queue round trip) and returns
+ * the predictions; audit rows are written afterwards by a regular activity, batched, off the caller's
+ * path. The history grows by one request per update (rows once, as one binary payload), so the workflow
+ * continues as new when Temporal suggests it, and ends after an idle hour (the next request starts it
+ * again with update-with-start). docs/nrt.md compares this with a workflow per request.
+ */
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineUpdate,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { ScorelineActivities } from '../activities';
+import { groupAudits, nrtAuditRow, NRT_UPDATE, type NrtRequest, type NrtResult } from '../src/nrt/protocol';
+import type { RunAudit } from '../src/types';
+import { describeError } from './describe';
+
+export const scoreUpdate = defineUpdate<NrtResult, [NrtRequest, Uint8Array]>(NRT_UPDATE);
+
+export interface NrtStats {
+  requests: number;
+  failed: number;
+  rows: number;
+  lastRequestAtMs?: number;
+}
+export const nrtStatsQuery = defineQuery<NrtStats>('stats');
+
+export interface NrtWorkflowInput {
+  pipeline: string;
+  /** Carried across continue-as-new. */
+  stats?: NrtStats;
+}
+
+/** Requests wait for this: short timeout, quick retries (a caller is waiting), bad input not retried. */
+const { scoreNrtRows } = proxyLocalActivities<ScorelineActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { maximumAttempts: 3, initialInterval: '50 milliseconds', backoffCoefficient: 2, maximumInterval: '1 second' },
+});
+
+/** Nobody waits for the audit rows, so they may retry patiently. */
+const { recordNrtAudits } = proxyActivities<ScorelineActivities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { maximumAttempts: 20, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+const IDLE_MS = 60 * 60 * 1000;
+/** Besides Temporal's own suggestion (4 MiB / 4,096 events on a default server). */
+const MAX_HISTORY_BYTES = 8 * 1024 * 1024;
+
+export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
+  const stats: NrtStats = input.stats ?? { requests: 0, failed: 0, rows: 0 };
+  const pending: { req: NrtRequest; row: RunAudit }[] = [];
+  const workflowId = workflowInfo().workflowId;
+  setHandler(nrtStatsQuery, () => stats);
+  setHandler(
+    scoreUpdate,
+    async (req, rows) => {
+      stats.requests += 1;
+      stats.rows += req.rows;
+      stats.lastRequestAtMs = Date.now();
+      try {
+        const { result, audit } = await scoreNrtRows(req, rows);
+        pending.push({ req, row: audit });
+        return result;
+      } catch (err) {
+        stats.failed += 1;
+        const message = describeError(err);
+        pending.push({ req, row: nrtAuditRow(req, workflowId, 'failed', { finishedAtMs: Date.now(), error: message }) });
+        throw ApplicationFailure.create({ message, type: failureType(err), nonRetryable: true });
+      }
+    },
+    {
+      // Rejected updates never reach history: a malformed or misrouted request costs nothing.
+      validator: (req, rows) => {
+        if (!req || typeof req.requestId !== 'string' || typeof req.rows !== 'number') throw new Error('malformed near-real-time request');
+        if (req.pipeline !== input.pipeline) throw new Error(`request for pipeline "${req.pipeline}" sent to the workflow of "${input.pipeline}"`);
+        if (!rows || typeof (rows as Uint8Array).byteLength !== 'number') throw new Error('request without rows (an Arrow IPC payload)');
+      },
+    },
+  );
+
+  const flush = async () => {
+    while (pending.length > 0) await recordNrtAudits(groupAudits(pending.splice(0)));
+  };
+  const historyFull = () => workflowInfo().continueAsNewSuggested || workflowInfo().historySize > MAX_HISTORY_BYTES;
+
+  for (;;) {
+    const busy = await condition(() => pending.length > 0 || historyFull(), IDLE_MS);
+    await flush();
+    if (busy && !historyFull()) continue;
+    // Idle, or the history is full: let running requests finish and record them, then end or roll over.
+    await condition(allHandlersFinished);
+    await flush();
+    if (!busy) return;
+    await continueAsNew<typeof scorelineNrt>({ pipeline: input.pipeline, stats });
+  }
+}
+
+/** The Scoreline error type (ScorelineInputError, …) from inside an activity failure, so callers can map it. */
+function failureType(err: unknown): string {
+  let e = err as { type?: string; cause?: unknown } | undefined;
+  let type = 'ScorelineNrtFailed';
+  while (e && typeof e === 'object') {
+    if (typeof e.type === 'string' && e.type) type = e.type;
+    e = e.cause as typeof e;
+  }
+  return type;
+}
+
+/**
+ * The alternative measured against `scorelineNrt` (docs/nrt.md): one short workflow per request, started
+ * eagerly by a client that shares its connection with a worker; the local activity scores and writes
+ * the audit row before the workflow completes with the predictions.
+ */
+export async function scorelineNrtRequest(req: NrtRequest, rows: Uint8Array): Promise<NrtResult> {
+  try {
+    const { result } = await scoreNrtRows(req, rows, true);
+    return result;
+  } catch (err) {
+    const message = describeError(err);
+    await recordNrtAudits([{ pipeline: req.pipeline, config: req.config, overrides: req.overrides, rows: [nrtAuditRow(req, workflowInfo().workflowId, 'failed', { finishedAtMs: Date.now(), error: message })] }]);
+    throw ApplicationFailure.create({ message, type: failureType(err), nonRetryable: true });
+  }
+}
