@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as arrow from 'apache-arrow';
+import './snowflake-quiet';
 import * as snowflake from 'snowflake-sdk';
 import { bindTemplate, templateVars, type PipelineConfig } from '../src/config/pipeline';
 import type { SnowflakeConnection } from '../src/connections';
@@ -221,9 +222,6 @@ function configureSdkOnce(): void {
   if (sdkConfigured) return;
   sdkConfigured = true;
   snowflake.configure({ logLevel: (process.env.SNOWFLAKE_LOG_LEVEL as snowflake.ConfigureOptions['logLevel']) ?? 'WARN' });
-  // The SDK bundles AWS's S3 client (for stage uploads), which warns on every Node below 22 about its own
-  // future releases; Scoreline supports Node 20, so that warning only confuses users of the worker.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 }
 
 /** Unquoted names in connection options resolve upper-cased, like any unquoted identifier. */

@@ -153,7 +153,7 @@ describe('BigQuery source → ONNX → BigQuery sink', () => {
     expect(result.status).toBe('succeeded');
     expect(result).toMatchObject({ rowsIn: ROWS, rowsOut: ROWS, chunks: ROWS / CHUNK_ROWS });
     expect(result.output).toBe(`bigquery://scoreline-local.scoreline.churn_scores (ds=${DATE})`);
-    expect(result.audit).toBe('bigquery://scoreline-local.scoreline');
+    expect(result.audit).toBe('bigquery://scoreline-local.scoreline (scoreline_runs, scoreline_run_chunks)');
 
     const out = await sql<Record<string, unknown>>('SELECT * FROM `scoreline-local.scoreline.churn_scores` WHERE ds = @ds ORDER BY customer_id', { ds: DATE });
     expect(out).toHaveLength(ROWS);
