@@ -27,7 +27,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BigQuery, type Job, type Query, type TableField } from '@google-cloud/bigquery';
+import type { BigQuery, Job, Query, TableField } from '@google-cloud/bigquery';
 import * as arrow from 'apache-arrow';
 import { bindTemplate, COLUMN_PATTERN, templateVars, type PipelineConfig, type WarehouseSinkConfig } from '../src/config/pipeline';
 import type { BigQueryConnection } from '../src/connections';
@@ -131,6 +131,8 @@ export function bigQueryClient(conn: BigQueryConnection): BigQuery {
   const key = [conn.name, o.projectId, o.apiEndpoint ?? '', o.keyFilename ?? '', o.location ?? ''].join('\0');
   let client = clients.get(key);
   if (!client) {
+    // Loaded on first use: the SDK is ~12 MB of heap that Parquet-only workers and most CLI commands never need.
+    const { BigQuery } = require('@google-cloud/bigquery') as typeof import('@google-cloud/bigquery');
     client = new BigQuery(o);
     clients.set(key, client);
   }

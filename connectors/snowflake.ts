@@ -16,8 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as arrow from 'apache-arrow';
-import './snowflake-quiet';
-import * as snowflake from 'snowflake-sdk';
+import type * as snowflake from 'snowflake-sdk';
 import { bindTemplate, templateVars, type PipelineConfig } from '../src/config/pipeline';
 import type { SnowflakeConnection } from '../src/connections';
 import { ConfigError, InputError, ScorelineError, SinkError } from '../src/errors';
@@ -200,8 +199,7 @@ class SnowflakeSessions {
   }
 
   private connect(): Promise<snowflake.Connection> {
-    configureSdkOnce();
-    const conn = snowflake.createConnection(this.connection.options);
+    const conn = sdk().createConnection(this.connection.options);
     return new Promise((resolve, reject) =>
       conn.connect((err) => {
         if (!err) return resolve(conn);
@@ -215,13 +213,21 @@ class SnowflakeSessions {
   }
 }
 
-let sdkConfigured = false;
+let loadedSdk: typeof import('snowflake-sdk') | undefined;
 
-/** The SDK logs every connection at INFO to stdout; a worker wants warnings only (SNOWFLAKE_LOG_LEVEL overrides). */
-function configureSdkOnce(): void {
-  if (sdkConfigured) return;
-  sdkConfigured = true;
-  snowflake.configure({ logLevel: (process.env.SNOWFLAKE_LOG_LEVEL as snowflake.ConfigureOptions['logLevel']) ?? 'WARN' });
+/**
+ * The SDK, loaded on first use: it is large (~22 MB of heap with its bundled AWS client), and a worker or
+ * CLI that never talks to Snowflake should not carry it (a bigger heap makes every full GC dearer).
+ */
+function sdk(): typeof import('snowflake-sdk') {
+  if (loadedSdk) return loadedSdk;
+  // Its bundled S3 client warns on load, on any Node below 22, about AWS's own future releases;
+  // Scoreline supports Node 20, so the notice would only confuse users.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  loadedSdk = require('snowflake-sdk') as typeof import('snowflake-sdk');
+  // The SDK logs every connection at INFO to stdout; a worker wants warnings only (SNOWFLAKE_LOG_LEVEL overrides).
+  loadedSdk.configure({ logLevel: (process.env.SNOWFLAKE_LOG_LEVEL as snowflake.ConfigureOptions['logLevel']) ?? 'WARN' });
+  return loadedSdk;
 }
 
 /** Unquoted names in connection options resolve upper-cased, like any unquoted identifier. */

@@ -8,7 +8,6 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { OAuth2Client } from 'google-auth-library';
 import type { BigQueryOptions } from '@google-cloud/bigquery';
 import type { ConnectionOptions as SnowflakeOptions } from 'snowflake-sdk';
 import { parse as parseYaml } from 'yaml';
@@ -158,6 +157,7 @@ export class Connections {
     const keyFile = spec.key_file ?? (spec.key_file_env ? this.requireEnv(name, spec.key_file_env, 'the key file path') : undefined);
     if (keyFile) options.keyFilename = resolve(this.opts.baseDir, keyFile);
     if (spec.access_token_env) {
+      const { OAuth2Client } = require('google-auth-library') as typeof import('google-auth-library'); // only for BigQuery
       const client = new OAuth2Client();
       client.setCredentials({ access_token: this.requireEnv(name, spec.access_token_env, 'the access token') });
       options.authClient = client;

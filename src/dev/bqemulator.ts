@@ -13,8 +13,7 @@
  */
 import { spawnEmulator } from './emulator-process';
 import * as path from 'node:path';
-import { BigQuery } from '@google-cloud/bigquery';
-import { OAuth2Client } from 'google-auth-library';
+import { bigQueryClient } from '../../connectors/bigquery';
 import type { BigQueryConnection } from '../connections';
 import { getFreePort } from './dev-server';
 import { defaultLog, ensureVenvTool, venvExecutable } from './python-venv';
@@ -104,7 +103,7 @@ export async function startBqEmulator(opts: BqEmulatorOptions): Promise<BqEmulat
   }
   const connection = emulatorConnection(endpoint, project, dataset, opts.name ?? 'bigquery');
   try {
-    await new BigQuery(connection.options).dataset(dataset).get({ autoCreate: true });
+    await bigQueryClient(connection).dataset(dataset).get({ autoCreate: true });
   } catch (err) {
     await proc.stop();
     throw new Error(`bqemulator at ${endpoint} started but creating dataset ${project}.${dataset} failed: ${(err as Error).message}`);
@@ -117,6 +116,7 @@ export async function startBqEmulator(opts: BqEmulatorOptions): Promise<BqEmulat
 export function emulatorConnection(endpoint: string, project = EMULATOR_PROJECT, dataset = EMULATOR_DATASET, name = 'bigquery'): BigQueryConnection {
   // A static token: no ADC lookup, no metadata server. Do not use BIGQUERY_EMULATOR_HOST instead: the
   // SDK then drops the `/bigquery/v2` base path for uploads, and load jobs fail.
+  const { OAuth2Client } = require('google-auth-library') as typeof import('google-auth-library');
   const authClient = new OAuth2Client();
   authClient.setCredentials({ access_token: EMULATOR_TOKEN });
   return { kind: 'bigquery', name, project, dataset, options: { projectId: project, apiEndpoint: endpoint, authClient } };
