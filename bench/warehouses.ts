@@ -1,8 +1,8 @@
 /**
  * Warehouse I/O through the local emulators, next to the Parquet path on the same rows in the same run:
  * rows/s for reading chunks (plan/snapshot + paged reads of the key and 32 features) and for writing
- * predictions (stage every chunk + the one commit). Emulators are not the real services (bqemulator is
- * DuckDB behind a REST facade, fakesnow likewise), so these figures are reported, never targeted; what
+ * predictions (stage every chunk + the one commit). Emulators are not the real services (bqemulator and
+ * fakesnow are DuckDB behind Python HTTP facades), so these figures are reported, never targeted; what
  * they do show is that no path makes a round trip per row.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,11 +12,14 @@ import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
 import { BigQuerySink, BigQuerySource } from '../connectors/bigquery';
 import { ParquetSink } from '../connectors/parquet-sink';
+import { closeSnowflakeConnections, SnowflakeSink, SnowflakeSource } from '../connectors/snowflake';
 import { ParquetSource } from '../connectors/parquet-source';
 import type { Sink, Source } from '../connectors/types';
 import { parsePipeline, type PipelineConfig } from '../src/config/pipeline';
 import { seedBigQueryTable } from '../src/dev/bq-seed';
 import { startBqEmulator } from '../src/dev/bqemulator';
+import { startFakesnow } from '../src/dev/fakesnow';
+import { seedSnowflakeTable } from '../src/dev/snowflake-seed';
 import { featureName } from '../src/demo/generate-data';
 import type { OutputBatch } from '../src/run/batch';
 import type { Chunk, RunRef, StagedChunk } from '../src/types';
@@ -50,11 +53,9 @@ export async function benchWarehouses(opts: WarehouseBenchOptions): Promise<Row[
   const results: Row[] = [];
   try {
     for (const kind of opts.kinds) {
-      if (kind !== 'bigquery') {
-        opts.log(`  ${kind}: no emulator bench in this build, skipped`);
-        continue;
-      }
-      const { backend, parquet } = await bigQueryBackends(opts, scratch);
+      const start = BACKENDS[kind];
+      if (!start) throw new Error(`--warehouses: unknown backend "${kind}" (known: ${Object.keys(BACKENDS).join(', ')})`);
+      const { backend, parquet } = await start(opts, join(scratch, kind));
       try {
         const reference = await measure(parquet, opts.rows, opts.chunkRows);
         const measured = await measure(backend, opts.rows, opts.chunkRows);
@@ -78,6 +79,8 @@ export async function benchWarehouses(opts: WarehouseBenchOptions): Promise<Row[
   }
   return results;
 }
+
+type StartBackends = (opts: WarehouseBenchOptions, scratch: string) => Promise<{ backend: Backend; parquet: Backend }>;
 
 async function bigQueryBackends(opts: WarehouseBenchOptions, scratch: string): Promise<{ backend: Backend; parquet: Backend }> {
   const emulator = await startBqEmulator({ projectDir: opts.toolsDir, name: 'bench', log: opts.log });
@@ -108,6 +111,41 @@ async function bigQueryBackends(opts: WarehouseBenchOptions, scratch: string): P
     throw err;
   }
 }
+
+async function snowflakeBackends(opts: WarehouseBenchOptions, scratch: string): Promise<{ backend: Backend; parquet: Backend }> {
+  const emulator = await startFakesnow({ projectDir: opts.toolsDir, name: 'bench', log: opts.log });
+  try {
+    const dir = join(scratch, 'customers');
+    opts.log(`  loading ${opts.rows.toLocaleString('en-US')} rows into the Snowflake emulator …`);
+    await seedSnowflakeTable({ connection: emulator.connection, table: 'customers', dates: [DATE], rowsPerDate: opts.rows, dir });
+    const config = parsePipeline(
+      {
+        name: 'bench-snowflake',
+        model: 'churn-gbt@champion',
+        source: { kind: 'snowflake', connection: 'bench', table: 'customers', where: 'ds = {{ ds }}', key: [KEY] },
+        sink: { kind: 'snowflake', connection: 'bench', table: 'bench_scores' },
+      },
+      'bench',
+    );
+    if (config.sink.kind !== 'snowflake') throw new Error('unreachable');
+    const backend: Backend = {
+      name: 'snowflake (fakesnow)',
+      source: new SnowflakeSource(emulator.connection),
+      sink: new SnowflakeSink(emulator.connection, config.sink),
+      config,
+      stop: async () => {
+        await closeSnowflakeConnections();
+        await emulator.stop();
+      },
+    };
+    return { backend, parquet: parquetBackend(dir, join(scratch, 'out')) };
+  } catch (err) {
+    await emulator.stop();
+    throw err;
+  }
+}
+
+const BACKENDS: Record<string, StartBackends> = { bigquery: bigQueryBackends, snowflake: snowflakeBackends };
 
 function parquetBackend(dataDir: string, outDir: string): Backend {
   const config = parsePipeline(
