@@ -19,7 +19,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { ScorelineActivities } from '../activities';
-import { groupAudits, nrtAuditRow, NRT_UPDATE, type NrtRequest, type NrtResult } from '../src/nrt/protocol';
+import { groupAudits, nrtAuditRow, NRT_ROLLING_OVER, NRT_UPDATE, type NrtRequest, type NrtResult } from '../src/nrt/protocol';
 import type { RunAudit } from '../src/types';
 import { describeError } from './describe';
 
@@ -37,6 +37,8 @@ export interface NrtWorkflowInput {
   pipeline: string;
   /** Carried across continue-as-new. */
   stats?: NrtStats;
+  /** Roll over once the history holds this many bytes (default 8 MiB; tests set it low). */
+  maxHistoryBytes?: number;
 }
 
 /** Requests wait for this: short timeout, quick retries (a caller is waiting), bad input not retried. */
@@ -59,6 +61,9 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
   const stats: NrtStats = input.stats ?? { requests: 0, failed: 0, rows: 0 };
   const pending: { req: NrtRequest; row: RunAudit }[] = [];
   const workflowId = workflowInfo().workflowId;
+  const maxHistoryBytes = input.maxHistoryBytes ?? MAX_HISTORY_BYTES;
+  /** Set once the history is full: new requests are turned away (and retried by the client on the next run). */
+  let draining = false;
   setHandler(nrtStatsQuery, () => stats);
   setHandler(
     scoreUpdate,
@@ -80,6 +85,7 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
     {
       // Rejected updates never reach history: a malformed or misrouted request costs nothing.
       validator: (req, rows) => {
+        if (draining) throw new Error(NRT_ROLLING_OVER);
         if (!req || typeof req.requestId !== 'string' || typeof req.rows !== 'number') throw new Error('malformed near-real-time request');
         if (req.pipeline !== input.pipeline) throw new Error(`request for pipeline "${req.pipeline}" sent to the workflow of "${input.pipeline}"`);
         if (!rows || typeof (rows as Uint8Array).byteLength !== 'number') throw new Error('request without rows (an Arrow IPC payload)');
@@ -87,20 +93,25 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
     },
   );
 
+  // One batch per call (not "until empty"): under a steady stream `pending` never stays empty, and the
+  // loop below must get round to checking the history size.
   const flush = async () => {
-    while (pending.length > 0) await recordNrtAudits(groupAudits(pending.splice(0)));
+    const batch = pending.splice(0);
+    if (batch.length > 0) await recordNrtAudits(groupAudits(batch));
   };
-  const historyFull = () => workflowInfo().continueAsNewSuggested || workflowInfo().historySize > MAX_HISTORY_BYTES;
+  const historyFull = () => workflowInfo().continueAsNewSuggested || workflowInfo().historySize > maxHistoryBytes;
 
   for (;;) {
     const busy = await condition(() => pending.length > 0 || historyFull(), IDLE_MS);
     await flush();
     if (busy && !historyFull()) continue;
     // Idle, or the history is full: let running requests finish and record them, then end or roll over.
+    // New requests are turned away meanwhile, or a steady stream of them would never let it finish.
+    draining = true;
     await condition(allHandlersFinished);
     await flush();
     if (!busy) return;
-    await continueAsNew<typeof scorelineNrt>({ pipeline: input.pipeline, stats });
+    await continueAsNew<typeof scorelineNrt>({ pipeline: input.pipeline, stats, maxHistoryBytes: input.maxHistoryBytes });
   }
 }
 

@@ -11,7 +11,7 @@ import type { ScorelineClient } from '../client';
 import type { PipelineConfig } from '../config/pipeline';
 import { ConfigError, InputError, ModelError, ScorelineError } from '../errors';
 import { SA_PIPELINE, SA_TRIGGER } from '../search-attributes';
-import { NRT_UPDATE, NRT_WORKFLOW, nrtWorkflowId, type NrtRequest, type NrtResult } from './protocol';
+import { NRT_ROLLING_OVER, NRT_UPDATE, NRT_WORKFLOW, nrtWorkflowId, type NrtRequest, type NrtResult } from './protocol';
 import type { EncodedRows } from './rows';
 
 export type NrtDesign = 'update' | 'eager';
@@ -27,6 +27,9 @@ export interface ScoreArgs {
   receivedAtMs?: number;
 }
 
+/** Retries of a request turned away during a roll-over (20 ms, 40 ms, … apart: ~10 s in all). */
+const ROLLOVER_RETRIES = 30;
+
 export class NrtClient {
   /** Pipelines whose workflow we have seen running: a plain update is one round trip less than update-with-start. */
   private readonly running = new Set<string>();
@@ -34,6 +37,8 @@ export class NrtClient {
   constructor(
     private readonly sc: ScorelineClient,
     readonly design: NrtDesign = 'update',
+    /** Passed to a workflow this client starts: roll over at this history size (tests). */
+    private readonly maxHistoryBytes?: number,
   ) {}
 
   async score(args: ScoreArgs): Promise<NrtResult> {
@@ -52,7 +57,20 @@ export class NrtClient {
     }
   }
 
+  /** While the workflow rolls over to a new run it turns requests away; they go to the new run instead. */
   private async viaUpdate(req: NrtRequest, ipc: Uint8Array): Promise<NrtResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.updateOnce(req, ipc);
+      } catch (err) {
+        const rollingOver = err instanceof WorkflowUpdateFailedError && String(err.cause?.message).includes(NRT_ROLLING_OVER);
+        if (!rollingOver || attempt >= ROLLOVER_RETRIES) throw err;
+        await new Promise((r) => setTimeout(r, 20 * attempt));
+      }
+    }
+  }
+
+  private async updateOnce(req: NrtRequest, ipc: Uint8Array): Promise<NrtResult> {
     const workflowId = nrtWorkflowId(req.pipeline);
     const options = { args: [req, ipc] as [NrtRequest, Uint8Array], updateId: req.requestId };
     if (this.running.has(workflowId)) {
@@ -67,7 +85,7 @@ export class NrtClient {
     const start = new WithStartWorkflowOperation(NRT_WORKFLOW, {
       workflowId,
       taskQueue: this.sc.config.taskQueue,
-      args: [{ pipeline: req.pipeline }],
+      args: [{ pipeline: req.pipeline, maxHistoryBytes: this.maxHistoryBytes }],
       workflowIdConflictPolicy: 'USE_EXISTING',
       typedSearchAttributes: await this.searchAttributes(req.pipeline),
       memo: { pipeline: req.pipeline, kind: 'near-real-time scoring' },

@@ -9,6 +9,12 @@ import type { PinnedModel, RunAudit, RunStatus } from '../types';
 export const NRT_WORKFLOW = 'scorelineNrt';
 export const NRT_UPDATE = 'score';
 
+/**
+ * What the workflow's update validator says while it drains before continuing as new: the client
+ * retries the request, and the retry reaches the new run (rejected updates never enter history).
+ */
+export const NRT_ROLLING_OVER = 'scoreline-nrt: rolling over to a new run, retry the request';
+
 export function nrtWorkflowId(pipeline: string): string {
   return `scoreline-nrt/${pipeline}`;
 }
