@@ -12,10 +12,11 @@ import { join } from 'node:path';
 import type { BigQuery } from '@google-cloud/bigquery';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BigQueryAuditStore, BigQuerySink, BigQuerySource, bigQueryClient, parseTableRef, type BigQuerySinkOptions } from '../../connectors/bigquery';
+import { createConnectors } from '../../connectors';
 import type { Connectors } from '../../connectors/types';
 import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineConfig, type PipelineInput } from '../../src/config/pipeline';
-import type { BigQueryConnection } from '../../src/connections';
+import { Connections, type BigQueryConnection } from '../../src/connections';
 import { seedBigQueryTable } from '../../src/dev/bq-seed';
 import { startBqEmulator, type BqEmulator } from '../../src/dev/bqemulator';
 import type { Stack } from '../../src/dev/stack';
@@ -25,7 +26,7 @@ import type { RunContext } from '../../src/run/context';
 import { SessionCache } from '../../src/scoring/session';
 import type { ChunkStats, CommitStats, RunRef, RunResult, RunStatus } from '../../src/types';
 import { TASK_QUEUE } from '../../src/search-attributes';
-import { cleanup, copyModels, directScores, REPO, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, directScores, query, REPO, startTestStack, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const OTHER_DATE = '2026-11-02';
@@ -258,6 +259,28 @@ describe('BigQuery source → ONNX → BigQuery sink', () => {
     expect(result.error).toBeUndefined();
     expect(result.rowsOut).toBe(ROWS);
   });
+});
+
+describe('mixed backends through the connector registry', () => {
+  it('reads BigQuery and writes Parquet (output and audit beside it)', async () => {
+    const registry = createConnectors({ baseDir: project, connections: new Connections({ baseDir: project, given: { bigquery: conn } }) });
+    const saved = ctx.connectors;
+    ctx.connectors = registry;
+    try {
+      const config = pipeline({ name: 'churn-bq-to-parquet', sink: { kind: 'parquet', path: 'out/mixed_scores' }, audit: undefined });
+      const result = await runSteps(config);
+      expect(result).toMatchObject({ status: 'succeeded', rowsIn: ROWS, rowsOut: ROWS });
+      expect(result.output).toBe(join(project, 'out', 'mixed_scores', `ds=${DATE}`));
+      const rows = await query(`SELECT customer_id, churn_probability FROM read_parquet('${result.output}/*.parquet')`);
+      expect(rows).toHaveLength(ROWS);
+      const expected = await directScores(`${project}/data/customers/ds=${DATE}/*.parquet`, join(project, 'models', 'churn-gbt', '1', 'model.onnx'));
+      for (const r of rows) expect(Math.abs(Number(r.churn_probability) - expected.get(Number(r.customer_id))!)).toBeLessThan(1e-6);
+      const audit = await query(`SELECT status FROM read_parquet('${join(project, 'out', 'scoreline_runs', '*.parquet')}') WHERE run_id = '${result.runId}' ORDER BY updated_at`);
+      expect(audit.map((a) => a.status)).toEqual(['running', 'succeeded']);
+    } finally {
+      ctx.connectors = saved;
+    }
+  }, 120_000);
 });
 
 describe('failures give a clear error and commit nothing', () => {
