@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
-import { BigQuerySink, BigQuerySource } from '../connectors/bigquery';
+import { createConnectors } from '../connectors';
 import { ParquetSink } from '../connectors/parquet-sink';
-import { closeSnowflakeConnections, SnowflakeSink, SnowflakeSource } from '../connectors/snowflake';
 import { ParquetSource } from '../connectors/parquet-source';
 import type { Sink, Source } from '../connectors/types';
 import { parsePipeline, type PipelineConfig } from '../src/config/pipeline';
+import { Connections } from '../src/connections';
 import { seedBigQueryTable } from '../src/dev/bq-seed';
 import { startBqEmulator } from '../src/dev/bqemulator';
 import { startFakesnow } from '../src/dev/fakesnow';
@@ -53,9 +53,7 @@ export async function benchWarehouses(opts: WarehouseBenchOptions): Promise<Row[
   const results: Row[] = [];
   try {
     for (const kind of opts.kinds) {
-      const start = BACKENDS[kind];
-      if (!start) throw new Error(`--warehouses: unknown backend "${kind}" (known: ${Object.keys(BACKENDS).join(', ')})`);
-      const { backend, parquet } = await start(opts, join(scratch, kind));
+      const { backend, parquet } = await warehouseBackends(kind, opts, join(scratch, kind));
       try {
         const reference = await measure(parquet, opts.rows, opts.chunkRows);
         const measured = await measure(backend, opts.rows, opts.chunkRows);
@@ -80,72 +78,43 @@ export async function benchWarehouses(opts: WarehouseBenchOptions): Promise<Row[
   return results;
 }
 
-type StartBackends = (opts: WarehouseBenchOptions, scratch: string) => Promise<{ backend: Backend; parquet: Backend }>;
+/** The local emulators: how to start one, and how to load the demo customers into it. */
+const EMULATORS = {
+  bigquery: { label: 'bigquery (bqemulator)', start: (o: WarehouseBenchOptions) => startBqEmulator({ projectDir: o.toolsDir, name: 'bench', log: o.log }) },
+  snowflake: { label: 'snowflake (fakesnow)', start: (o: WarehouseBenchOptions) => startFakesnow({ projectDir: o.toolsDir, name: 'bench', log: o.log }) },
+};
 
-async function bigQueryBackends(opts: WarehouseBenchOptions, scratch: string): Promise<{ backend: Backend; parquet: Backend }> {
-  const emulator = await startBqEmulator({ projectDir: opts.toolsDir, name: 'bench', log: opts.log });
+/** The warehouse backend through the connector registry (as a worker builds it), and Parquet on the same rows. */
+async function warehouseBackends(kind: string, opts: WarehouseBenchOptions, scratch: string): Promise<{ backend: Backend; parquet: Backend }> {
+  if (kind !== 'bigquery' && kind !== 'snowflake') throw new Error(`--warehouses: unknown backend "${kind}" (known: ${Object.keys(EMULATORS).join(', ')})`);
+  const emulator = await EMULATORS[kind].start(opts);
+  const registry = createConnectors({ baseDir: scratch, connections: new Connections({ baseDir: scratch, given: { bench: emulator.connection } }) });
+  const stop = async () => {
+    await registry.close?.();
+    await emulator.stop();
+  };
   try {
     const dir = join(scratch, 'customers');
-    opts.log(`  loading ${opts.rows.toLocaleString('en-US')} rows into the BigQuery emulator …`);
-    await seedBigQueryTable({ connection: emulator.connection, table: 'customers', dates: [DATE], rowsPerDate: opts.rows, dir });
+    opts.log(`  loading ${opts.rows.toLocaleString('en-US')} rows into the ${kind} emulator …`);
+    const seed = { table: 'customers', dates: [DATE], rowsPerDate: opts.rows, dir };
+    if (emulator.connection.kind === 'bigquery') await seedBigQueryTable({ ...seed, connection: emulator.connection });
+    else await seedSnowflakeTable({ ...seed, connection: emulator.connection });
     const config = parsePipeline(
       {
-        name: 'bench-bigquery',
+        name: `bench-${kind}`,
         model: 'churn-gbt@champion',
-        source: { kind: 'bigquery', connection: 'bench', table: 'customers', where: 'ds = {{ ds }}', key: [KEY] },
-        sink: { kind: 'bigquery', connection: 'bench', table: 'bench_scores' },
+        source: { kind, connection: 'bench', table: 'customers', where: 'ds = {{ ds }}', key: [KEY] },
+        sink: { kind, connection: 'bench', table: 'bench_scores' },
       },
       'bench',
     );
-    if (config.sink.kind !== 'bigquery') throw new Error('unreachable');
-    const backend: Backend = {
-      name: 'bigquery (bqemulator)',
-      source: new BigQuerySource(emulator.connection),
-      sink: new BigQuerySink(emulator.connection, config.sink, { keys: [KEY] }),
-      config,
-      stop: emulator.stop,
-    };
+    const backend: Backend = { name: EMULATORS[kind].label, source: registry.source(config), sink: registry.sink(config), config, stop };
     return { backend, parquet: parquetBackend(dir, join(scratch, 'out')) };
   } catch (err) {
-    await emulator.stop();
+    await stop();
     throw err;
   }
 }
-
-async function snowflakeBackends(opts: WarehouseBenchOptions, scratch: string): Promise<{ backend: Backend; parquet: Backend }> {
-  const emulator = await startFakesnow({ projectDir: opts.toolsDir, name: 'bench', log: opts.log });
-  try {
-    const dir = join(scratch, 'customers');
-    opts.log(`  loading ${opts.rows.toLocaleString('en-US')} rows into the Snowflake emulator …`);
-    await seedSnowflakeTable({ connection: emulator.connection, table: 'customers', dates: [DATE], rowsPerDate: opts.rows, dir });
-    const config = parsePipeline(
-      {
-        name: 'bench-snowflake',
-        model: 'churn-gbt@champion',
-        source: { kind: 'snowflake', connection: 'bench', table: 'customers', where: 'ds = {{ ds }}', key: [KEY] },
-        sink: { kind: 'snowflake', connection: 'bench', table: 'bench_scores' },
-      },
-      'bench',
-    );
-    if (config.sink.kind !== 'snowflake') throw new Error('unreachable');
-    const backend: Backend = {
-      name: 'snowflake (fakesnow)',
-      source: new SnowflakeSource(emulator.connection),
-      sink: new SnowflakeSink(emulator.connection, config.sink),
-      config,
-      stop: async () => {
-        await closeSnowflakeConnections();
-        await emulator.stop();
-      },
-    };
-    return { backend, parquet: parquetBackend(dir, join(scratch, 'out')) };
-  } catch (err) {
-    await emulator.stop();
-    throw err;
-  }
-}
-
-const BACKENDS: Record<string, StartBackends> = { bigquery: bigQueryBackends, snowflake: snowflakeBackends };
 
 function parquetBackend(dataDir: string, outDir: string): Backend {
   const config = parsePipeline(

@@ -89,22 +89,12 @@ async function startDemoWarehouse(kind: 'snowflake' | 'bigquery', projectDir: st
   const toolsDir = process.env.SCORELINE_TOOLS_DIR ?? projectDir;
   log(`starting the local ${kind} emulator (installs into .scoreline/ on first use) …`);
   const t = Date.now();
-  if (kind === 'bigquery') {
-    const emulator = await startBqEmulator({ projectDir: toolsDir, name, log });
-    try {
-      log(`loading ${rows.toLocaleString('en-US')} demo customers for ${date} into ${emulator.endpoint} …`);
-      await seedBigQueryTable({ connection: emulator.connection, table: 'customers', dates: [date], rowsPerDate: rows });
-    } catch (err) {
-      await emulator.stop();
-      throw err;
-    }
-    log(`  emulator ready and loaded in ${formatDuration(Date.now() - t)}`);
-    return { connection: emulator.connection, stop: emulator.stop };
-  }
-  const emulator = await startFakesnow({ projectDir, toolsDir, name, log });
+  const emulator = kind === 'bigquery' ? await startBqEmulator({ projectDir: toolsDir, name, log }) : await startFakesnow({ projectDir, toolsDir, name, log });
+  const seed = (opts: { dates: string[]; rowsPerDate: number; table: string }) =>
+    emulator.connection.kind === 'bigquery' ? seedBigQueryTable({ ...opts, connection: emulator.connection }) : seedSnowflakeTable({ ...opts, connection: emulator.connection });
   try {
     log(`loading ${rows.toLocaleString('en-US')} demo customers for ${date} into ${emulator.endpoint} …`);
-    await seedSnowflakeTable({ connection: emulator.connection, table: 'customers', dates: [date], rowsPerDate: rows });
+    await seed({ table: 'customers', dates: [date], rowsPerDate: rows });
   } catch (err) {
     await emulator.stop();
     throw err;

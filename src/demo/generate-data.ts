@@ -178,3 +178,30 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+/** Loading the demo customers into a warehouse table (src/dev/bq-seed.ts, src/dev/snowflake-seed.ts). */
+export interface WarehouseSeedOptions<Connection> {
+  connection: Connection;
+  /** Table name as the warehouse takes it; replaced if it exists. */
+  table: string;
+  dates: string[];
+  rowsPerDate: number;
+  /** Feature columns f00…; default 32. */
+  features?: number;
+  /** Default 7 (the tests' seed). */
+  seed?: number;
+  /**
+   * Where the generated Parquet partitions go (`<dir>/ds=YYYY-MM-DD/part-0.parquet`), e.g. for scoring
+   * the same rows directly as a reference; default: a temporary directory, removed afterwards.
+   */
+  dir?: string;
+  log?: (msg: string) => void;
+}
+
+export interface WarehouseSeedResult {
+  /** The table as the warehouse resolves it. */
+  table: string;
+  rows: number;
+  /** The generated partitions, if `dir` was given. */
+  files: string[];
+}

@@ -10,36 +10,12 @@ import { join } from 'node:path';
 import type { TableField } from '@google-cloud/bigquery';
 import { bigQueryClient, parseTableRef, tableId } from '../../connectors/bigquery';
 import type { BigQueryConnection } from '../connections';
-import { featureName, generateDemoData } from '../demo/generate-data';
+import { featureName, generateDemoData, type WarehouseSeedOptions, type WarehouseSeedResult } from '../demo/generate-data';
 import { sqlString, withConnection } from '../io/duckdb';
 
-export interface SeedOptions {
-  connection: BigQueryConnection;
-  /** `[PROJECT.][DATASET.]TABLE`; replaced if it exists. */
-  table: string;
-  dates: string[];
-  rowsPerDate: number;
-  /** Feature columns f00…; default 32. */
-  features?: number;
-  /** Default 7 (the tests' seed). */
-  seed?: number;
-  /**
-   * Where the generated Parquet partitions go (`<dir>/ds=YYYY-MM-DD/part-0.parquet`), e.g. for scoring
-   * the same rows directly as a reference; default: a temporary directory, removed afterwards.
-   */
-  dir?: string;
-  log?: (msg: string) => void;
-}
+export type SeedOptions = WarehouseSeedOptions<BigQueryConnection>;
 
-export interface SeedResult {
-  /** `project.dataset.table`. */
-  table: string;
-  rows: number;
-  /** The generated partitions, if `dir` was given. */
-  files: string[];
-}
-
-export async function seedBigQueryTable(opts: SeedOptions): Promise<SeedResult> {
+export async function seedBigQueryTable(opts: SeedOptions): Promise<WarehouseSeedResult> {
   const ref = parseTableRef(opts.table, opts.connection, 'seed table');
   const features = opts.features ?? 32;
   const scratch = await mkdtemp(join(tmpdir(), 'scoreline-bq-seed-'));

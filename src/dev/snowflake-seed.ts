@@ -8,39 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseSnowflakeName, quoteIdent, runSnowflake } from '../../connectors/snowflake';
 import type { SnowflakeConnection } from '../connections';
-import { featureName, generateDemoData } from '../demo/generate-data';
+import { featureName, generateDemoData, type WarehouseSeedOptions, type WarehouseSeedResult } from '../demo/generate-data';
 import { sqlString, withConnection } from '../io/duckdb';
 
-export interface SnowflakeSeedOptions {
-  connection: SnowflakeConnection;
-  /** `[DATABASE.][SCHEMA.]TABLE`; replaced if it exists. */
-  table: string;
-  dates: string[];
-  rowsPerDate: number;
-  /** Feature columns f00…; default 32. */
-  features?: number;
-  /** Default 7 (the tests' seed). */
-  seed?: number;
-  /**
-   * Where the generated Parquet partitions go (`<dir>/ds=YYYY-MM-DD/part-0.parquet`), e.g. for scoring
-   * the same rows directly as a reference; default: a temporary directory, removed afterwards.
-   */
-  dir?: string;
-  log?: (msg: string) => void;
-}
-
-export interface SnowflakeSeedResult {
-  /** The table as Snowflake resolves it, e.g. `CUSTOMERS` or `DB.SCHEMA.CUSTOMERS`. */
-  table: string;
-  rows: number;
-  /** The generated partitions, if `dir` was given. */
-  files: string[];
-}
+export type SnowflakeSeedOptions = WarehouseSeedOptions<SnowflakeConnection>;
 
 /** Rows per INSERT statement: ~35 binds a row keeps one request at a few MB. */
 const ROWS_PER_INSERT = 10_000;
 
-export async function seedSnowflakeTable(opts: SnowflakeSeedOptions): Promise<SnowflakeSeedResult> {
+export async function seedSnowflakeTable(opts: SnowflakeSeedOptions): Promise<WarehouseSeedResult> {
   const features = opts.features ?? 32;
   const name = parseSnowflakeName(opts.table, 'seed table');
   const table = [name.database, name.schema, name.name].filter(Boolean).map((p) => quoteIdent(p!)).join('.');
