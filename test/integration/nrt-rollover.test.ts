@@ -54,8 +54,14 @@ it('rolls over to a new run under concurrent load without failing or losing a re
   for await (const wf of client.client.workflow.list({ query: `WorkflowId = "${nrtWorkflowId('churn-nrt')}"` })) runs.push(wf.runId);
   expect(runs.length).toBeGreaterThan(1); // it continued as new at least once
 
-  // Every request has its audit row, none twice, across the roll-overs.
+  // Every request has its audit row, none twice, across the roll-overs. Audit rows are written after the
+  // reply (off the caller's path), so the last batch may land a moment after the last answer.
   const audit = `${project}/out/scoreline_runs/*.parquet`;
-  const [counts] = await query(`SELECT count(*) AS n, count(DISTINCT run_id) AS d FROM read_parquet('${audit}') WHERE trigger = 'nrt' AND status = 'succeeded'`);
+  const count = async () => (await query(`SELECT count(*) AS n, count(DISTINCT run_id) AS d FROM read_parquet('${audit}') WHERE trigger = 'nrt' AND status = 'succeeded'`))[0];
+  let counts = await count();
+  for (let i = 0; i < 50 && Number(counts.n) < 30; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    counts = await count();
+  }
   expect(counts).toEqual({ n: 30, d: 30 });
 }, 120_000);
