@@ -117,7 +117,8 @@ export const pipelineSchema = z.strictObject({
    * connection's default schema / dataset of a warehouse sink.
    */
   audit: z.discriminatedUnion('kind', [parquetAudit, warehouseAudit('snowflake'), warehouseAudit('bigquery')]).optional(),
-  chunk_rows: z.number().int().min(1).max(10_000_000).default(65_536),
+  /** Rows per chunk (one activity each), or `auto`: ~32 MiB of float32 features per chunk (see chunkRowsFor). */
+  chunk_rows: z.union([z.literal('auto'), z.number().int().min(1).max(10_000_000)], { error: 'expected a row count (1 to 10,000,000) or "auto"' }).default('auto'),
   parallelism: z.number().int().min(1).max(256).default(4),
   features: featurePolicy.default({ nulls: 'error', impute_values: {}, cast: 'strict' }),
   /** Who hears about failed, slow and recovered runs, and how (docs/alerts.md); none by default. */
@@ -127,6 +128,21 @@ export const pipelineSchema = z.strictObject({
 });
 
 export type PipelineConfig = z.output<typeof pipelineSchema>;
+
+/** Feature bytes a chunk holds under `chunk_rows: auto` (as float32): the tensor one activity builds. */
+export const AUTO_CHUNK_BYTES = 32 * 1024 * 1024;
+
+/**
+ * `chunk_rows`, with `auto` resolved for a model that reads `features` columns: ~32 MiB of float32
+ * features per chunk (32 features → 262,144 rows), a multiple of 4,096 between 4,096 and 1,048,576.
+ * Chunks that large keep per-chunk costs (an activity round trip, a query, a staged file) small next to
+ * inference (measured in README "Performance"), while a chunk's memory stays bounded for wide models.
+ */
+export function chunkRowsFor(config: Pick<PipelineConfig, 'chunk_rows'>, features: number): number {
+  if (config.chunk_rows !== 'auto') return config.chunk_rows;
+  const rows = Math.floor(AUTO_CHUNK_BYTES / (4 * Math.max(1, features)) / 4096) * 4096;
+  return Math.min(1_048_576, Math.max(4096, rows));
+}
 export type PipelineInput = z.input<typeof pipelineSchema>;
 export type FeaturePolicy = PipelineConfig['features'];
 export type SourceConfig = PipelineConfig['source'];

@@ -5,7 +5,7 @@
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
-import { assertLogicalDate, type PipelineConfig } from '../config/pipeline';
+import { assertLogicalDate, chunkRowsFor, type PipelineConfig } from '../config/pipeline';
 import { ConfigError, InputError } from '../errors';
 import { takeRows } from '../io/arrow';
 import { buffers } from '../io/buffers';
@@ -90,7 +90,8 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   await ctx.sessions.get(model); // loads the session and checks the manifest against the model
   const features = featureColumns(model.manifest);
   checkOutputColumns(config, model.manifest.outputs.map((o) => o.column), `pipeline ${config.name} with model ${model.pin.name}:${model.pin.version}`);
-  const sourcePlan = await ctx.connectors.source(config).plan({ config, run, columns: neededColumns(config, features), chunkRows: config.chunk_rows });
+  const chunkRows = chunkRowsFor(config, features.length);
+  const sourcePlan = await ctx.connectors.source(config).plan({ config, run, columns: neededColumns(config, features), chunkRows });
   const notNumeric = features.filter((f) => sourcePlan.schema[f] && !sourcePlan.schema[f].numeric);
   if (notNumeric.length > 0) {
     const list = notNumeric.map((f) => `"${f}" (${sourcePlan.schema[f].type})`).join(', ');
@@ -105,8 +106,8 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   if (sourcePlan.chunks.length > MAX_CHUNKS_PER_RUN) {
     const suggested = Math.ceil(sourcePlan.rows / MAX_CHUNKS_PER_RUN);
     const advice =
-      suggested > config.chunk_rows
-        ? `raise chunk_rows to at least ${suggested} (now ${config.chunk_rows})`
+      suggested > chunkRows
+        ? `raise chunk_rows to at least ${suggested} (now ${config.chunk_rows === 'auto' ? `auto = ${chunkRows}` : chunkRows})`
         : `the input has ${sourcePlan.inputs.length} files and a chunk never spans files: combine small files, or split the input across runs`;
     throw new ConfigError(`pipeline ${config.name}: ${sourcePlan.chunks.length} chunks exceed the ${MAX_CHUNKS_PER_RUN} one run can track in its Temporal history; ${advice}`);
   }

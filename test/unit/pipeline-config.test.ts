@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyOverrides, assertLogicalDate, loadPipelineFile, parseOverrideFlags, parsePipeline, renderTemplate } from '../../src/config/pipeline';
+import { applyOverrides, assertLogicalDate, chunkRowsFor, loadPipelineFile, parseOverrideFlags, parsePipeline, renderTemplate } from '../../src/config/pipeline';
 import { ConfigError } from '../../src/errors';
 
 const valid = {
@@ -19,10 +19,20 @@ function writeYaml(text: string): string {
   return path;
 }
 
+describe('chunk_rows: auto', () => {
+  it('holds ~32 MiB of float32 features per chunk, in multiples of 4096 rows, bounded', () => {
+    expect(chunkRowsFor({ chunk_rows: 'auto' }, 32)).toBe(262_144);
+    expect(chunkRowsFor({ chunk_rows: 'auto' }, 500)).toBe(16_384);
+    expect(chunkRowsFor({ chunk_rows: 'auto' }, 1)).toBe(1_048_576);
+    expect(chunkRowsFor({ chunk_rows: 'auto' }, 100_000)).toBe(4096);
+    expect(chunkRowsFor({ chunk_rows: 1000 }, 32)).toBe(1000);
+  });
+});
+
 describe('pipeline file', () => {
   it('fills documented defaults', () => {
     const c = parsePipeline(valid, 'p.yaml');
-    expect(c.chunk_rows).toBe(65536);
+    expect(c.chunk_rows).toBe('auto');
     expect(c.parallelism).toBe(4);
     expect(c.sink.mode).toBe('replace-partition');
     expect(c.source.on_empty).toBe('fail');
@@ -61,7 +71,7 @@ describe('pipeline file', () => {
     expect(c.chunk_rows).toBe(1000);
     expect(c.sink.mode).toBe('append');
     expect(c.model).toBe('churn-mlp:1');
-    expect(() => parsePipeline(valid, 'p.yaml', { chunk_rows: 'many' })).toThrow('chunk_rows: expected number, got "many"');
+    expect(() => parsePipeline(valid, 'p.yaml', { chunk_rows: 'many' })).toThrow('chunk_rows: expected a row count (1 to 10,000,000) or "auto"');
     expect(() => parseOverrideFlags(['novalue'])).toThrow('expected key=value');
     expect(() => applyOverrides(valid, { '__proto__.x': '1' }, 'p.yaml')).toThrow('not a valid dotted field path');
   });

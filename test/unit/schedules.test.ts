@@ -116,7 +116,7 @@ describe('what schedule apply compares', () => {
       'action.search_attributes.ScorelineModel': 'churn-gbt',
       'pipeline.model': 'churn-gbt@champion',
       'pipeline.source.key': ['customer_id'],
-      'pipeline.chunk_rows': 65536, // defaults filled in: the comparison does not depend on how the file is written
+      'pipeline.chunk_rows': 'auto', // defaults filled in: the comparison does not depend on how the file is written
     });
     // The schedule section is the spec, not part of the embedded pipeline.
     expect(Object.keys(d.fields).some((k) => k.startsWith('pipeline.schedule'))).toBe(false);
