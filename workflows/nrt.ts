@@ -39,6 +39,8 @@ export interface NrtWorkflowInput {
   stats?: NrtStats;
   /** Roll over once the history holds this many bytes (default 8 MiB; tests set it low). */
   maxHistoryBytes?: number;
+  /** Audit rows the previous run could not write yet (its audit store was down). */
+  pendingAudits?: { req: NrtRequest; row: RunAudit }[];
 }
 
 /** Requests wait for this: short timeout, quick retries (a caller is waiting), bad input not retried. */
@@ -54,20 +56,26 @@ const { recordNrtAudits } = proxyActivities<ScorelineActivities>({
 });
 
 const IDLE_MS = 60 * 60 * 1000;
+/** Updates one run takes before rolling over (Temporal caps a run at 2,000 by default). */
+const MAX_UPDATES_PER_RUN = 1_000;
 /** Besides Temporal's own suggestion (4 MiB / 4,096 events on a default server). */
 const MAX_HISTORY_BYTES = 8 * 1024 * 1024;
 
 export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
   const stats: NrtStats = input.stats ?? { requests: 0, failed: 0, rows: 0 };
-  const pending: { req: NrtRequest; row: RunAudit }[] = [];
+  const pending: { req: NrtRequest; row: RunAudit }[] = [...(input.pendingAudits ?? [])];
   const workflowId = workflowInfo().workflowId;
   const maxHistoryBytes = input.maxHistoryBytes ?? MAX_HISTORY_BYTES;
   /** Set once the history is full: new requests are turned away (and retried by the client on the next run). */
   let draining = false;
+  let acceptedThisRun = 0;
+  const historyFull = () =>
+    acceptedThisRun >= MAX_UPDATES_PER_RUN || workflowInfo().continueAsNewSuggested || workflowInfo().historySize > maxHistoryBytes;
   setHandler(nrtStatsQuery, () => stats);
   setHandler(
     scoreUpdate,
     async (req, rows) => {
+      acceptedThisRun += 1;
       stats.requests += 1;
       stats.rows += req.rows;
       stats.lastRequestAtMs = Date.now();
@@ -85,7 +93,9 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
     {
       // Rejected updates never reach history: a malformed or misrouted request costs nothing.
       validator: (req, rows) => {
-        if (draining) throw new Error(NRT_ROLLING_OVER);
+        // Checked per request, not only by the loop below: that loop may be waiting on an audit write
+        // while a burst of requests arrives.
+        if (draining || historyFull()) throw new Error(NRT_ROLLING_OVER);
         if (!req || typeof req.requestId !== 'string' || typeof req.rows !== 'number') throw new Error('malformed near-real-time request');
         if (req.pipeline !== input.pipeline) throw new Error(`request for pipeline "${req.pipeline}" sent to the workflow of "${input.pipeline}"`);
         if (!rows || typeof (rows as Uint8Array).byteLength !== 'number') throw new Error('request without rows (an Arrow IPC payload)');
@@ -97,9 +107,15 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
   // loop below must get round to checking the history size.
   const flush = async () => {
     const batch = pending.splice(0);
-    if (batch.length > 0) await recordNrtAudits(groupAudits(batch));
+    if (batch.length === 0) return;
+    try {
+      await recordNrtAudits(groupAudits(batch));
+    } catch {
+      // The audit store stayed down through all retries: keep the rows for the next turn rather than
+      // failing the workflow (and every request in flight with it).
+      pending.unshift(...batch);
+    }
   };
-  const historyFull = () => workflowInfo().continueAsNewSuggested || workflowInfo().historySize > maxHistoryBytes;
 
   for (;;) {
     const busy = await condition(() => pending.length > 0 || historyFull(), IDLE_MS);
@@ -110,8 +126,8 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
     draining = true;
     await condition(allHandlersFinished);
     await flush();
-    if (!busy) return;
-    await continueAsNew<typeof scorelineNrt>({ pipeline: input.pipeline, stats, maxHistoryBytes: input.maxHistoryBytes });
+    if (!busy && pending.length === 0) return;
+    await continueAsNew<typeof scorelineNrt>({ pipeline: input.pipeline, stats, maxHistoryBytes: input.maxHistoryBytes, pendingAudits: pending });
   }
 }
 
