@@ -212,7 +212,19 @@ function notFound(id: string) {
   };
 }
 
+/**
+ * Fields an API caller may override. Not where data comes from or goes (source.*, sink.table/path,
+ * audit.*, models_dir, alerts): a bearer token must not turn into arbitrary SQL run with the worker's
+ * warehouse credentials, or into writes to any path. The CLI's --set (a local user) has no such limit.
+ */
+const API_OVERRIDABLE = /^(model|chunk_rows|parallelism|sink\.mode|features\.(nulls|cast|impute_values\.[A-Za-z_][A-Za-z0-9_]*))$/;
+
 function stringOverrides(o: Record<string, string | number | boolean> | undefined): Record<string, string> {
+  for (const key of Object.keys(o ?? {})) {
+    if (!API_OVERRIDABLE.test(key)) {
+      throw new ApiError(400, 'invalid_request', `body.overrides.${key}: not overridable through the API (allowed: model, chunk_rows, parallelism, sink.mode, features.nulls, features.cast, features.impute_values.<column>)`);
+    }
+  }
   return Object.fromEntries(Object.entries(o ?? {}).map(([k, v]) => [k, String(v)]));
 }
 

@@ -114,6 +114,12 @@ describe('auth, validation, limits', () => {
     const override = await http('POST', '/v1/pipelines/churn-api/runs', { body: { date: DATE, overrides: { chunk_rows: 'many' } } });
     expect(override.status).toBe(400);
     expect(override.json.error.message).toMatch(/chunk_rows/);
+    // Where data comes from or goes is not the caller's to change: no SQL or paths through a token.
+    for (const field of ['source.query', 'source.where', 'sink.path', 'audit.path', 'models_dir']) {
+      const r = await http('POST', '/v1/pipelines/churn-api/runs', { body: { date: DATE, overrides: { [field]: 'x' } } });
+      expect(r.status, field).toBe(400);
+      expect(r.json.error.message).toMatch(new RegExp(`^body\\.overrides\\.${field.replace('.', '\\.')}: not overridable through the API`));
+    }
     const status = await http('GET', '/v1/runs?status=exploded');
     expect(status.status).toBe(400);
     expect(status.json.error.message).toMatch(/^query\.status: /);
