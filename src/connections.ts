@@ -122,8 +122,9 @@ export class Connections {
       let raw: unknown;
       try {
         raw = JSON.parse(fromEnv);
-      } catch (err) {
-        throw new ConfigError(`${envKey}: not valid JSON (${(err as Error).message})`);
+      } catch {
+        // Not the parser's message: it quotes the input, which may hold a password put there by mistake.
+        throw new ConfigError(`${envKey}: not valid JSON (expected an object such as {"kind": "bigquery", "project": "…"})`);
       }
       return parseSpec(raw, envKey);
     }
@@ -205,7 +206,9 @@ export class Connections {
     try {
       raw = parseYaml(readFileSync(file, 'utf8'));
     } catch (err) {
-      throw new ConfigError(`${file}: invalid YAML: ${(err as Error).message}`);
+      // Only the position: the parser's message shows the offending line, which may hold a secret.
+      const pos = (err as { linePos?: { line: number; col: number }[] }).linePos?.[0];
+      throw new ConfigError(`${file}: invalid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}`);
     }
     const parsed = fileSchema.safeParse(raw);
     if (!parsed.success) {

@@ -87,6 +87,15 @@ describe('connections', () => {
     expect(message).not.toContain('hunter2');
   });
 
+  it('never echoes a malformed connection (it may hold a secret) in its error', () => {
+    const c = new Connections({ baseDir: dir, env: { SCORELINE_CONNECTION_BAD: '{"kind":"snowflake","password":hunter2}' } });
+    expect(() => c.snowflake('bad')).toThrow('SCORELINE_CONNECTION_BAD: not valid JSON');
+    expect(() => c.snowflake('bad')).not.toThrow(/hunter2/);
+    const yamlDir = mkdtempSync(join(tmpdir(), 'scoreline-conn-'));
+    writeFileSync(join(yamlDir, 'connections.yaml'), 'connections:\n  x: { kind: snowflake, password: "hunter2\n');
+    expect(() => new Connections({ baseDir: yamlDir, env: {} }).snowflake('x')).toThrow(/invalid YAML at line \d+, column \d+$/);
+  });
+
   it('lets SCORELINE_CONNECTION_<NAME> override the file and checks the kind', () => {
     const c = new Connections({ baseDir: dir, env: { SCORELINE_CONNECTION_WH: JSON.stringify({ kind: 'bigquery', project: 'other-proj' }) } });
     expect(c.bigquery('wh').project).toBe('other-proj');
