@@ -6,7 +6,7 @@ import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
 import { assertLogicalDate, chunkRowsFor, type PipelineConfig } from '../config/pipeline';
-import { ConfigError, InputError } from '../errors';
+import { ConfigError, errorMessage, InputError } from '../errors';
 import { takeRows } from '../io/arrow';
 import { buffers } from '../io/buffers';
 import type { ConstantColumn } from '../io/parquet-write';
@@ -306,7 +306,6 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   const sink = ctx.connectors.sink(config);
   const audit = ctx.connectors.audit(config);
   if (status !== 'succeeded') await sink.abort(run);
-  await ctx.connectors.source(config).cleanup?.(config, run);
   result.output = args.commit?.output ?? (status === 'succeeded' ? sink.location(run) : undefined);
   result.audit = audit.location();
   await audit.recordRun(
@@ -324,6 +323,13 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       alerts: args.alerts,
     }),
   );
+  // Best effort, after the audit row: a snapshot that cannot be dropped must not turn a committed run
+  // into a failed one (BigQuery's expire on their own after 72 h; docs/warehouses.md).
+  try {
+    await ctx.connectors.source(config).cleanup?.(config, run);
+  } catch (err) {
+    console.warn(`[scoreline] run ${run.runId}: could not drop the source snapshot: ${errorMessage(err)}`);
+  }
   return result;
 }
 
