@@ -289,9 +289,10 @@ export class BigQuerySource implements Source {
     const n = loc.rowEnd - loc.rowStart;
     try {
       const rows = await this.listRows(ref, fields, order, loc.rowStart, n);
-      if (rows) return toRecordBatch(rows, order, columns, keys, types, loc.rowStart, where);
       // The service returned rows in another order than the snapshot's row numbers: read by range instead.
-      return toRecordBatch(await this.queryRows(ref, order, loc.rowStart, loc.rowEnd), order, columns, keys, types, loc.rowStart, where);
+      const got = rows ?? (await this.queryRows(ref, order, loc.rowStart, loc.rowEnd));
+      if (got.length !== n) throw new InputError(`${where}: expected ${n} rows but read ${got.length}; was the run's snapshot table changed?`);
+      return toRecordBatch(got, order, columns, keys, types, loc.rowStart, where);
     } catch (err) {
       if (err instanceof InputError) throw err;
       if (isNotFound(err)) throw new InputError(`${where}: the run's snapshot table is gone (dropped, or expired after ${SCRATCH_TTL_HOURS} h); rerun the date`);
@@ -569,6 +570,12 @@ export class BigQuerySink implements Sink {
       return stats(Math.max(0, affected - rowsOut));
     } catch (err) {
       if (err instanceof SinkError) throw err;
+      // A staging table gone before the MERGE (e.g. while gathering many of them): an earlier attempt
+      // may have committed and died while dropping staging. Its rows are then all there.
+      if (isNotFound(err) && (await this.committedRows(run)) === rowsOut) {
+        await this.dropStaging(run, staged);
+        return stats(0);
+      }
       throw new SinkError(`${out}: commit of run ${run.runId} failed: ${sdkMessage(err)}`, !isPermanent(err), { cause: err });
     }
   }

@@ -224,6 +224,14 @@ describe('BigQuery source → ONNX → BigQuery sink', () => {
     expect({ n, k }).toEqual({ n: ROWS, k: ROWS });
     const chunkRows = await sql<{ chunk_index: number; attempt: number }>('SELECT chunk_index, attempt FROM `scoreline-local.scoreline.scoreline_run_chunks` WHERE run_id = @id ORDER BY chunk_index', { id: run.runId });
     expect(chunkRows.map((c) => [c.chunk_index, c.attempt])).toEqual([[0, 1], [1, 2], [2, 1]]);
+    // The same with more staging tables than one MERGE reads (they are gathered first): still a no-op.
+    sinkOptions = { unionLimit: 2 };
+    try {
+      const gathered = await commitRun(ctx, { run: plan.run, config: plan.config, staged });
+      expect(gathered.rowsOut).toBe(ROWS);
+    } finally {
+      sinkOptions = {};
+    }
     await ctx.connectors.source(config).cleanup?.(config, plan.run);
   });
 
