@@ -22,11 +22,13 @@ import { cleanup, copyModels, demoData, query, REPO, startTestStack, tempProject
 const DATE = '2026-11-01';
 const ROWS = 8_000;
 /**
- * One chunk of this date takes about a second to score: long enough to outrun a 100 ms chunk_sla even
- * with the dev server's timer latency (a few hundred ms), without any test-only delay in the code.
+ * One chunk of this date takes ~2.5 s to score (tree model, one inference thread): long enough to outrun
+ * a 100 ms chunk_sla even with the dev server's timer latency, which under the CPU load of a run was
+ * measured near a second (120k rows, ~0.9 s of scoring, let the timer lose), without any test-only
+ * delay in the code.
  */
 const BIG_DATE = '2026-11-03';
-const BIG_ROWS = 120_000;
+const BIG_ROWS = 360_000;
 const UI = 'http://ui.test:8233';
 
 // Credentials the worker reads from its environment; none of them may show up in history or audit rows.
