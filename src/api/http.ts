@@ -119,7 +119,7 @@ export function createHandler(routes: Route[], opts: HttpOptions): (req: Incomin
     }
     const { route } = match;
     if (route.auth) authorize(req);
-    const rawParams = Object.fromEntries(match.names.map((n, i) => [n, decodeURIComponent(match.pattern.exec(url.pathname)![i + 1])]));
+    const rawParams = Object.fromEntries(match.names.map((n, i) => [n, decodePathSegment(n, match.pattern.exec(url.pathname)![i + 1])]));
     const params = route.params ? validate(route.params, rawParams, 'path') : rawParams;
     const query = route.query ? validate(route.query, Object.fromEntries(url.searchParams), 'query') : {};
     let body: unknown;
@@ -228,4 +228,13 @@ function send(res: ServerResponse, status: number, body: unknown): void {
     ...(status === 401 ? { 'www-authenticate': 'Bearer' } : {}),
   });
   res.end(text);
+}
+
+/** A malformed escape (`%E0%A4%A`) is the caller's mistake: a 400 naming the parameter, not a 500. */
+function decodePathSegment(name: string, raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new ApiError(400, 'bad_request', `path.${name}: not a valid percent-encoded value`);
+  }
 }

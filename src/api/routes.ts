@@ -222,7 +222,7 @@ const API_OVERRIDABLE = /^(model|chunk_rows|parallelism|sink\.mode|features\.(nu
 function stringOverrides(o: Record<string, string | number | boolean> | undefined): Record<string, string> {
   for (const key of Object.keys(o ?? {})) {
     if (!API_OVERRIDABLE.test(key)) {
-      throw new ApiError(400, 'invalid_request', `body.overrides.${key}: not overridable through the API (allowed: model, chunk_rows, parallelism, sink.mode, features.nulls, features.cast, features.impute_values.<column>)`);
+      throw new ApiError(400, 'bad_request', `body.overrides.${key}: not overridable through the API (allowed: model, chunk_rows, parallelism, sink.mode, features.nulls, features.cast, features.impute_values.<column>)`);
     }
   }
   return Object.fromEntries(Object.entries(o ?? {}).map(([k, v]) => [k, String(v)]));

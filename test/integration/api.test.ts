@@ -120,6 +120,9 @@ describe('auth, validation, limits', () => {
       expect(r.status, field).toBe(400);
       expect(r.json.error.message).toMatch(new RegExp(`^body\\.overrides\\.${field.replace('.', '\\.')}: not overridable through the API`));
     }
+    const badEscape = await http('GET', '/v1/runs/%E0%A4%A');
+    expect(badEscape.status).toBe(400);
+    expect(badEscape.json.error.message).toMatch(/^path\.\w+: not a valid percent-encoded value/);
     const status = await http('GET', '/v1/runs?status=exploded');
     expect(status.status).toBe(400);
     expect(status.json.error.message).toMatch(/^query\.status: /);
