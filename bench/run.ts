@@ -10,6 +10,8 @@
  *
  *   npm run bench [-- --json] [--rows 1000000] [--skip-libs] [--models mlp,gbt] [--repeats 3] [--data DIR]
  *                 [--cpu-prof DIR]   (V8 CPU profiles of the worker process, for "where does the time go")
+ *                 [--skip-warehouses] [--warehouses bigquery,snowflake] [--warehouse-rows 100000]
+ *   BENCH_WORKER_NODE_ARGS="--single-threaded-gc …": extra node flags for the worker process (experiments)
  *   npm run bench -- --nrt [--json] [--nrt-designs update,eager] [--nrt-requests 200]
  *                 only the near-real-time latency bench (bench/nrt.ts)
  */
