@@ -12,6 +12,7 @@ import * as nrt from '../src/nrt/score';
 import type { NrtAuditGroup, NrtRequest } from '../src/nrt/protocol';
 import * as batch from '../src/run/batch';
 import type { RunContext } from '../src/run/context';
+import { profileRun, type ProfileArgs } from '../src/run/profile';
 import type { RunInput, RunRef } from '../src/types';
 
 function hooks(): batch.StepHooks {
@@ -43,6 +44,7 @@ export function createActivities(ctx: RunContext) {
     scoreChunk: (args: batch.ScoreArgs) => mapErrors(() => batch.scoreChunk(ctx, args, hooks())),
     commitRun: (args: batch.CommitArgs) => mapErrors(() => batch.commitRun(ctx, args)),
     finishRun: (args: batch.FinishArgs) => mapErrors(() => batch.finishRun(ctx, args)),
+    profileRun: (args: ProfileArgs) => mapErrors(() => profileRun(ctx, args)),
     resolveAlertConfig: async (args: { input: RunInput }) => alerts.resolveAlertConfig(ctx, args),
     previousRunFailed: (args: { config: PipelineConfig; run: RunRef }) => mapErrors(() => alerts.previousRunFailed(ctx, args)),
     // Credentials come from this worker's environment, never from the arguments (which are in history).

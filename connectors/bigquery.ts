@@ -35,8 +35,9 @@ import { ConfigError, InputError, SinkError } from '../src/errors';
 import { buffers } from '../src/io/buffers';
 import { writeParquetFile } from '../src/io/parquet-write';
 import type { OutputBatch } from '../src/run/batch';
-import type { Chunk, ChunkAudit, CommitStats, RunAudit, RunRef, StagedChunk } from '../src/types';
-import type { AuditStore, PlanRequest, Sink, Source, SourcePlan, StagedFile } from './types';
+import type { Chunk, ChunkAudit, CommitStats, ProfileAudit, RunAudit, RunRef, StagedChunk } from '../src/types';
+import { profileAuditRow } from '../src/profile/rows';
+import type { AuditStore, PlanRequest, ProfiledRun, ProfiledRunsQuery, Sink, Source, SourcePlan, StagedFile } from './types';
 
 /** Row number column of a snapshot: 0-based, dense, ordered by the source keys. */
 export const ROW_COLUMN = '_scoreline_row';
@@ -759,8 +760,31 @@ const CHUNK_COLUMNS: Record<keyof ChunkAudit, AuditType> = {
   error: 'STRING',
 };
 
+const PROFILE_COLUMNS: Record<keyof ProfileAudit, AuditType> = {
+  run_id: 'STRING',
+  pipeline: 'STRING',
+  logical_date: 'STRING',
+  model_name: 'STRING',
+  model_version: 'STRING',
+  model_sha256: 'STRING',
+  column_name: 'STRING',
+  role: 'STRING',
+  value_count: 'INT64',
+  null_count: 'INT64',
+  min_value: 'FLOAT64',
+  max_value: 'FLOAT64',
+  mean: 'FLOAT64',
+  std: 'FLOAT64',
+  quantiles: 'STRING',
+  psi: 'FLOAT64',
+  mean_shift: 'FLOAT64',
+  reference: 'STRING',
+  profiled_at: 'TIMESTAMP',
+};
+
 export const RUNS_TABLE = 'scoreline_runs';
 export const CHUNKS_TABLE = 'scoreline_run_chunks';
+export const PROFILES_TABLE = 'scoreline_run_profiles';
 
 /** Audit tables already created or checked, by dataset: once per worker process, not per row. */
 const auditTablesReady = new Map<string, Promise<void>>();
@@ -778,7 +802,7 @@ export class BigQueryAuditStore implements AuditStore {
   }
 
   location(): string {
-    return `bigquery://${this.dataset.project}.${this.dataset.dataset} (${RUNS_TABLE}, ${CHUNKS_TABLE})`;
+    return `bigquery://${this.dataset.project}.${this.dataset.dataset} (${RUNS_TABLE}, ${CHUNKS_TABLE}, ${PROFILES_TABLE})`;
   }
 
   private ref(table: string): TableRef {
@@ -812,18 +836,57 @@ export class BigQueryAuditStore implements AuditStore {
 
   /** The latest other finished (succeeded or failed) run of the same pipeline and date: `recovered` alerts. */
   async previousRun(run: RunRef): Promise<Pick<RunAudit, 'run_id' | 'status' | 'finished_at'> | undefined> {
-    await this.ready();
     const sql =
       `SELECT run_id, status, finished_at FROM ${quoteTable(this.ref(RUNS_TABLE))} ` +
       "WHERE pipeline = @pipeline AND logical_date = @date AND run_id <> @run_id AND status IN ('succeeded', 'failed') " +
       'ORDER BY finished_at DESC, updated_at DESC LIMIT 1';
+    const [row] = await this.select(sql, { pipeline: run.pipeline, date: run.logicalDate, run_id: run.runId }, `the previous run of ${run.pipeline} ${run.logicalDate}`);
+    return row && { run_id: String(row.run_id), status: row.status as RunAudit['status'], finished_at: timestampOf(row.finished_at) };
+  }
+
+  /** DELETE the run's rows, then one multi-row INSERT: a retry replaces what an earlier attempt wrote. */
+  async recordProfile(runId: string, rows: ProfileAudit[]): Promise<void> {
+    await this.ready();
+    const table = quoteTable(this.ref(PROFILES_TABLE));
+    const what = `the profile of run ${runId}`;
+    await this.dml(`DELETE FROM ${table} WHERE run_id = @run_id`, { run_id: 'STRING' }, { run_id: runId }, what);
+    if (rows.length === 0) return;
+    const cols = Object.keys(PROFILE_COLUMNS) as (keyof ProfileAudit)[];
+    const types: Record<string, AuditType> = {};
+    const values: Record<string, unknown> = {};
+    const tuples = rows.map((row, i) => {
+      const names = cols.map((c) => {
+        types[`p${i}_${c}`] = PROFILE_COLUMNS[c];
+        values[`p${i}_${c}`] = row[c];
+        return `@p${i}_${c}`;
+      });
+      return `(${names.join(', ')})`;
+    });
+    await this.dml(`INSERT INTO ${table} (${cols.map(quoteColumn).join(', ')}) VALUES ${tuples.join(', ')}`, types, values, what);
+  }
+
+  async profiledRuns(q: ProfiledRunsQuery): Promise<ProfiledRun[]> {
+    const sql =
+      `SELECT run_id, logical_date, MAX(profiled_at) AS profiled_at FROM ${quoteTable(this.ref(PROFILES_TABLE))} ` +
+      `WHERE pipeline = @pipeline${q.beforeDate ? ' AND logical_date < @before' : ''} GROUP BY run_id, logical_date ` +
+      `ORDER BY logical_date DESC, profiled_at DESC LIMIT ${Math.max(1, Math.floor(q.limit))}`;
+    const rows = await this.select(sql, { pipeline: q.pipeline, ...(q.beforeDate && { before: q.beforeDate }) }, `profiled runs of ${q.pipeline}`);
+    return rows.map((r) => ({ run_id: String(r.run_id), logical_date: String(r.logical_date), profiled_at: timestampOf(r.profiled_at)! }));
+  }
+
+  async readProfile(runId: string): Promise<ProfileAudit[]> {
+    const rows = await this.select(`SELECT * FROM ${quoteTable(this.ref(PROFILES_TABLE))} WHERE run_id = @run_id`, { run_id: runId }, `the profile of run ${runId}`);
+    return rows.map((r) => profileAuditRow(r, timestampOf(r.profiled_at)));
+  }
+
+  private async select(sql: string, params: Record<string, string>, what: string): Promise<Record<string, unknown>[]> {
+    await this.ready();
     try {
-      const job = await runQuery(this.client, this.conn, { query: sql, params: { pipeline: run.pipeline, date: run.logicalDate, run_id: run.runId } });
+      const job = await runQuery(this.client, this.conn, { query: sql, params });
       const [rows] = await job.getQueryResults();
-      const row = rows[0] as { run_id: string; status: RunAudit['status']; finished_at: { value: string } | null } | undefined;
-      return row && { run_id: row.run_id, status: row.status, finished_at: row.finished_at ? new Date(row.finished_at.value).toISOString() : null };
+      return rows as Record<string, unknown>[];
     } catch (err) {
-      throw new SinkError(`${this.location()}: reading the previous run of ${run.pipeline} ${run.logicalDate} failed: ${sdkMessage(err)}`, !isPermanent(err), { cause: err });
+      throw new SinkError(`${this.location()}: reading ${what} failed: ${sdkMessage(err)}`, !isPermanent(err), { cause: err });
     }
   }
 
@@ -855,7 +918,7 @@ export class BigQueryAuditStore implements AuditStore {
     const key = `${this.conn.name}\0${this.conn.options.apiEndpoint ?? ''}\0${this.location()}`;
     let ready = auditTablesReady.get(key);
     if (!ready) {
-      ready = Promise.all([this.ensureTable(RUNS_TABLE, RUN_TABLE_COLUMNS), this.ensureTable(CHUNKS_TABLE, CHUNK_COLUMNS)]).then(() => undefined);
+      ready = Promise.all([this.ensureTable(RUNS_TABLE, RUN_TABLE_COLUMNS), this.ensureTable(CHUNKS_TABLE, CHUNK_COLUMNS), this.ensureTable(PROFILES_TABLE, PROFILE_COLUMNS)]).then(() => undefined);
       auditTablesReady.set(key, ready);
       ready.catch(() => auditTablesReady.delete(key));
     }
@@ -891,4 +954,10 @@ export class BigQueryAuditStore implements AuditStore {
       throw new SinkError(`${where}: cannot create or check the audit table: ${sdkMessage(err)}`, !isPermanent(err), { cause: err });
     }
   }
+}
+
+/** A TIMESTAMP as the SDK returns it ({ value }) → ISO 8601. */
+function timestampOf(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  return new Date(typeof v === 'object' && 'value' in v ? String((v as { value: unknown }).value) : String(v)).toISOString();
 }

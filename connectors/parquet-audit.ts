@@ -8,11 +8,13 @@ import { join, resolve } from 'node:path';
 import * as arrow from 'apache-arrow';
 import { withConnection } from '../src/io/duckdb';
 import { writeParquetFile } from '../src/io/parquet-write';
-import type { ChunkAudit, RunAudit, RunRef } from '../src/types';
-import type { AuditStore } from './types';
+import type { ChunkAudit, ProfileAudit, RunAudit, RunRef } from '../src/types';
+import { profileAuditRow } from '../src/profile/rows';
+import type { AuditStore, ProfiledRun, ProfiledRunsQuery } from './types';
 
 export const RUNS_TABLE = 'scoreline_runs';
 export const CHUNKS_TABLE = 'scoreline_run_chunks';
+export const PROFILES_TABLE = 'scoreline_run_profiles';
 
 const RUN_SCHEMA: Record<keyof RunAudit, arrow.DataType> = {
   run_id: new arrow.Utf8(),
@@ -52,6 +54,28 @@ const CHUNK_SCHEMA: Record<keyof ChunkAudit, arrow.DataType> = {
   worker: new arrow.Utf8(),
   attempt: new arrow.Int32(),
   error: new arrow.Utf8(),
+};
+
+export const PROFILE_SCHEMA: Record<keyof ProfileAudit, arrow.DataType> = {
+  run_id: new arrow.Utf8(),
+  pipeline: new arrow.Utf8(),
+  logical_date: new arrow.Utf8(),
+  model_name: new arrow.Utf8(),
+  model_version: new arrow.Utf8(),
+  model_sha256: new arrow.Utf8(),
+  column_name: new arrow.Utf8(),
+  role: new arrow.Utf8(),
+  value_count: new arrow.Int64(),
+  null_count: new arrow.Int64(),
+  min_value: new arrow.Float64(),
+  max_value: new arrow.Float64(),
+  mean: new arrow.Float64(),
+  std: new arrow.Float64(),
+  quantiles: new arrow.Utf8(),
+  psi: new arrow.Float64(),
+  mean_shift: new arrow.Float64(),
+  reference: new arrow.Utf8(),
+  profiled_at: new arrow.TimestampMillisecond('UTC'),
 };
 
 /** Rows → Arrow table with a fixed schema (audit tables are a contract, like the output). */
@@ -94,6 +118,36 @@ export class ParquetAuditStore implements AuditStore {
   async recordChunk(row: ChunkAudit): Promise<void> {
     const file = `chunk-${String(row.chunk_index).padStart(5, '0')}.parquet`;
     await writeParquetFile(join(this.dir, CHUNKS_TABLE, row.run_id, file), auditTable([row], CHUNK_SCHEMA));
+  }
+
+  /** One file per run, replaced whole (written to a temporary name and renamed). */
+  async recordProfile(runId: string, rows: ProfileAudit[]): Promise<void> {
+    await writeParquetFile(join(this.dir, PROFILES_TABLE, `${runId}.parquet`), auditTable(rows, PROFILE_SCHEMA));
+  }
+
+  async profiledRuns(q: ProfiledRunsQuery): Promise<ProfiledRun[]> {
+    const rows = await this.queryProfiles(
+      `SELECT run_id, logical_date, strftime(max(profiled_at), '%Y-%m-%dT%H:%M:%S.%gZ') AS profiled_at FROM read_parquet($1, union_by_name = true)
+       WHERE pipeline = $2 AND ($3::VARCHAR IS NULL OR logical_date < $3) GROUP BY run_id, logical_date
+       ORDER BY logical_date DESC, max(profiled_at) DESC LIMIT ${Math.max(1, Math.floor(q.limit))}`,
+      [q.pipeline, q.beforeDate ?? null],
+    );
+    return rows as unknown as ProfiledRun[];
+  }
+
+  async readProfile(runId: string): Promise<ProfileAudit[]> {
+    const file = join(this.dir, PROFILES_TABLE, `${runId}.parquet`);
+    if (!existsSync(file)) return [];
+    const rows = await withConnection(async (con) =>
+      (await con.runAndReadAll(`SELECT * EXCLUDE (profiled_at), strftime(profiled_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS profiled_at FROM read_parquet($1)`, [file])).getRowObjectsJS(),
+    );
+    return rows.map((r) => profileAuditRow(r, r.profiled_at as string));
+  }
+
+  private async queryProfiles(sql: string, params: (string | null)[]): Promise<Record<string, unknown>[]> {
+    const dir = join(this.dir, PROFILES_TABLE);
+    if (!existsSync(dir)) return [];
+    return withConnection(async (con) => (await con.runAndReadAll(sql, [join(dir, '*.parquet'), ...params])).getRowObjectsJS() as Record<string, unknown>[]);
   }
 
   /** Scans the run rows (one small file per status change); union_by_name reads files from before a column was added. */

@@ -21,8 +21,9 @@ import { bindTemplate, templateVars, type PipelineConfig } from '../src/config/p
 import type { SnowflakeConnection } from '../src/connections';
 import { ConfigError, InputError, ScorelineError, SinkError } from '../src/errors';
 import type { OutputBatch } from '../src/run/batch';
-import type { Chunk, ChunkAudit, CommitStats, RunAudit, RunRef, StagedChunk } from '../src/types';
-import type { AuditStore, PlanRequest, Sink, Source, SourcePlan, StagedFile } from './types';
+import type { Chunk, ChunkAudit, CommitStats, ProfileAudit, RunAudit, RunRef, StagedChunk } from '../src/types';
+import { profileAuditRow } from '../src/profile/rows';
+import type { AuditStore, PlanRequest, ProfiledRun, ProfiledRunsQuery, Sink, Source, SourcePlan, StagedFile } from './types';
 
 // ---------------------------------------------------------------------------------------------------
 // Identifiers
@@ -800,6 +801,29 @@ function affected(result: Executed): number {
 
 const RUNS_TABLE = 'SCORELINE_RUNS';
 const CHUNKS_TABLE = 'SCORELINE_RUN_CHUNKS';
+const PROFILES_TABLE = 'SCORELINE_RUN_PROFILES';
+
+const PROFILE_COLUMNS: Record<keyof ProfileAudit, string> = {
+  run_id: 'VARCHAR',
+  pipeline: 'VARCHAR',
+  logical_date: 'VARCHAR',
+  model_name: 'VARCHAR',
+  model_version: 'VARCHAR',
+  model_sha256: 'VARCHAR',
+  column_name: 'VARCHAR',
+  role: 'VARCHAR',
+  value_count: 'NUMBER(38,0)',
+  null_count: 'NUMBER(38,0)',
+  min_value: 'FLOAT',
+  max_value: 'FLOAT',
+  mean: 'FLOAT',
+  std: 'FLOAT',
+  quantiles: 'VARCHAR',
+  psi: 'FLOAT',
+  mean_shift: 'FLOAT',
+  reference: 'VARCHAR',
+  profiled_at: 'TIMESTAMP_TZ',
+};
 
 /** Same columns as the Parquet audit tables (connectors/parquet-audit.ts), in Snowflake types. */
 const RUN_COLUMNS: Record<keyof RunAudit, string> = {
@@ -869,7 +893,7 @@ export class SnowflakeAuditStore implements AuditStore {
     const { database, schema } = this.connection.options;
     const db = this.schema?.database ?? (database ? normalise(database) : undefined);
     const sc = this.schema?.schema ?? (schema ? normalise(schema) : undefined);
-    return `snowflake://${this.connection.options.account}/${[db, sc].filter(Boolean).join('.')} (${RUNS_TABLE}, ${CHUNKS_TABLE})`;
+    return `snowflake://${this.connection.options.account}/${[db, sc].filter(Boolean).join('.')} (${RUNS_TABLE}, ${CHUNKS_TABLE}, ${PROFILES_TABLE})`;
   }
 
   private ensureTables(): Promise<void> {
@@ -877,6 +901,7 @@ export class SnowflakeAuditStore implements AuditStore {
       const columns = (spec: Record<string, string>) => Object.entries(spec).map(([c, t]) => `${columnIdent(c)} ${t}`).join(', ');
       await s.run(`CREATE TABLE IF NOT EXISTS ${quoteName(this.tableName(RUNS_TABLE))} (${columns(RUN_COLUMNS)}, "UPDATED_AT" TIMESTAMP_TZ)`);
       await s.run(`CREATE TABLE IF NOT EXISTS ${quoteName(this.tableName(CHUNKS_TABLE))} (${columns(CHUNK_COLUMNS)})`);
+      await s.run(`CREATE TABLE IF NOT EXISTS ${quoteName(this.tableName(PROFILES_TABLE))} (${columns(PROFILE_COLUMNS)})`);
       // Columns added to the contract since a table was created (nullable, so old rows stay valid).
       for (const c of ADDED_RUN_COLUMNS) await s.run(`ALTER TABLE ${quoteName(this.tableName(RUNS_TABLE))} ADD COLUMN IF NOT EXISTS ${columnIdent(c)} ${RUN_COLUMNS[c]}`);
     });
@@ -910,10 +935,53 @@ export class SnowflakeAuditStore implements AuditStore {
         )
       ).rows;
       if (!row) return undefined;
-      const finished = row.FINISHED_AT as unknown;
-      return { run_id: String(row.RUN_ID), status: row.STATUS as RunAudit['status'], finished_at: finished == null ? null : new Date(finished as string).toISOString() };
+      return { run_id: String(row.RUN_ID), status: row.STATUS as RunAudit['status'], finished_at: isoOrNull(row.FINISHED_AT) };
     } catch (err) {
       throw wrapError(err, `snowflake audit ${displayName(table)}: reading the previous run of ${run.pipeline} ${run.logicalDate} failed`, 'audit');
+    }
+  }
+
+  /** DELETE + one multi-row INSERT in a transaction: a retry replaces the run's rows. */
+  async recordProfile(runId: string, rows: ProfileAudit[]): Promise<void> {
+    const table = this.tableName(PROFILES_TABLE);
+    try {
+      await this.ensureTables();
+      await this.sessions.transaction(async (s) => {
+        await s.run(`DELETE FROM ${quoteName(table)} WHERE "RUN_ID" = ?`, [runId]);
+        if (rows.length === 0) return;
+        const { sql, binds } = insertRows(table, PROFILE_COLUMNS, rows);
+        await s.run(sql, binds);
+      });
+    } catch (err) {
+      throw wrapError(err, `snowflake audit ${displayName(table)}: recording the profile of run ${runId} failed`, 'audit');
+    }
+  }
+
+  async profiledRuns(q: ProfiledRunsQuery): Promise<ProfiledRun[]> {
+    const rows = await this.selectProfiles(
+      `SELECT "RUN_ID", "LOGICAL_DATE", MAX("PROFILED_AT") AS "PROFILED_AT" FROM ${quoteName(this.tableName(PROFILES_TABLE))} ` +
+        `WHERE "PIPELINE" = ?${q.beforeDate ? ' AND "LOGICAL_DATE" < ?' : ''} GROUP BY "RUN_ID", "LOGICAL_DATE" ` +
+        `ORDER BY "LOGICAL_DATE" DESC, "PROFILED_AT" DESC LIMIT ${Math.max(1, Math.floor(q.limit))}`,
+      q.beforeDate ? [q.pipeline, q.beforeDate] : [q.pipeline],
+      `profiled runs of ${q.pipeline}`,
+    );
+    return rows.map((r) => ({ run_id: String(r.run_id), logical_date: String(r.logical_date), profiled_at: isoOrNull(r.profiled_at)! }));
+  }
+
+  async readProfile(runId: string): Promise<ProfileAudit[]> {
+    const cols = Object.keys(PROFILE_COLUMNS).map(columnIdent).join(', ');
+    const rows = await this.selectProfiles(`SELECT ${cols} FROM ${quoteName(this.tableName(PROFILES_TABLE))} WHERE "RUN_ID" = ?`, [runId], `the profile of run ${runId}`);
+    return rows.map((r) => profileAuditRow(r, isoOrNull(r.profiled_at)));
+  }
+
+  /** Rows with lower-case keys, as in the other audit stores. */
+  private async selectProfiles(sql: string, binds: Bind[], what: string): Promise<Record<string, unknown>[]> {
+    try {
+      await this.ensureTables();
+      const { rows } = await this.sessions.use((s) => s.run(sql, binds));
+      return rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.toLowerCase(), v])));
+    } catch (err) {
+      throw wrapError(err, `snowflake audit ${displayName(this.tableName(PROFILES_TABLE))}: reading ${what} failed`, 'audit');
     }
   }
 
@@ -935,8 +1003,23 @@ export class SnowflakeAuditStore implements AuditStore {
 
 /** A one-row INSERT with every value bound as text and cast to its column type in SQL. */
 function insertRow<T extends object>(table: SnowflakeName, spec: Record<keyof T, string>, row: T, extra: Record<string, string> = {}): { sql: string; binds: Bind[] } {
-  const entries = [...(Object.entries(spec) as [string, string][]).map(([c, t]) => [c, t, (row as Record<string, unknown>)[c]] as const), ...Object.entries(extra).map(([c, v]) => [c, 'TIMESTAMP_TZ', v] as const)];
-  const placeholders = entries.map(([, t]) => (t === 'VARCHAR' ? '?' : `CAST(? AS ${t})`));
-  const binds = entries.map(([, , v]) => (v === null || v === undefined ? null : String(v)));
-  return { sql: `INSERT INTO ${quoteName(table)} (${entries.map(([c]) => columnIdent(c)).join(', ')}) VALUES (${placeholders.join(', ')})`, binds };
+  const withExtra = { ...spec, ...Object.fromEntries(Object.keys(extra).map((c) => [c, 'TIMESTAMP_TZ'])) } as Record<string, string>;
+  return insertRows(table, withExtra, [{ ...row, ...extra }]);
+}
+
+/** A multi-row INSERT … VALUES (…), (…) with every value bound as text and cast to its column type. */
+function insertRows(table: SnowflakeName, spec: Record<string, string>, rows: object[]): { sql: string; binds: Bind[] } {
+  const entries = Object.entries(spec);
+  const tuple = `(${entries.map(([, t]) => (t === 'VARCHAR' ? '?' : `CAST(? AS ${t})`)).join(', ')})`;
+  const binds = rows.flatMap((row) =>
+    entries.map(([c]) => {
+      const v = (row as Record<string, unknown>)[c];
+      return v === null || v === undefined ? null : String(v);
+    }),
+  );
+  return { sql: `INSERT INTO ${quoteName(table)} (${entries.map(([c]) => columnIdent(c)).join(', ')}) VALUES ${rows.map(() => tuple).join(', ')}`, binds };
+}
+
+function isoOrNull(v: unknown): string | null {
+  return v === null || v === undefined ? null : new Date(v as string).toISOString();
 }

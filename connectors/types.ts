@@ -5,7 +5,7 @@
 import type * as arrow from 'apache-arrow';
 import type { PipelineConfig } from '../src/config/pipeline';
 import type { OutputBatch } from '../src/run/batch';
-import type { Chunk, ChunkAudit, CommitStats, RunAudit, RunRef, StagedChunk } from '../src/types';
+import type { Chunk, ChunkAudit, CommitStats, ProfileAudit, RunAudit, RunRef, StagedChunk } from '../src/types';
 
 export interface PlanRequest {
   config: PipelineConfig;
@@ -62,6 +62,25 @@ export interface AuditStore {
    * row), or undefined if there is none. Optional: the `recovered` alert needs it (src/alerts).
    */
   previousRun?(run: RunRef): Promise<Pick<RunAudit, 'run_id' | 'status' | 'finished_at'> | undefined>;
+  /** Replace the run's rows in `scoreline_run_profiles` (one per profiled column); idempotent. */
+  recordProfile(runId: string, rows: ProfileAudit[]): Promise<void>;
+  /** Runs with a stored profile: newest logical date first, then the newest profile of a date. */
+  profiledRuns(q: ProfiledRunsQuery): Promise<ProfiledRun[]>;
+  /** The stored profile rows of one run (empty if none). */
+  readProfile(runId: string): Promise<ProfileAudit[]>;
+}
+
+export interface ProfiledRunsQuery {
+  pipeline: string;
+  /** Only logical dates strictly before this one (the `previous` drift reference). */
+  beforeDate?: string;
+  limit: number;
+}
+
+export interface ProfiledRun {
+  run_id: string;
+  logical_date: string;
+  profiled_at: string;
 }
 
 export interface Connectors {

@@ -4,6 +4,7 @@
  * Workflow code imports this file, so it must stay free of runtime imports.
  */
 import type { PipelineConfig } from './config/pipeline';
+import type { ColumnDrift, Profile } from './profile/sketch';
 
 export type Trigger = 'cli' | 'api' | 'schedule' | 'ui' | 'nrt' | 'demo' | 'bench' | 'test';
 
@@ -80,6 +81,9 @@ export interface ChunkStats {
   bytesWritten: number;
   worker: string;
   attempt: number;
+  /** Profile of the chunk's features and predictions (src/profile); absent when `profile: false`. */
+  profile?: Profile;
+  profileMs?: number;
 }
 
 export interface CommitStats {
@@ -131,6 +135,44 @@ export interface RunResult {
   error?: string;
   /** Sum over chunks, for "where does the time go". */
   stageMs?: { read: number; convert: number; infer: number; write: number };
+  /** The run's profile compared with its reference (docs/drift.md). */
+  drift?: DriftSummary;
+}
+
+/** What the profile step found: per-column drift against the reference, and which columns crossed a threshold. */
+export interface DriftSummary {
+  /** `run <id> (<date>)`, `baseline <model>:<version>`, or null for a first run (nothing to compare with). */
+  reference: string | null;
+  columns: ColumnDrift[];
+  /** Columns over `drift.psi` or `drift.mean_shift`. */
+  breached: ColumnDrift[];
+  /** Set when the profile could not be stored or compared; the run itself is unaffected. */
+  error?: string;
+}
+
+/** One row of `scoreline_run_profiles`: one column of one run. */
+export interface ProfileAudit {
+  run_id: string;
+  pipeline: string;
+  logical_date: string;
+  model_name: string;
+  model_version: string;
+  model_sha256: string;
+  column_name: string;
+  role: 'feature' | 'prediction';
+  value_count: number;
+  null_count: number;
+  min_value: number | null;
+  max_value: number | null;
+  mean: number | null;
+  std: number | null;
+  /** JSON array of the 33 quantiles at p = 0, 1/32, …, 1 (src/profile/sketch.ts). */
+  quantiles: string | null;
+  psi: number | null;
+  mean_shift: number | null;
+  /** What psi and mean_shift compare against (DriftSummary.reference). */
+  reference: string | null;
+  profiled_at: string;
 }
 
 export type RunPhase = 'planning' | 'scoring' | 'committing' | 'finishing' | RunStatus;

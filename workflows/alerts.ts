@@ -10,7 +10,7 @@ import type { AlertsConfig } from '../src/alerts/config';
 import { parseDuration } from '../src/alerts/duration';
 import { channelsFor, type AlertEvent, type AlertFacts, type AlertRecord } from '../src/alerts/events';
 import type { PipelineConfig } from '../src/config/pipeline';
-import type { RunInput, RunPlan, RunRef, RunStatus } from '../src/types';
+import type { DriftSummary, RunInput, RunPlan, RunRef, RunStatus } from '../src/types';
 import { describeError } from './describe';
 
 /** Reads the pipeline file or the audit table on the worker: quick, and only needed at the run's end. */
@@ -35,6 +35,8 @@ export interface RunOutcome {
   /** For `failed`: the step that failed and its error. */
   step?: string;
   error?: string;
+  /** For a succeeded run: what the profile step found (a `drift` alert when columns crossed a threshold). */
+  drift?: DriftSummary;
 }
 
 export class RunAlerts {
@@ -97,6 +99,20 @@ export class RunAlerts {
     } else if (outcome.status === 'succeeded' && this.pipeline && channelsFor(this.config, 'recovered').length > 0) {
       const previousFailed = await previousRunFailed({ config: this.pipeline, run: this.run }).catch(() => false);
       if (previousFailed || this.slowFired) this.send('recovered', { status: 'succeeded', recoveredFrom: previousFailed ? 'failed' : 'slow' });
+    }
+    const drift = outcome.drift;
+    if (outcome.status === 'succeeded' && drift?.reference && drift.breached.length > 0 && this.pipeline) {
+      const worst = [...drift.breached].sort((a, b) => (b.psi ?? 0) - (a.psi ?? 0) || (b.meanShift ?? 0) - (a.meanShift ?? 0));
+      this.send('drift', {
+        status: 'succeeded',
+        drift: {
+          reference: drift.reference,
+          psiThreshold: this.pipeline.drift.psi,
+          meanShiftThreshold: this.pipeline.drift.mean_shift,
+          columns: worst.slice(0, 20).map((c) => ({ column: c.column, role: c.role, psi: c.psi, meanShift: c.meanShift })),
+          count: drift.breached.length,
+        },
+      });
     }
     await Promise.all(this.deliveries);
     return this.records.filter((r): r is AlertRecord => r !== undefined);

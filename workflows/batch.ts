@@ -10,6 +10,7 @@ import {
   CancelledFailure,
   defineQuery,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertMemo,
@@ -18,7 +19,8 @@ import {
 } from '@temporalio/workflow';
 import type { ScorelineActivities } from '../activities';
 import { SA_MODEL, SA_MODEL_VERSION, SA_PIPELINE, SA_SCHEDULED_START } from '../src/search-attributes';
-import type { ChunkStats, CommitStats, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals, StagedChunk } from '../src/types';
+import { mergeProfiles, profiledChunk, type Profile } from '../src/profile/sketch';
+import type { ChunkStats, CommitStats, DriftSummary, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals, StagedChunk } from '../src/types';
 import { RunAlerts } from './alerts';
 import { describeError as describe } from './describe';
 
@@ -47,6 +49,15 @@ const { scoreChunk } = proxyActivities<ScorelineActivities>({
 const { commitRun, finishRun } = proxyActivities<ScorelineActivities>({
   startToCloseTimeout: '10 minutes',
   retry: { maximumAttempts: 10, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/**
+ * Profile + drift of a committed run: a few small queries. Its failure never fails the run (the output
+ * is committed by then); the run's result and audit say the profile is missing.
+ */
+const { profileRun } = proxyActivities<ScorelineActivities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 
 class StepFailure {
@@ -87,6 +98,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const staged: StagedChunk[] = [];
   const totals: RunTotals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
   let commit: CommitStats | undefined;
+  let profile: Profile | undefined;
   try {
     plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs }));
     Object.assign(progress, {
@@ -102,6 +114,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     await scoreAllChunks(plan, alerts, (s) => {
       staged.push({ index: s.index, rows: s.rowsOut, file: s.stagedFile });
       addChunk(totals, s);
+      if (s.profile) profile = mergeProfiles(profile, s.profile);
       Object.assign(progress, { chunksDone: totals.chunksDone, rowsDone: totals.rowsIn, rowsOut: totals.rowsOut, updatedAtMs: Date.now() });
     });
     progress.phase = 'committing';
@@ -127,12 +140,29 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   }
 
   const summary = summarize(plan);
-  const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status: 'succeeded' }));
+  // patched(): runs started by an older worker replay without this step.
+  const drift = profile && patched('run-profile-v1') ? await CancellationScope.nonCancellable(() => profileStep(plan!, profile!)) : undefined;
+  const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status: 'succeeded', drift }));
   const result = await CancellationScope.nonCancellable(() => finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs, alerts: sent }));
+  if (drift) result.drift = drift;
   progress.phase = 'succeeded';
   progress.updatedAtMs = Date.now();
-  upsertMemo({ rows_in: result.rowsIn, rows_out: result.rowsOut, output: result.output ?? null, model: `${plan.model.name}:${plan.model.version}` });
+  upsertMemo({
+    rows_in: result.rowsIn,
+    rows_out: result.rowsOut,
+    output: result.output ?? null,
+    model: `${plan.model.name}:${plan.model.version}`,
+    ...(drift && { drifted_columns: drift.breached.map((c) => c.column) }),
+  });
   return result;
+}
+
+async function profileStep(plan: RunPlan, profile: Profile): Promise<DriftSummary> {
+  try {
+    return await profileRun({ run: plan.run, config: plan.config, model: plan.model, profile });
+  } catch (err) {
+    return { reference: null, columns: [], breached: [], error: `profile not stored: ${describe(err)}` };
+  }
 }
 
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
@@ -169,7 +199,7 @@ async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, onChunk: (s: Chu
       while (inflight.size >= plan.config.parallelism && !failure) await Promise.race(inflight);
       if (failure) break;
       const p: Promise<void> = alerts
-        .watchChunk(chunk.index, scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk }))
+        .watchChunk(chunk.index, scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk, profile: profiledChunk(chunk.index, plan.chunks.length) }))
         .then(
           (s) => onChunk(s),
           (err) => {

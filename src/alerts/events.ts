@@ -9,7 +9,7 @@
 import type { AlertChannel, AlertsConfig } from './config';
 import type { RunStatus, Trigger } from '../types';
 
-export const ALERT_EVENTS = ['failed', 'slow', 'recovered'] as const;
+export const ALERT_EVENTS = ['failed', 'slow', 'recovered', 'drift'] as const;
 export type AlertEvent = (typeof ALERT_EVENTS)[number];
 /** `test` is what `scoreline alerts test` sends; it is not configurable. */
 export type AlertKind = AlertEvent | 'test';
@@ -35,10 +35,22 @@ export interface AlertFacts {
   chunk?: { index: number; elapsedMs: number; sla: string };
   /** For `recovered`: what is over — the previous run's failure, or this run's slowness. */
   recoveredFrom?: 'failed' | 'slow';
+  /** For `drift`: the reference and the columns past the pipeline's thresholds. */
+  drift?: DriftFacts;
   /** `name:version` of the pinned model, once known. */
   model?: string;
   /** When the event happened (workflow time), ISO 8601; identical across delivery retries. */
   occurredAt: string;
+}
+
+export interface DriftFacts {
+  reference: string;
+  /** `drift.psi` of the pipeline. */
+  psiThreshold: number;
+  meanShiftThreshold?: number;
+  /** Worst first, at most 20 (the count says how many there were). */
+  columns: { column: string; role: string; psi: number | null; meanShift: number | null }[];
+  count: number;
 }
 
 /** What the run's audit row records about each delivery (the `alerts` column, JSON). */
@@ -57,5 +69,7 @@ export function channelsFor(alerts: AlertsConfig | null | undefined, event: Aler
 
 /** PagerDuty dedup key and webhook correlation key: one incident per pipeline and logical date. */
 export function alertKey(a: Pick<AlertFacts, 'pipeline' | 'logicalDate' | 'event'>): string {
-  return `scoreline/${a.pipeline}/${a.event === 'test' ? 'test' : a.logicalDate}`;
+  if (a.event === 'test') return `scoreline/${a.pipeline}/test`;
+  // Drift is its own incident: a later successful run (`recovered`) says nothing about the data.
+  return a.event === 'drift' ? `scoreline/${a.pipeline}/${a.logicalDate}/drift` : `scoreline/${a.pipeline}/${a.logicalDate}`;
 }

@@ -19,6 +19,7 @@ export const EVENT_STYLE: Record<AlertKind, EventStyle> = {
   failed: { emoji: ':red_circle:', severity: 'error', resolves: false },
   slow: { emoji: ':large_orange_circle:', severity: 'warning', resolves: false },
   recovered: { emoji: ':large_green_circle:', severity: 'info', resolves: true },
+  drift: { emoji: ':chart_with_upwards_trend:', severity: 'warning', resolves: false },
   test: { emoji: ':test_tube:', severity: 'info', resolves: false },
 };
 
@@ -47,9 +48,20 @@ export function headline(a: AlertFacts): string {
         : `${run} is slow: running for ${durationVsSla(a)}`;
     case 'recovered':
       return `${run} recovered: succeeded in ${durationVsSla(a)}${a.recoveredFrom === 'failed' ? ' after the previous run failed' : a.recoveredFrom === 'slow' ? ' after being slow' : ''}`;
+    case 'drift': {
+      const d = a.drift;
+      if (!d) return `${run} drifted`;
+      const worst = d.columns.slice(0, 3).map((c) => `${c.column} ${driftScore(c)}`).join(', ');
+      return `${run} drifted: ${d.count} column${d.count === 1 ? '' : 's'} past PSI ${d.psiThreshold}${d.meanShiftThreshold ? ` or a mean shift of ${d.meanShiftThreshold} std` : ''} vs ${d.reference} (${worst}${d.count > 3 ? ', …' : ''})`;
+    }
     case 'test':
       return `Test alert from Scoreline for pipeline ${a.pipeline}: this channel works`;
   }
+}
+
+function driftScore(c: { psi: number | null; meanShift: number | null }): string {
+  const parts = [c.psi !== null ? `PSI ${c.psi.toFixed(2)}` : '', c.meanShift !== null ? `shift ${c.meanShift.toFixed(1)} std` : ''];
+  return parts.filter(Boolean).join(', ');
 }
 
 export interface WebhookBody {
@@ -70,6 +82,7 @@ export interface WebhookBody {
   sla_ms: number | null;
   chunk: { index: number; elapsed_ms: number; sla: string; sla_ms: number } | null;
   recovered_from: 'failed' | 'slow' | null;
+  drift: { reference: string; psi_threshold: number; mean_shift_threshold: number | null; columns: { column: string; role: string; psi: number | null; mean_shift: number | null }[]; count: number } | null;
   model: string | null;
   occurred_at: string;
   run_url: string;
@@ -96,6 +109,15 @@ export function webhookBody(a: AlertFacts, link: string): WebhookBody {
     sla_ms: a.sla ? (parseDuration(a.sla) ?? null) : null,
     chunk: a.chunk ? { index: a.chunk.index, elapsed_ms: a.chunk.elapsedMs, sla: a.chunk.sla, sla_ms: parseDuration(a.chunk.sla) ?? 0 } : null,
     recovered_from: a.recoveredFrom ?? null,
+    drift: a.drift
+      ? {
+          reference: a.drift.reference,
+          psi_threshold: a.drift.psiThreshold,
+          mean_shift_threshold: a.drift.meanShiftThreshold ?? null,
+          columns: a.drift.columns.map((c) => ({ column: c.column, role: c.role, psi: c.psi, mean_shift: c.meanShift })),
+          count: a.drift.count,
+        }
+      : null,
     model: a.model ?? null,
     occurred_at: a.occurredAt,
     run_url: link,
@@ -132,6 +154,7 @@ export function slackMessage(a: AlertFacts, link: string): { text: string; block
   if (a.step) fields.push(field('Failed step', a.step));
   if (a.chunk) fields.push(field('Slow chunk', `${a.chunk.index}: ${formatDuration(a.chunk.elapsedMs)} (chunk SLA ${a.chunk.sla})`));
   if (a.model) fields.push(field('Model', a.model));
+  if (a.drift) fields.push(field('Drifted columns', a.drift.columns.map((c) => `${c.column}: ${driftScore(c)}`).join('\n')));
   const blocks: SlackBlock[] = [
     { type: 'section', text: { type: 'mrkdwn', text: `${style.emoji} *${slackEscape(clip(headline(a), 2900))}*` } },
     { type: 'section', fields },
@@ -191,6 +214,7 @@ export function pagerdutyEvents(a: AlertFacts, routingKey: string, link: string)
         duration: durationVsSla(a),
         duration_ms: a.durationMs,
         chunk: a.chunk ?? null,
+        drift: a.drift ?? null,
         model: a.model ?? null,
         run_id: a.runId,
         workflow_id: a.workflowId,

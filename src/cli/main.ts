@@ -21,6 +21,7 @@ import type { Trigger } from '../types';
 import { createWorker, runContextFor, workerConfigFromEnv } from '../worker';
 import { runDemo } from './demo';
 import { registerScheduleCommands } from './schedule';
+import { registerDriftCommands } from './drift';
 import { registerApiCommands, startDevApi } from './api';
 import { printJson, resultJson, summaryLinesFor, waitForSignal } from './run-output';
 import { formatDuration, ProgressReporter } from './progress';
@@ -391,6 +392,8 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
       await new ModelStore(opts.modelsDir).setAlias(name, alias, version);
       process.stdout.write(`${name}@${alias} → ${version}\n`);
     });
+
+  registerDriftCommands(program, { loadPipelineArg, localContext });
 
   program
     .command('sql')

@@ -104,6 +104,17 @@ const featurePolicy = z.strictObject({
   cast: z.enum(['strict', 'lenient']).default('strict'),
 });
 
+const driftSchema = z.strictObject({
+  /** Compare each run with the previous successful run's profile, or with the baseline registered with the model. */
+  reference: z.enum(['previous', 'baseline']).default('previous'),
+  /** PSI at or above this marks a column as drifted (0.1–0.25 is a moderate shift, > 0.25 a large one). */
+  psi: z.number().positive().default(0.2),
+  /** Optional: a mean that moved this many reference standard deviations marks a column as drifted. */
+  mean_shift: z.number().positive().optional(),
+  /** Only these feature or prediction columns are checked (default: all). */
+  columns: z.array(columnName).min(1).optional(),
+});
+
 export const pipelineSchema = z.strictObject({
   name: z.string().regex(NAME_PATTERN, 'lower-case letters, digits, - and _ (at most 63), starting with a letter'),
   description: z.string().optional(),
@@ -125,6 +136,10 @@ export const pipelineSchema = z.strictObject({
   alerts: alertsSchema.optional(),
   /** When Temporal Schedules run the pipeline (docs/schedules.md); applied with `scoreline schedule apply`. */
   schedule: scheduleSchema.optional(),
+  /** Profile every run's features and predictions into `scoreline_run_profiles` (docs/drift.md). */
+  profile: z.boolean().default(true),
+  /** What counts as drift, against which reference (docs/drift.md); a `drift` alert needs `alerts.on: [drift]`. */
+  drift: driftSchema.default({ reference: 'previous', psi: 0.2 }),
 });
 
 export type PipelineConfig = z.output<typeof pipelineSchema>;
@@ -148,6 +163,7 @@ export type FeaturePolicy = PipelineConfig['features'];
 export type SourceConfig = PipelineConfig['source'];
 export type SinkConfig = PipelineConfig['sink'];
 export type AuditConfig = NonNullable<PipelineConfig['audit']>;
+export type DriftConfig = PipelineConfig['drift'];
 export type WarehouseSourceConfig = Extract<SourceConfig, { kind: 'snowflake' | 'bigquery' }>;
 export type WarehouseSinkConfig = Extract<SinkConfig, { kind: 'snowflake' | 'bigquery' }>;
 

@@ -11,6 +11,7 @@ import { takeRows } from '../io/arrow';
 import { buffers } from '../io/buffers';
 import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
+import { chunkProfile, profileFeatures } from '../profile/chunk';
 import type { LoadedModel } from '../models/store';
 import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
 import { runModel } from '../scoring/session';
@@ -129,6 +130,8 @@ export interface ScoreArgs {
   config: PipelineConfig;
   model: PinnedModel;
   chunk: Chunk;
+  /** false: skip this chunk's profile (see profiledChunk in src/profile/sketch.ts). */
+  profile?: boolean;
 }
 
 export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHooks = NO_HOOKS): Promise<ChunkStats> {
@@ -147,8 +150,11 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
 
   hooks.heartbeat({ step: 'convert', chunk: chunk.index });
   const feeds = buildFeeds(batch, model.manifest, config.features, where);
-  recycleFeatureColumns(batch, config.source.key);
   const convertMs = lap();
+  // Profiled before inference takes the tensors (they move to an inference thread).
+  const featureProfiles = config.profile && args.profile !== false ? profileFeatures(batch, feeds.tensors, model.manifest) : undefined;
+  let profileMs = lap();
+  recycleFeatureColumns(batch, config.source.key);
 
   hooks.heartbeat({ step: 'infer', chunk: chunk.index });
   const predictions =
@@ -158,6 +164,8 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
         ? await ctx.inference.run(session, feeds.tensors, feeds.rowsOut)
         : await runModel(session, feeds.tensors, feeds.rowsOut);
   const inferMs = lap();
+  const profile = featureProfiles && chunkProfile(featureProfiles, predictions);
+  profileMs += lap();
 
   hooks.throwIfCancelled();
   hooks.heartbeat({ step: 'write', chunk: chunk.index });
@@ -179,6 +187,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
     bytesWritten: staged.bytes,
     worker: ctx.workerId,
     attempt: hooks.attempt,
+    ...(profile && { profile, profileMs: Math.round(profileMs * 100) / 100 }),
   };
   await ctx.connectors.audit(config).recordChunk(chunkAuditRow(run, stats));
   return stats;

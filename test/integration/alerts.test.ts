@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -18,6 +18,7 @@ import type { Stack } from '../../src/dev/stack';
 import { TASK_QUEUE } from '../../src/search-attributes';
 import type { RunResult } from '../../src/types';
 import { cleanup, copyModels, demoData, query, REPO, startTestStack, tempProject } from '../helpers/project';
+import { Receiver } from '../helpers/receiver';
 
 const DATE = '2026-11-01';
 const ROWS = 8_000;
@@ -36,64 +37,6 @@ const WEBHOOK_SECRET = 'whsec-9f8e7d6c5b4a-do-not-leak';
 const SLACK_TOKEN = 'XOXSLACKTOKEN0123456789secret';
 const ROUTING_KEY = 'R0UT1NGKEYdeadbeefsecret00000001';
 const SECRETS = [WEBHOOK_SECRET, SLACK_TOKEN, ROUTING_KEY];
-
-interface Received {
-  path: string;
-  headers: IncomingHttpHeaders;
-  raw: string;
-  json: Record<string, any>;
-  at: number;
-}
-
-/** One local HTTP server for all three services; answers 200/202 unless told to fail the next requests to a path. */
-class Receiver {
-  readonly received: Received[] = [];
-  private readonly failures = new Map<string, number[]>();
-  private server!: Server;
-  base = '';
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      let raw = '';
-      req.setEncoding('utf8');
-      req.on('data', (d) => (raw += d));
-      req.on('end', () => {
-        const path = req.url ?? '';
-        this.received.push({ path, headers: req.headers, raw, json: JSON.parse(raw), at: Date.now() });
-        const status = this.failures.get(path)?.shift() ?? (path.endsWith('/pd') ? 202 : 200);
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(status >= 300 ? '{"error":"try again later"}' : path.endsWith('/pd') ? '{"status":"success","message":"Event processed"}' : 'ok');
-      });
-    });
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.base = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  failNext(path: string, ...statuses: number[]): void {
-    this.failures.set(path, statuses);
-  }
-
-  at(path: string): Received[] {
-    return this.received.filter((r) => r.path === path);
-  }
-
-  /** PagerDuty events of one pipeline (the dedup key names it). */
-  pagerduty(pipeline: string): Received[] {
-    return this.received.filter((r) => r.path === '/pd' && String(r.json.dedup_key).startsWith(`scoreline/${pipeline}/`));
-  }
-
-  async waitFor(pred: () => boolean, timeoutMs = 15_000): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (!pred()) {
-      if (Date.now() > until) throw new Error(`timed out waiting; received: ${this.received.map((r) => r.path).join(', ')}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  stop(): Promise<void> {
-    return new Promise((r) => this.server.close(() => r()));
-  }
-}
 
 let project: string;
 let stack: Stack;
@@ -210,6 +153,7 @@ describe('alerts', () => {
       sla_ms: null,
       chunk: null,
       recovered_from: null,
+      drift: null,
       model: 'churn-gbt:1',
       occurred_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       run_url: link,

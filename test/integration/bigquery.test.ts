@@ -26,6 +26,7 @@ import type { RunContext } from '../../src/run/context';
 import { SessionCache } from '../../src/scoring/session';
 import type { ChunkStats, CommitStats, RunRef, RunResult, RunStatus } from '../../src/types';
 import { TASK_QUEUE } from '../../src/search-attributes';
+import { checkProfileStore } from '../helpers/profile-store';
 import { cleanup, copyModels, directScores, query, REPO, startTestStack, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
@@ -154,7 +155,7 @@ describe('BigQuery source → ONNX → BigQuery sink', () => {
     expect(result.status).toBe('succeeded');
     expect(result).toMatchObject({ rowsIn: ROWS, rowsOut: ROWS, chunks: ROWS / CHUNK_ROWS });
     expect(result.output).toBe(`bigquery://scoreline-local.scoreline.churn_scores (ds=${DATE})`);
-    expect(result.audit).toBe('bigquery://scoreline-local.scoreline (scoreline_runs, scoreline_run_chunks)');
+    expect(result.audit).toBe('bigquery://scoreline-local.scoreline (scoreline_runs, scoreline_run_chunks, scoreline_run_profiles)');
 
     const out = await sql<Record<string, unknown>>('SELECT * FROM `scoreline-local.scoreline.churn_scores` WHERE ds = @ds ORDER BY customer_id', { ds: DATE });
     expect(out).toHaveLength(ROWS);
@@ -349,6 +350,11 @@ describe('failures give a clear error and commit nothing', () => {
 });
 
 describe('audit store', () => {
+  it('stores run profiles: round trip, a retry replaces, the previous reference is the newest earlier date', async () => {
+    await bq.dataset('audit_profiles').get({ autoCreate: true });
+    await checkProfileStore(new BigQueryAuditStore(conn, 'audit_profiles'), 'profiles-bq');
+  }, 120_000);
+
   it('adds columns newer than an existing scoreline_runs table, and finds the previous finished run of a date', async () => {
     const [dataset] = await bq.dataset('audit_old').get({ autoCreate: true });
     // scoreline_runs as created before the `alerts` column existed.

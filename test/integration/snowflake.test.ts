@@ -25,6 +25,7 @@ import type { RunContext } from '../../src/run/context';
 import { SessionCache } from '../../src/scoring/session';
 import { TASK_QUEUE } from '../../src/search-attributes';
 import type { ChunkStats, CommitStats, RunRef, RunResult, RunStatus } from '../../src/types';
+import { checkProfileStore } from '../helpers/profile-store';
 import { cleanup, copyModels, directScores, REPO, startTestStack, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
@@ -314,6 +315,11 @@ describe('failures give a clear error and commit nothing', () => {
 });
 
 describe('audit store', () => {
+  it('stores run profiles: round trip, a retry replaces, the previous reference is the newest earlier date', async () => {
+    await runSnowflake({ ...conn, name: 'ddl' }, 'CREATE SCHEMA IF NOT EXISTS "SCORELINE"."AUDIT_PROFILES"');
+    await checkProfileStore(new SnowflakeAuditStore(conn, 'SCORELINE.AUDIT_PROFILES'), 'profiles-sf');
+  }, 120_000);
+
   it('adds columns newer than an existing scoreline_runs table, and finds the previous finished run of a date', async () => {
     await runSnowflake({ ...conn, name: 'ddl' }, 'CREATE SCHEMA IF NOT EXISTS "SCORELINE"."AUDIT_OLD"');
     // scoreline_runs as created before the `alerts` column existed.

@@ -135,6 +135,7 @@ describe('payloads', () => {
       sla_ms: 1_800_000,
       chunk: null,
       recovered_from: null,
+      drift: null,
       model: 'churn-gbt:1',
       occurred_at: '2026-11-02T02:02:05.000Z',
       run_url: LINK,

@@ -1,0 +1,276 @@
+/**
+ * Column profiles: what a run's features and predictions looked like, small enough to travel in
+ * Temporal history and mergeable across chunks, so a run's profile costs one pass per chunk and no
+ * second read.
+ *
+ * Per column: exact count, NULLs, min, max, mean and variance (Chan's parallel merge), plus a quantile
+ * summary: the values at p = 0, 1/32, …, 1 of a systematic sample of at most SAMPLE_ROWS rows per
+ * chunk. Chunks merge as a mixture of their piecewise-linear CDFs weighted by row count, which keeps
+ * the summary 33 numbers however many chunks there are. Drift (PSI over the reference's deciles, and
+ * a mean shift in reference standard deviations) compares two such summaries.
+ *
+ * Pure and free of runtime imports: the workflow merges chunk profiles with it.
+ */
+
+export const QUANTILE_POINTS = 33; // p = i / 32
+export const SAMPLE_ROWS = 1024;
+/** PSI bins: the reference's deciles. */
+const PSI_BINS = 10;
+/** Floor for an empty bin's share, so one empty bin gives a large but finite PSI. */
+const PSI_FLOOR = 1e-4;
+
+/**
+ * A chunk profile is ~10 kB of history (33 quantiles and 4 moments per column, for ~30 columns); a run
+ * profiles at most this many chunks, evenly spread (every k-th), so its history stays well inside
+ * Temporal's limits. Up to 512 chunks (134M rows at the default chunk size) every chunk is profiled.
+ */
+export const MAX_PROFILED_CHUNKS = 512;
+
+export function profiledChunk(index: number, chunks: number): boolean {
+  return index % Math.ceil(chunks / MAX_PROFILED_CHUNKS) === 0;
+}
+
+export type ProfileRole = 'feature' | 'prediction';
+
+export interface ColumnProfile {
+  column: string;
+  role: ProfileRole;
+  /** Values profiled: rows scored (after the NULL policy), so imputed values count. */
+  count: number;
+  /** NULLs in the source column (before the NULL policy). */
+  nulls: number;
+  /** null when count is 0 (or every value was NaN). */
+  min: number | null;
+  max: number | null;
+  mean: number | null;
+  /** Sum of squared deviations from the mean (variance × count). */
+  m2: number;
+  /** Quantiles at p = i/32 (QUANTILE_POINTS values), ascending; empty when count is 0. */
+  q: number[];
+}
+
+export interface Profile {
+  columns: ColumnProfile[];
+}
+
+export function stdOf(c: Pick<ColumnProfile, 'count' | 'm2'>): number | null {
+  return c.count > 1 ? Math.sqrt(Math.max(0, c.m2) / (c.count - 1)) : c.count === 1 ? 0 : null;
+}
+
+/**
+ * Profile one column given as a strided view: value i is `data[offset + i * stride]` for i < rows
+ * (a column of a row-major [rows, stride] tensor, or a plain array with stride 1).
+ */
+export function profileColumn(
+  column: string,
+  role: ProfileRole,
+  data: ArrayLike<number | bigint>,
+  rows: number,
+  stride = 1,
+  offset = 0,
+  nulls = 0,
+): ColumnProfile {
+  const big = typeof data[0] === 'bigint';
+  let n = 0;
+  let min = Infinity;
+  let max = -Infinity;
+  // Sums of (x - shift): exact enough for any chunk, even when the mean is far from 0.
+  let shift = NaN;
+  let s1 = 0;
+  let s2 = 0;
+  if (big) {
+    for (let i = 0, p = offset; i < rows; i++, p += stride) {
+      const v = Number(data[p]);
+      if (shift !== shift) shift = v;
+      const d = v - shift;
+      s1 += d;
+      s2 += d * d;
+      if (v < min) min = v;
+      if (v > max) max = v;
+      n++;
+    }
+  } else {
+    const values = data as ArrayLike<number>;
+    for (let i = 0, p = offset; i < rows; i++, p += stride) {
+      const v = values[p];
+      if (v !== v) continue; // NaN: not a value (the NULL policy has already run)
+      if (shift !== shift) shift = v;
+      const d = v - shift;
+      s1 += d;
+      s2 += d * d;
+      if (v < min) min = v;
+      if (v > max) max = v;
+      n++;
+    }
+  }
+  if (n === 0) return { column, role, count: 0, nulls, min: null, max: null, mean: null, m2: 0, q: [] };
+  const mean = shift + s1 / n;
+  const m2 = Math.max(0, s2 - (s1 * s1) / n);
+  return { column, role, count: n, nulls, min, max, mean, m2, q: sampleQuantiles(data, rows, stride, offset, min, max) };
+}
+
+/** Quantiles of a systematic sample (every k-th row, at most SAMPLE_ROWS of them), ends pinned to min/max. */
+function sampleQuantiles(data: ArrayLike<number | bigint>, rows: number, stride: number, offset: number, min: number, max: number): number[] {
+  const step = Math.max(1, Math.floor(rows / SAMPLE_ROWS));
+  const sample = new Float64Array(Math.ceil(rows / step));
+  let k = 0;
+  for (let i = 0; i < rows; i += step) {
+    const v = Number(data[offset + i * stride]);
+    if (v === v) sample[k++] = v;
+  }
+  const sorted = sample.subarray(0, k).sort();
+  const q = new Array<number>(QUANTILE_POINTS);
+  for (let i = 0; i < QUANTILE_POINTS; i++) {
+    const pos = (i / (QUANTILE_POINTS - 1)) * (k - 1);
+    const lo = Math.floor(pos);
+    const hi = Math.min(k - 1, lo + 1);
+    q[i] = sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+  }
+  q[0] = min;
+  q[QUANTILE_POINTS - 1] = max;
+  // Six significant digits: plenty for PSI, and half the bytes in history.
+  for (let i = 1; i < QUANTILE_POINTS - 1; i++) q[i] = Number(q[i].toPrecision(6));
+  return q;
+}
+
+/** P(X ≤ x) under the piecewise-linear CDF through the quantile points. */
+export function cdf(q: number[], x: number): number {
+  const last = q.length - 1;
+  if (x < q[0]) return 0;
+  if (x >= q[last]) return 1;
+  // Largest i with q[i] ≤ x (right-continuous at ties, so a point mass counts at its value).
+  let lo = 0;
+  let hi = last;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (q[mid] <= x) lo = mid;
+    else hi = mid;
+  }
+  const width = q[lo + 1] - q[lo];
+  const frac = width > 0 ? (x - q[lo]) / width : 0;
+  return (lo + frac) / last;
+}
+
+/** The value at probability p under the piecewise-linear CDF through the quantile points. */
+export function quantile(q: number[], p: number): number {
+  const pos = Math.min(1, Math.max(0, p)) * (q.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.min(q.length - 1, lo + 1);
+  return q[lo] + (q[hi] - q[lo]) * (pos - lo);
+}
+
+/** Merge two profiles of the same column (two chunks, or a run so far and one more chunk). */
+export function mergeColumn(a: ColumnProfile, b: ColumnProfile): ColumnProfile {
+  if (b.count === 0) return { ...a, nulls: a.nulls + b.nulls };
+  if (a.count === 0) return { ...b, nulls: a.nulls + b.nulls };
+  const n = a.count + b.count;
+  const delta = b.mean! - a.mean!;
+  const mean = a.mean! + (delta * b.count) / n;
+  const m2 = a.m2 + b.m2 + (delta * delta * a.count * b.count) / n;
+  return {
+    column: a.column,
+    role: a.role,
+    count: n,
+    nulls: a.nulls + b.nulls,
+    min: Math.min(a.min!, b.min!),
+    max: Math.max(a.max!, b.max!),
+    mean,
+    m2,
+    q: mixQuantiles(a.q, a.count, b.q, b.count),
+  };
+}
+
+/**
+ * Quantiles of the mixture wa·F_a + wb·F_b: the mixture CDF is piecewise linear between the union of
+ * both sets of points, so each target probability falls in one such segment and is interpolated there.
+ */
+function mixQuantiles(qa: number[], wa: number, qb: number[], wb: number): number[] {
+  const points = [...qa, ...qb].sort((x, y) => x - y);
+  const F = (x: number) => (wa * cdf(qa, x) + wb * cdf(qb, x)) / (wa + wb);
+  const values = points.map(F);
+  const out = new Array<number>(QUANTILE_POINTS);
+  let j = 0;
+  for (let i = 0; i < QUANTILE_POINTS; i++) {
+    const p = i / (QUANTILE_POINTS - 1);
+    while (j < points.length - 1 && values[j] < p) j++;
+    if (j === 0 || values[j] === values[j - 1]) out[i] = points[j];
+    else out[i] = points[j - 1] + ((points[j] - points[j - 1]) * (p - values[j - 1])) / (values[j] - values[j - 1]);
+  }
+  out[0] = points[0];
+  out[QUANTILE_POINTS - 1] = points[points.length - 1];
+  return out;
+}
+
+/** Merge a chunk's profile into the run's (columns matched by role and name; new columns appended). */
+export function mergeProfiles(into: Profile | undefined, add: Profile): Profile {
+  if (!into) return add;
+  const byKey = new Map(into.columns.map((c) => [`${c.role}/${c.column}`, c]));
+  for (const c of add.columns) {
+    const key = `${c.role}/${c.column}`;
+    const prev = byKey.get(key);
+    byKey.set(key, prev ? mergeColumn(prev, c) : c);
+  }
+  return { columns: [...byKey.values()] };
+}
+
+export interface ColumnDrift {
+  column: string;
+  role: ProfileRole;
+  /** Population stability index over the reference's deciles; null when either side has no values. */
+  psi: number | null;
+  /** |mean − reference mean| / reference std; null when undefined (no values, or a constant reference that did not move). */
+  meanShift: number | null;
+}
+
+/**
+ * PSI = Σ (c − r)·ln(c / r) over bins cut at the reference's deciles (duplicate cut points merged, so a
+ * discrete column gets one bin per distinct value range). Rules of thumb: < 0.1 stable, 0.1–0.25 a
+ * moderate shift, > 0.25 a large one.
+ */
+export function psi(reference: ColumnProfile, current: ColumnProfile): number | null {
+  if (reference.count === 0 || current.count === 0 || !reference.q.length || !current.q.length) return null;
+  const cuts: number[] = [];
+  for (let i = 1; i < PSI_BINS; i++) {
+    const c = quantile(reference.q, i / PSI_BINS);
+    if (!cuts.length || c > cuts[cuts.length - 1]) cuts.push(c);
+  }
+  const shares = (q: number[]) => {
+    const out: number[] = [];
+    let prev = 0;
+    for (const c of cuts) {
+      const F = cdf(q, c);
+      out.push(F - prev);
+      prev = F;
+    }
+    out.push(1 - prev);
+    return out;
+  };
+  const r = shares(reference.q);
+  const c = shares(current.q);
+  let total = 0;
+  for (let i = 0; i < r.length; i++) {
+    const ri = Math.max(PSI_FLOOR, r[i]);
+    const ci = Math.max(PSI_FLOOR, c[i]);
+    total += (ci - ri) * Math.log(ci / ri);
+  }
+  return total;
+}
+
+export function meanShift(reference: ColumnProfile, current: ColumnProfile): number | null {
+  if (reference.mean === null || current.mean === null) return null;
+  const diff = Math.abs(current.mean - reference.mean);
+  const std = stdOf(reference) ?? 0;
+  if (std > 0) return diff / std;
+  return diff === 0 ? 0 : null;
+}
+
+/** Drift of every column of `current` that the reference also has. */
+export function compareProfiles(reference: Profile, current: Profile): ColumnDrift[] {
+  const ref = new Map(reference.columns.map((c) => [`${c.role}/${c.column}`, c]));
+  const out: ColumnDrift[] = [];
+  for (const c of current.columns) {
+    const r = ref.get(`${c.role}/${c.column}`);
+    if (r) out.push({ column: c.column, role: c.role, psi: psi(r, c), meanShift: meanShift(r, c) });
+  }
+  return out;
+}

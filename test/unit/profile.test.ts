@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { compareProfiles, mergeColumn, mergeProfiles, profileColumn, psi, quantile, stdOf, type Profile } from '../../src/profile/sketch';
+
+/** Deterministic normal(ish) values: Box–Muller over a small LCG. */
+function normals(n: number, mean: number, std: number, seed = 1): Float64Array {
+  let s = seed;
+  const u = () => ((s = (s * 1103515245 + 12345) % 2147483648) + 1) / 2147483649;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = mean + std * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  return out;
+}
+
+function profileOf(values: ArrayLike<number>, chunks = 1): Profile {
+  const size = Math.ceil(values.length / chunks);
+  let merged: Profile | undefined;
+  for (let start = 0; start < values.length; start += size) {
+    const part = Array.from(values).slice(start, start + size);
+    merged = mergeProfiles(merged, { columns: [profileColumn('x', 'feature', part, part.length)] });
+  }
+  return merged!;
+}
+
+describe('column profiles', () => {
+  it('computes exact count, min, max, mean and std, skipping NaN', () => {
+    const c = profileColumn('x', 'feature', new Float32Array([1, 2, NaN, 3, 4]), 5, 1, 0, 2);
+    expect(c).toMatchObject({ count: 4, nulls: 2, min: 1, max: 4, mean: 2.5 });
+    expect(stdOf(c)).toBeCloseTo(Math.sqrt(5 / 3), 12);
+    expect(c.q[0]).toBe(1);
+    expect(c.q[32]).toBe(4);
+  });
+
+  it('reads one column of a row-major tensor, and int64 predictions', () => {
+    const tensor = new Float32Array([1, 10, 2, 20, 3, 30]);
+    expect(profileColumn('b', 'feature', tensor, 3, 2, 1)).toMatchObject({ count: 3, min: 10, max: 30, mean: 20 });
+    expect(profileColumn('label', 'prediction', new BigInt64Array([0n, 1n, 1n, 1n]), 4)).toMatchObject({ count: 4, mean: 0.75 });
+  });
+
+  it('keeps the mean exact far from zero (shifted sums)', () => {
+    const c = profileColumn('x', 'feature', [1e9 + 1, 1e9 + 2, 1e9 + 3], 3);
+    expect(c.mean).toBe(1e9 + 2);
+    expect(stdOf(c)).toBeCloseTo(1, 9);
+  });
+
+  it('merges chunks into the same moments as one pass, and close quantiles', () => {
+    const values = normals(50_000, 5, 2);
+    const whole = profileOf(values).columns[0];
+    const merged = profileOf(values, 7).columns[0];
+    expect(merged.count).toBe(whole.count);
+    expect(merged.min).toBe(whole.min);
+    expect(merged.max).toBe(whole.max);
+    expect(merged.mean!).toBeCloseTo(whole.mean!, 9);
+    expect(stdOf(merged)!).toBeCloseTo(stdOf(whole)!, 9);
+    // N(5, 2) quantiles; 7 chunks sample ~7,000 rows, so ±0.15 is ~4 standard errors.
+    const truth: [number, number][] = [[0.1, 2.437], [0.25, 3.651], [0.5, 5], [0.75, 6.349], [0.9, 7.563]];
+    for (const [p, x] of truth) expect(Math.abs(quantile(merged.q, p) - x)).toBeLessThan(0.15);
+  });
+
+  it('an empty chunk merges as a no-op that still counts its NULLs', () => {
+    const a = profileColumn('x', 'feature', [1, 2, 3], 3);
+    const empty = profileColumn('x', 'feature', [], 0, 1, 0, 5);
+    expect(mergeColumn(a, empty)).toMatchObject({ count: 3, nulls: 5, mean: 2 });
+    expect(mergeColumn(empty, a)).toMatchObject({ count: 3, nulls: 5, mean: 2 });
+  });
+});
+
+describe('drift', () => {
+  const reference = profileOf(normals(40_000, 0, 1, 3), 4);
+
+  it('PSI and mean shift stay low for a fresh sample of the same distribution', () => {
+    const same = profileOf(normals(40_000, 0, 1, 99), 3);
+    const [d] = compareProfiles(reference, same);
+    expect(d.psi!).toBeLessThan(0.02);
+    expect(d.meanShift!).toBeLessThan(0.05);
+  });
+
+  it('PSI crosses 0.2 for a half-std shift, and more for a larger one', () => {
+    const shifted = profileOf(normals(40_000, 0.5, 1, 7), 3);
+    const far = profileOf(normals(40_000, 1.5, 1, 7), 3);
+    const near = psi(reference.columns[0], shifted.columns[0])!;
+    expect(near).toBeGreaterThan(0.2);
+    expect(psi(reference.columns[0], far.columns[0])!).toBeGreaterThan(near);
+    expect(compareProfiles(reference, shifted)[0].meanShift!).toBeCloseTo(0.5, 1);
+  });
+
+  it('sees a change in spread that leaves the mean alone', () => {
+    const wide = profileOf(normals(40_000, 0, 2, 11), 2);
+    const [d] = compareProfiles(reference, wide);
+    expect(d.meanShift!).toBeLessThan(0.05);
+    expect(d.psi!).toBeGreaterThan(0.2);
+  });
+
+  it('handles discrete columns (labels) through merged cut points', () => {
+    const labels = (ones: number) => Array.from({ length: 1000 }, (_, i) => (i < ones ? 1 : 0));
+    const ref = profileOf(labels(100));
+    expect(compareProfiles(ref, profileOf(labels(100)))[0].psi!).toBeLessThan(0.01);
+    expect(compareProfiles(ref, profileOf(labels(500)))[0].psi!).toBeGreaterThan(0.2);
+  });
+
+  it('has no PSI for a column without values, and compares only columns both sides have', () => {
+    const empty: Profile = { columns: [profileColumn('x', 'feature', [], 0)] };
+    expect(compareProfiles(reference, empty)[0]).toMatchObject({ psi: null, meanShift: null });
+    expect(compareProfiles(reference, { columns: [profileColumn('y', 'feature', [1], 1)] })).toEqual([]);
+  });
+});
