@@ -9,6 +9,7 @@ import * as alerts from '../src/alerts';
 import type { PipelineConfig } from '../src/config/pipeline';
 import { ScorelineError } from '../src/errors';
 import * as nrt from '../src/nrt/score';
+import { instrumentActivities } from '../src/obs/activity';
 import type { NrtAuditGroup, NrtRequest } from '../src/nrt/protocol';
 import * as batch from '../src/run/batch';
 import type { RunContext } from '../src/run/context';
@@ -38,8 +39,9 @@ async function mapErrors<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The activity table, each call observed (src/obs/activity.ts: in-flight gauge, metrics, run-scoped logs). */
 export function createActivities(ctx: RunContext) {
-  return {
+  return instrumentActivities(ctx, {
     planRun: (args: batch.PlanArgs) => mapErrors(() => batch.planRun(ctx, args, hooks())),
     scoreChunk: (args: batch.ScoreArgs) => mapErrors(() => batch.scoreChunk(ctx, args, hooks())),
     commitRun: (args: batch.CommitArgs) => mapErrors(() => batch.commitRun(ctx, args)),
@@ -58,7 +60,7 @@ export function createActivities(ctx: RunContext) {
         return scored;
       }),
     recordNrtAudits: (groups: NrtAuditGroup[]) => mapErrors(() => nrt.recordNrtAudits(ctx, groups)),
-  };
+  });
 }
 
 export type ScorelineActivities = ReturnType<typeof createActivities>;

@@ -173,8 +173,8 @@ async function startWorkerProcess(address: string, cpuProfileDir?: string): Prom
   await new Promise<void>((resolve, reject) => {
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
-      // `scoreline worker` prints this line once the worker is created; tasks wait on the server until it polls.
-      if (/worker \S+ on /.test(stderr)) resolve();
+      // `scoreline worker` logs this once the worker is created; tasks wait on the server until it polls.
+      if (stderr.includes('worker started')) resolve();
     });
     child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${stderr.slice(-2000)}`)));
   });

@@ -92,6 +92,11 @@ export interface RunSummary {
   started_at: string;
   closed_at: string | null;
   duration_ms: number | null;
+  /** Rows read and written: from the memo a succeeded run sets when it finishes; null before, and for failed runs. */
+  rows_in: number | null;
+  rows_out: number | null;
+  /** The pinned model once the plan ran (search attributes ScorelineModel/ScorelineModelVersion, else the final memo). */
+  model: { name: string; version: string } | null;
 }
 
 export async function listRuns(client: ScorelineClient, f: RunFilter): Promise<RunSummary[]> {
@@ -108,6 +113,7 @@ export async function listRuns(client: ScorelineClient, f: RunFilter): Promise<R
 function summarize(wf: Omit<WorkflowExecutionInfo, 'raw'>): RunSummary {
   const [, pipeline = '', date = ''] = wf.workflowId.split('/');
   const trigger = wf.searchAttributes?.ScorelineTrigger as unknown[] | undefined;
+  const memo = wf.memo ?? {};
   return {
     workflow_id: wf.workflowId,
     run_id: wf.runId,
@@ -118,7 +124,28 @@ function summarize(wf: Omit<WorkflowExecutionInfo, 'raw'>): RunSummary {
     started_at: wf.startTime.toISOString(),
     closed_at: wf.closeTime?.toISOString() ?? null,
     duration_ms: wf.closeTime ? wf.closeTime.getTime() - wf.startTime.getTime() : null,
+    rows_in: typeof memo.rows_in === 'number' ? memo.rows_in : null,
+    rows_out: typeof memo.rows_out === 'number' ? memo.rows_out : null,
+    model: pinnedModel(wf),
   };
+}
+
+/**
+ * The run's model as name and version. The plan sets the search attributes (when the cluster has them);
+ * a succeeded run's final memo says `name:version`. The memo set at start holds the unresolved reference
+ * (`churn@champion`), which is not a version and is not shown.
+ */
+function pinnedModel(wf: Omit<WorkflowExecutionInfo, 'raw'>): RunSummary['model'] {
+  const first = (key: string) => {
+    const v = (wf.searchAttributes?.[key] as unknown[] | undefined)?.[0];
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const name = first('ScorelineModel');
+  const version = first('ScorelineModelVersion');
+  if (name && version) return { name, version };
+  const memo = wf.memo?.model;
+  const m = typeof memo === 'string' ? /^([^:@]+):([^:@]+)$/.exec(memo) : null;
+  return m ? { name: m[1], version: m[2] } : null;
 }
 
 export interface RunDetails extends RunSummary {

@@ -5,10 +5,13 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createConnectors } from '../connectors';
 import type { Connections } from './connections';
+import { ConfigError } from './errors';
+import { logger, temporalLogger, temporalThreshold } from './obs/log';
+import { activitySlots, startMetricsServer } from './obs/metrics';
 import { defaultWorkerId, type RunContext } from './run/context';
 import { InferencePool } from './scoring/pool';
 import { SessionCache } from './scoring/session';
@@ -38,6 +41,24 @@ export interface WorkerConfig {
    * (`SCORELINE_CONNECTIONS`, default `<projectDir>/connections.yaml`); credentials from this process's env.
    */
   connections?: Connections;
+  /**
+   * Serve Prometheus metrics on this port (GET /metrics); 0 = any free port (tests). Default: none.
+   * From the environment: SCORELINE_METRICS_PORT, where 0 or empty means none.
+   */
+  metricsPort?: number;
+  /** Address the metrics port binds (SCORELINE_METRICS_HOST, default 127.0.0.1; 0.0.0.0 for a scraper on another host). */
+  metricsHost?: string;
+}
+
+/** Where `scoreline dev` serves the worker's metrics unless told otherwise (the OpenTelemetry Prometheus exporter's port). */
+export const DEFAULT_DEV_METRICS_PORT = 9464;
+
+/** A port number from a flag or variable; 0 and empty mean "off" (undefined). */
+export function parseMetricsPort(value: string | number | undefined, origin = 'SCORELINE_METRICS_PORT'): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`${origin}: "${value}" is not a port number (0 turns metrics off)`);
+  return port === 0 ? undefined : port;
 }
 
 /** Environment → config, with the defaults documented in README "Worker". */
@@ -53,6 +74,8 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
     maxConcurrentActivities: env.SCORELINE_WORKER_CONCURRENCY ? Number(env.SCORELINE_WORKER_CONCURRENCY) : undefined,
     intraOpThreads: env.SCORELINE_ORT_THREADS ? Number(env.SCORELINE_ORT_THREADS) : undefined,
     inferenceThreads: env.SCORELINE_INFERENCE_THREADS ? Number(env.SCORELINE_INFERENCE_THREADS) : undefined,
+    metricsPort: parseMetricsPort(env.SCORELINE_METRICS_PORT),
+    metricsHost: env.SCORELINE_METRICS_HOST || undefined,
   };
 }
 
@@ -82,49 +105,74 @@ export interface ScorelineWorker {
   worker: Worker;
   context: RunContext;
   connection: NativeConnection;
+  /** The Prometheus endpoint (http://host:port/metrics) when metricsPort is set. */
+  metricsUrl?: string;
   /** Runs until shutdown() (or a signal, when the SDK's default shutdown signals apply). */
   run(): Promise<void>;
   shutdown(): Promise<void>;
 }
 
 /**
- * The Temporal SDK logs at INFO by default, including the whole workflow bundle's module list; a worker
- * is quieter: WARN unless SCORELINE_LOG_LEVEL says otherwise (TRACE, DEBUG, INFO, WARN, ERROR).
+ * The Temporal SDK's messages (its TypeScript side and, forwarded, its Rust core) go through Scoreline's
+ * logger (src/obs/log.ts), as JSON lines with component "temporal". The SDK logs its whole workflow
+ * bundle's module list at INFO, so it is held to WARN unless the log level is debug or trace.
  */
 function installRuntimeLogger(): void {
   if (Runtime.instantiator) return; // already installed (tests, or an embedding application)
-  const level = (process.env.SCORELINE_LOG_LEVEL ?? 'WARN').toUpperCase() as LogLevel;
-  Runtime.install({ logger: new DefaultLogger(level) });
+  const threshold = temporalThreshold();
+  Runtime.install({ logger: temporalLogger(), telemetryOptions: { logging: { filter: { core: threshold, other: threshold }, forward: {} } } });
 }
 
 export async function createWorker(config: WorkerConfig): Promise<ScorelineWorker> {
   installRuntimeLogger();
   const context = runContextFor(config);
-  const connection = await NativeConnection.connect({ address: config.address });
-  const cores = availableParallelism();
-  const worker = await Worker.create({
-    connection,
-    namespace: config.namespace ?? 'default',
-    taskQueue: config.taskQueue ?? TASK_QUEUE,
-    identity: context.workerId,
-    activities: createActivities(context),
-    ...(config.workflowBundle ? { workflowBundle: config.workflowBundle } : { workflowsPath: workflowsPath() }),
-    maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities ?? 2 * cores,
-  });
+  // Before connecting, so a port in use fails before anything connects; and `up` then reflects the process.
+  const metrics = config.metricsPort === undefined ? undefined : await startMetricsServer({ port: config.metricsPort, host: config.metricsHost });
+  const slots = config.maxConcurrentActivities ?? 2 * availableParallelism();
+  let connection: NativeConnection | undefined;
+  let worker: Worker;
+  try {
+    connection = await NativeConnection.connect({ address: config.address });
+    worker = await createTemporalWorker(config, context, connection, slots);
+  } catch (err) {
+    await metrics?.close();
+    await connection?.close();
+    throw err;
+  }
+  activitySlots.set(slots);
+  logger.info(
+    { worker_id: context.workerId, address: config.address, namespace: config.namespace ?? 'default', task_queue: config.taskQueue ?? TASK_QUEUE, activity_slots: slots, metrics: metrics?.url ?? null },
+    'worker started',
+  );
+  const conn = connection;
   let running: Promise<void> | undefined;
   return {
     worker,
     context,
-    connection,
+    connection: conn,
+    metricsUrl: metrics?.url,
     run: () => (running ??= worker.run().finally(async () => {
+      await metrics?.close();
       await context.sessions.close();
       await context.inference?.close();
       await context.connectors.close?.();
-      await connection.close();
+      await conn.close();
     })),
     shutdown: async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
     },
   };
+}
+
+function createTemporalWorker(config: WorkerConfig, context: RunContext, connection: NativeConnection, slots: number): Promise<Worker> {
+  return Worker.create({
+    connection,
+    namespace: config.namespace ?? 'default',
+    taskQueue: config.taskQueue ?? TASK_QUEUE,
+    identity: context.workerId,
+    activities: createActivities(context),
+    ...(config.workflowBundle ? { workflowBundle: config.workflowBundle } : { workflowsPath: workflowsPath() }),
+    maxConcurrentActivityTaskExecutions: slots,
+  });
 }

@@ -51,6 +51,9 @@ export const RunSummary = z
     started_at: z.string(),
     closed_at: z.string().nullable(),
     duration_ms: z.number().nullable(),
+    rows_in: z.number().nullable().describe('set when a run succeeded (workflow memo); null while running and for failed runs'),
+    rows_out: z.number().nullable().describe('set when a run succeeded (workflow memo); null while running and for failed runs'),
+    model: z.object({ name: z.string(), version: z.string() }).nullable().describe('the pinned model version, once the plan ran'),
   })
   .meta({ id: 'RunSummary' });
 

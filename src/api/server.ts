@@ -9,6 +9,8 @@ import { join, resolve } from 'node:path';
 import type { ScorelineClient } from '../client';
 import { ConfigError } from '../errors';
 import { NrtClient, type NrtDesign } from '../nrt/client';
+import { logger } from '../obs/log';
+import { METRICS_PATH, serveMetrics } from '../obs/metrics';
 import * as schedules from '../schedules';
 import { createHandler, type Route } from './http';
 import { openApiDocument } from './openapi';
@@ -29,7 +31,7 @@ export interface ApiOptions {
   pipelinesDir?: string;
   modelsDir?: string;
   nrtDesign?: NrtDesign;
-  /** One JSON object per request (and the details of every 500); default: stderr. */
+  /** One entry per request (and the details of every 500); default: the process logger (src/obs/log.ts). */
   log?: (entry: Record<string, unknown>) => void;
 }
 
@@ -64,8 +66,18 @@ export async function startApiServer(opts: ApiOptions): Promise<ApiServer> {
     responses: { 200: { description: 'OpenAPI 3.1 document' } },
     handler: async () => ({ status: 200, body: (openapi ??= openApiDocument(routes)) }),
   });
-  const log = opts.log ?? ((entry) => process.stderr.write(`${JSON.stringify(entry)}\n`));
-  const server = createServer(createHandler(routes, { token: opts.token, maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, log }));
+  const log = opts.log ?? ((entry) => (Number(entry.status) >= 500 ? logger.error(entry, 'request failed') : logger.info(entry, 'request')));
+  const handler = createHandler(routes, { token: opts.token, maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, log });
+  // Prometheus scrapes GET /metrics without the bearer token (the token may start runs; a scraper needs
+  // no such power) and without a log line per scrape. docs/observability.md.
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' && (req.url ?? '').split('?')[0] === METRICS_PATH) {
+      req.resume();
+      void serveMetrics(res);
+      return;
+    }
+    handler(req, res);
+  });
   server.keepAliveTimeout = 65_000; // longer than common load balancers' idle timeout
   await new Promise<void>((ok, fail) => {
     server.once('error', (err: NodeJS.ErrnoException) =>

@@ -12,6 +12,7 @@ import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { parseOverrideFlags, type PipelineConfig } from '../config/pipeline';
 import { ConfigError } from '../errors';
 import { NrtClient } from '../nrt/client';
+import { commandLogLevel, configureLogging, logger } from '../obs/log';
 import { predictionRows } from '../nrt/response';
 import { rowsFromArrow, rowsFromText, type EncodedRows } from '../nrt/rows';
 import { printJson, waitForSignal } from './run-output';
@@ -37,6 +38,7 @@ export function registerApiCommands(program: Command, loadPipelineArg: LoadPipel
     .option('--port <port>', 'port to listen on', (v) => Number(v), Number(process.env.SCORELINE_API_PORT ?? DEFAULT_API_PORT))
     .option('--host <host>', 'address to bind (0.0.0.0 for all interfaces)', '127.0.0.1')
     .option('--max-body-mb <mb>', 'largest request body, in MB (413 beyond)', (v) => Number(v), DEFAULT_MAX_BODY_BYTES / 1024 / 1024)
+    .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default SCORELINE_LOG_LEVEL, else info)')
     .addHelpText(
       'after',
       `
@@ -44,13 +46,15 @@ Environment:
   SCORELINE_API_TOKEN      bearer token every route but /healthz and /openapi.json requires (required)
   SCORELINE_API_PORT       default for --port (8080)
   TEMPORAL_ADDRESS, SCORELINE_PIPELINES_DIR, SCORELINE_MODELS_DIR as for the other commands.
-Pipelines are addressed by name (their file in the pipelines directory). docs/api.md has curl examples.`,
+Pipelines are addressed by name (their file in the pipelines directory). docs/api.md has curl examples.
+GET /metrics (no token) serves Prometheus metrics; one JSON log line per request on stderr (docs/observability.md).`,
     )
     .action(async (opts) => {
+      configureLogging({ level: commandLogLevel(opts.logLevel) });
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
         const api = await startApiServer({ client, token: process.env.SCORELINE_API_TOKEN ?? '', host: opts.host, port: opts.port, maxBodyBytes: Math.round(opts.maxBodyMb * 1024 * 1024), ...apiDirs() });
-        process.stderr.write(`API on ${api.url} (OpenAPI: ${api.url}/openapi.json), Temporal ${client.config.address}  (Ctrl-C to stop)\n`);
+        logger.info({ url: api.url, openapi: `${api.url}/openapi.json`, metrics: `${api.url}/metrics`, temporal: client.config.address }, 'API started (Ctrl-C to stop)');
         await waitForSignal();
         await api.close();
       } finally {

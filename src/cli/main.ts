@@ -16,9 +16,11 @@ import { createSession } from '../scoring/session';
 import { startStack } from '../dev/stack';
 import { ensureTemporalCli } from '../dev/temporal-cli';
 import { runAnalystQuery } from '../sql';
-import { listRuns, RUN_STATES } from '../runs';
+import { listRuns, RUN_STATES, type RunSummary } from '../runs';
 import type { Trigger } from '../types';
-import { createWorker, runContextFor, workerConfigFromEnv } from '../worker';
+import { createWorker, DEFAULT_DEV_METRICS_PORT, parseMetricsPort, runContextFor, workerConfigFromEnv } from '../worker';
+import { commandLogLevel, configureLogging } from '../obs/log';
+import { isPortFree } from './ports';
 import { runDemo } from './demo';
 import { registerScheduleCommands } from './schedule';
 import { registerDriftCommands } from './drift';
@@ -102,16 +104,23 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .option('--db <file>', 'SQLite file for server state', '.scoreline/temporal.db')
     .option('--api-port <port>', 'HTTP API port (token: SCORELINE_API_TOKEN, else a random one is printed)', (v) => Number(v), 8080)
     .option('--no-api', 'do not start the HTTP API')
+    .option('--metrics-port <port>', `worker Prometheus metrics port, GET /metrics (0 = off; default SCORELINE_METRICS_PORT, else ${DEFAULT_DEV_METRICS_PORT})`)
+    .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default SCORELINE_LOG_LEVEL, else info)')
     .action(async (opts) => {
+      configureLogging({ level: commandLogLevel(opts.logLevel) });
+      const worker = workerConfigFromEnv();
+      const log = (m: string) => process.stderr.write(`${m}\n`);
+      worker.metricsPort = await devMetricsPort(opts.metricsPort, log);
       const stack = await startStack({
         projectDir: projectDir(),
         dbFilename: resolve(opts.db),
         port: opts.port,
         uiPort: opts.uiPort,
         headless: opts.headless,
-        worker: workerConfigFromEnv(),
-        log: (m) => process.stderr.write(`${m}\n`),
+        worker,
+        log,
       });
+      if (stack.worker?.metricsUrl) log(`metrics on ${stack.worker.metricsUrl}`);
       const api = opts.api ? await startDevApi(stack.address, opts.apiPort, (m) => process.stderr.write(`${m}\n`)).catch(async (err) => {
         await stack.stop();
         throw err;
@@ -128,10 +137,26 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .description('Run a worker against TEMPORAL_ADDRESS until SIGINT/SIGTERM (finishes in-flight chunks first).')
     .option('--concurrency <n>', 'chunk activities at once (default 2 × cores)', (v) => Number(v))
     .option('--ort-threads <n>', 'ONNX Runtime intra-op threads per session (default 1 with inference threads)', (v) => Number(v))
+    .option('--metrics-port <port>', 'serve Prometheus metrics on this port, GET /metrics (default SCORELINE_METRICS_PORT; 0 or unset = off)')
+    .option('--metrics-host <host>', 'address the metrics port binds (default SCORELINE_METRICS_HOST, else 127.0.0.1; 0.0.0.0 for a remote scraper)')
+    .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default SCORELINE_LOG_LEVEL, else info)')
+    .addHelpText(
+      'after',
+      `
+Logs: JSON lines on stderr (a readable line per entry when stderr is a terminal; SCORELINE_LOG_FORMAT=json|pretty
+forces one), each activity's lines with run_id, workflow_id and chunk. docs/observability.md lists the metrics.`,
+    )
     .action(async (opts) => {
+      configureLogging({ level: commandLogLevel(opts.logLevel) });
       const config = { ...workerConfigFromEnv(), projectDir: projectDir() };
-      const w = await createWorker({ ...config, maxConcurrentActivities: opts.concurrency ?? config.maxConcurrentActivities, intraOpThreads: opts.ortThreads ?? config.intraOpThreads });
-      process.stderr.write(`worker ${w.context.workerId} on ${config.address}, task queue ${config.taskQueue}\n`);
+      const metricsPort = opts.metricsPort === undefined ? config.metricsPort : parseMetricsPort(opts.metricsPort, '--metrics-port');
+      const w = await createWorker({
+        ...config,
+        maxConcurrentActivities: opts.concurrency ?? config.maxConcurrentActivities,
+        intraOpThreads: opts.ortThreads ?? config.intraOpThreads,
+        metricsPort,
+        metricsHost: opts.metricsHost ?? config.metricsHost,
+      });
       await w.run();
     });
 
@@ -215,17 +240,8 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
         const found = await listRuns(client, { pipeline: opts.pipeline, status: opts.status, date: opts.date, from: opts.from, to: opts.to, trigger: opts.trigger, limit: opts.limit });
-        const rows = found.map((r) => ({
-          pipeline: r.pipeline,
-          date: r.logical_date,
-          status: r.status,
-          trigger: r.trigger,
-          started: r.started_at.replace('T', ' ').slice(0, 19),
-          duration: r.duration_ms === null ? 'running' : formatDuration(r.duration_ms),
-          run_id: r.run_id,
-        }));
-        if (opts.json) rows.forEach((r) => printJson(r));
-        else process.stdout.write(`${formatTable(rows)}\n`);
+        if (opts.json) found.forEach((r) => printJson(r));
+        else process.stdout.write(`${formatTable(found.map(runListRow))}\n`);
       } finally {
         await client.close();
       }
@@ -412,6 +428,33 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
   registerApiCommands(program, loadPipelineArg);
 
   return program;
+}
+
+/** One line of `runs list`: what a person scans for (the JSON form is GET /v1/runs's object). */
+export function runListRow(r: RunSummary): Record<string, string> {
+  return {
+    pipeline: r.pipeline,
+    date: r.logical_date,
+    trigger: r.trigger ?? '-',
+    status: r.status,
+    rows: r.rows_out === null ? '-' : r.rows_in !== null && r.rows_in !== r.rows_out ? `${r.rows_out.toLocaleString('en-US')} of ${r.rows_in.toLocaleString('en-US')}` : r.rows_out.toLocaleString('en-US'),
+    duration: r.duration_ms === null ? 'running' : formatDuration(r.duration_ms),
+    model: r.model ? `${r.model.name}:${r.model.version}` : '-',
+    started: r.started_at.replace('T', ' ').slice(0, 19),
+    run_id: r.run_id,
+  };
+}
+
+/**
+ * The worker metrics port of `scoreline dev`: --metrics-port, else SCORELINE_METRICS_PORT, else 9464 —
+ * which, being only a default, is skipped with a note when another process holds it.
+ */
+async function devMetricsPort(flag: string | undefined, log: (m: string) => void): Promise<number | undefined> {
+  if (flag !== undefined) return parseMetricsPort(flag, '--metrics-port');
+  if (process.env.SCORELINE_METRICS_PORT !== undefined) return parseMetricsPort(process.env.SCORELINE_METRICS_PORT);
+  if (await isPortFree(DEFAULT_DEV_METRICS_PORT, process.env.SCORELINE_METRICS_HOST || '127.0.0.1')) return DEFAULT_DEV_METRICS_PORT;
+  log(`metrics: port ${DEFAULT_DEV_METRICS_PORT} is in use, so the worker serves no /metrics (set --metrics-port)`);
+  return undefined;
 }
 
 export async function main(argv = process.argv): Promise<void> {

@@ -10,6 +10,7 @@ import type { TypedSearchAttributes } from '@temporalio/common';
 import type { ScorelineClient } from '../client';
 import type { PipelineConfig } from '../config/pipeline';
 import { ConfigError, InputError, ModelError, ScorelineError } from '../errors';
+import { nrtRequestDuration, startTimer } from '../obs/metrics';
 import { SA_PIPELINE, SA_TRIGGER } from '../search-attributes';
 import { NRT_ROLLING_OVER, NRT_UPDATE, NRT_WORKFLOW, nrtWorkflowId, type NrtRequest, type NrtResult } from './protocol';
 import type { EncodedRows } from './rows';
@@ -42,6 +43,11 @@ export class NrtClient {
   ) {}
 
   async score(args: ScoreArgs): Promise<NrtResult> {
+    // scoreline_nrt_request_duration_seconds: from the request's arrival (body read and decoded before
+    // this call, whole milliseconds) plus the round trip through Temporal (timed precisely).
+    const before = args.receivedAtMs === undefined ? 0 : Math.max(0, Date.now() - args.receivedAtMs) / 1000;
+    const seconds = startTimer();
+    let outcome: 'ok' | 'error' = 'error';
     const req: NrtRequest = {
       requestId: args.requestId ?? randomUUID(),
       pipeline: args.config.name,
@@ -51,9 +57,13 @@ export class NrtClient {
       rows: args.rows.rows,
     };
     try {
-      return this.design === 'eager' ? await this.viaEagerWorkflow(req, args.rows.ipc) : await this.viaUpdate(req, args.rows.ipc);
+      const result = this.design === 'eager' ? await this.viaEagerWorkflow(req, args.rows.ipc) : await this.viaUpdate(req, args.rows.ipc);
+      outcome = 'ok';
+      return result;
     } catch (err) {
       throw toScorelineError(err);
+    } finally {
+      nrtRequestDuration.labels(args.config.name, outcome).observe(before + seconds());
     }
   }
 

@@ -11,6 +11,7 @@ import { takeRows } from '../io/arrow';
 import { buffers } from '../io/buffers';
 import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
+import { logger } from '../obs/log';
 import { chunkProfile, profileFeatures } from '../profile/chunk';
 import type { LoadedModel } from '../models/store';
 import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
@@ -337,7 +338,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   try {
     await ctx.connectors.source(config).cleanup?.(config, run);
   } catch (err) {
-    console.warn(`[scoreline] run ${run.runId}: could not drop the source snapshot: ${errorMessage(err)}`);
+    logger.warn({ run_id: run.runId, workflow_id: run.workflowId, pipeline: run.pipeline, error: errorMessage(err) }, 'could not drop the source snapshot');
   }
   return result;
 }

@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ModelError } from '../errors';
+import { inferenceDuration } from '../obs/metrics';
 import { buffers } from '../io/buffers';
 import { packageRoot } from '../paths';
 import { outputColumns, type ScoringSession } from './session';
@@ -16,6 +17,9 @@ interface Job {
   reject: (err: Error) => void;
   message: unknown;
   transfer: ArrayBuffer[];
+  /** Model name and dispatch time, for scoreline_inference_duration_seconds (queue wait excluded). */
+  model: string;
+  startedAt?: number;
 }
 
 interface Slot {
@@ -47,6 +51,7 @@ export class InferencePool {
       const job = slot.busy;
       slot.busy = undefined;
       if (job && job.id === msg.id) {
+        if (msg.ok && job.startedAt !== undefined) inferenceDuration.labels(job.model).observe((performance.now() - job.startedAt) / 1000);
         if (msg.ok) job.resolve(msg.outputs ?? {});
         else job.reject(new ModelError(`inference failed: ${msg.error}`));
       }
@@ -71,6 +76,7 @@ export class InferencePool {
       const job = this.queue.shift()!;
       slot.busy = job;
       slot.worker.ref();
+      job.startedAt = performance.now();
       slot.worker.postMessage(job.message, job.transfer);
     }
     for (const s of this.slots) if (!s.busy) s.worker.unref();
@@ -92,7 +98,7 @@ export class InferencePool {
     const transfer = tensors.map((t) => t.data.buffer as ArrayBuffer);
     const outputs = await new Promise<Record<string, { dims: number[]; data: ArrayLike<number | bigint> }>>((resolve, reject) => {
       const id = this.nextId++;
-      this.queue.push({ id, resolve, reject, message: { ...message, id }, transfer });
+      this.queue.push({ id, resolve, reject, message: { ...message, id }, transfer, model: pin.name });
       this.dispatch();
     }).catch((err: Error) => {
       // ONNX Runtime refusing the input is the model's verdict (not retried); a crashed thread is retried.

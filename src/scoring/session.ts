@@ -4,6 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { ModelError } from '../errors';
+import { inferenceDuration, modelLoadDuration, startTimer } from '../obs/metrics';
 import type { ModelManifest, TensorDtype } from '../models/manifest';
 import { buffers } from '../io/buffers';
 import type { LoadedModel } from '../models/store';
@@ -62,6 +63,7 @@ export class SessionCache {
 
 export async function createSession(model: LoadedModel, options: SessionOptions = {}): Promise<ScoringSession> {
   let session: ort.InferenceSession;
+  const loadSeconds = startTimer();
   try {
     session = await ort.InferenceSession.create(model.modelPath, {
       intraOpNumThreads: options.intraOpThreads ?? 1,
@@ -74,6 +76,7 @@ export async function createSession(model: LoadedModel, options: SessionOptions 
   }
   validateManifest(model.manifest, session, `${model.pin.name}:${model.pin.version}`);
   return { model, session, fetches: [...new Set(model.manifest.outputs.map((o) => o.tensor))] };
+  modelLoadDuration.labels(model.pin.name).observe(loadSeconds());
 }
 
 /** The manifest must name real inputs/outputs with matching dtype and width. */
@@ -127,8 +130,10 @@ export async function runModel(s: ScoringSession, tensors: BuiltTensor[], rows: 
   const feeds: Record<string, ort.Tensor> = {};
   for (const t of tensors) feeds[t.name] = new ort.Tensor(ORT_TYPE[t.dtype], t.data, t.dims);
   let results: ort.InferenceSession.OnnxValueMapType;
+  const inferSeconds = startTimer();
   try {
     results = await s.session.run(feeds, s.fetches);
+    inferenceDuration.labels(s.model.pin.name).observe(inferSeconds());
   } catch (err) {
     // ONNX Runtime refusing the input is the model's verdict, the same on every retry.
     throw new ModelError(`model ${s.model.pin.name}:${s.model.pin.version}: inference failed: ${(err as Error).message}`);
