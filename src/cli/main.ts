@@ -4,15 +4,13 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
-import { loadPipelineFile, NAME_PATTERN, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
+import { Command, CommanderError } from 'commander';
+import { loadPipelineFile, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
 import { sendTestAlerts } from '../alerts';
 import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
-import { ModelStore, readManifest } from '../models/store';
 import { buildPlan } from '../run/batch';
 import { resolvePipeline, type RunContext } from '../run/context';
-import { createSession } from '../scoring/session';
 import { startStack } from '../dev/stack';
 import { ensureTemporalCli } from '../dev/temporal-cli';
 import { runAnalystQuery } from '../sql';
@@ -23,6 +21,7 @@ import { commandLogLevel, configureLogging } from '../obs/log';
 import { isPortFree } from './ports';
 import { runDemo } from './demo';
 import { registerScheduleCommands } from './schedule';
+import { registerModelCommands } from './models';
 import { registerDriftCommands } from './drift';
 import { registerApiCommands, startDevApi } from './api';
 import { printJson, resultJson, summaryLinesFor, waitForSignal } from './run-output';
@@ -332,83 +331,7 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
       process.exitCode = results.every((r) => r.ok) ? EXIT.ok : EXIT.runFailed;
     });
 
-  const models = program.command('models').description('The model store: versions, manifests, aliases.');
-  const storeOption = new Option('--models-dir <dir>', 'model store directory').env('SCORELINE_MODELS_DIR').default('models');
-  models
-    .command('add')
-    .description('Register an ONNX model as a new version; the manifest is checked against the model with a real ONNX Runtime session.')
-    .argument('<model.onnx>', 'the ONNX file')
-    .requiredOption('--name <name>', 'model name')
-    .requiredOption('--manifest <file>', 'scoreline.model.yaml describing inputs and outputs')
-    .option('--version <v>', 'version (default: next integer)')
-    .option('--alias <alias>', 'also point this alias (e.g. champion) at the new version')
-    .addOption(storeOption)
-    .action(async (modelPath: string, opts) => {
-      if (!NAME_PATTERN.test(opts.name)) throw new ConfigError(`--name ${opts.name}: lower-case letters, digits, - and _, starting with a letter`);
-      const store = new ModelStore(opts.modelsDir);
-      const manifest = readManifest(opts.manifest);
-      // Validate against a real session before anything lands in the store.
-      const probe = await createSession({ pin: { name: opts.name, version: 'candidate', sha256: '', ref: '', store: store.root }, manifest, modelPath: resolve(modelPath) });
-      await probe.session.release();
-      const loaded = await store.add({ modelPath, manifest, name: opts.name, version: opts.version });
-      if (opts.alias) await store.setAlias(opts.name, opts.alias, loaded.pin.version);
-      process.stdout.write(`registered ${loaded.pin.name}:${loaded.pin.version} (sha256 ${loaded.pin.sha256})${opts.alias ? ` as @${opts.alias}` : ''}\n`);
-    });
-  models
-    .command('list')
-    .description('Models, their versions and aliases.')
-    .addOption(storeOption)
-    .option('--json', 'JSON output')
-    .action(async (opts) => {
-      const store = new ModelStore(opts.modelsDir);
-      const rows = [];
-      for (const name of await store.listNames()) {
-        const aliases = store.readAliases(name);
-        rows.push({ name, versions: (await store.listVersions(name)).join(', '), aliases: Object.entries(aliases).map(([a, v]) => `${a}→${v}`).join(', ') });
-      }
-      if (opts.json) rows.forEach((r) => printJson(r));
-      else process.stdout.write(`${formatTable(rows)}\n`);
-    });
-  models
-    .command('show')
-    .description('One model version: inputs, outputs, sha256, aliases.')
-    .argument('<ref>', 'name, name@alias or name:version')
-    .addOption(storeOption)
-    .option('--json', 'JSON output')
-    .action(async (ref: string, opts) => {
-      const store = new ModelStore(opts.modelsDir);
-      const loaded = await store.resolve(ref);
-      const aliases = Object.entries(store.readAliases(loaded.pin.name)).filter(([, v]) => v === loaded.pin.version).map(([a]) => a);
-      const info = { ...loaded.manifest, aliases, path: loaded.modelPath };
-      if (opts.json) printJson(info);
-      else {
-        const m = loaded.manifest;
-        process.stdout.write(
-          [
-            `${m.name}:${m.version}${aliases.length ? ` (${aliases.map((a) => `@${a}`).join(', ')})` : ''}`,
-            `  sha256   ${m.sha256}`,
-            `  file     ${loaded.modelPath}`,
-            ...(m.description ? [`  about    ${m.description}`] : []),
-            '  inputs:',
-            ...m.inputs.map((i) => `    ${i.name} ${i.dtype}[N,${i.shape[1]}] ← ${i.columns.length > 6 ? `${i.columns.slice(0, 3).join(', ')} … ${i.columns.at(-1)}` : i.columns.join(', ')}`),
-            '  outputs:',
-            ...m.outputs.map((o) => `    ${o.column} ${o.dtype} ← ${o.tensor}${o.index !== undefined ? `[:, ${o.index}]` : ''}`),
-          ].join('\n') + '\n',
-        );
-      }
-    });
-  models
-    .command('alias')
-    .description('Point an alias (champion, challenger, …) at a version. Runs pin the version when they start.')
-    .argument('<name>')
-    .argument('<alias>')
-    .argument('<version>')
-    .addOption(storeOption)
-    .action(async (name: string, alias: string, version: string, opts) => {
-      await new ModelStore(opts.modelsDir).setAlias(name, alias, version);
-      process.stdout.write(`${name}@${alias} → ${version}\n`);
-    });
-
+  registerModelCommands(program);
   registerDriftCommands(program, { loadPipelineArg, localContext });
 
   program

@@ -36,6 +36,9 @@ export const manifestSchema = z
     description: z.string().optional(),
     created_at: z.union([z.string(), z.date()]).transform((v) => (v instanceof Date ? v.toISOString() : v)).optional(),
     framework: z.string().optional(),
+    /** Written by `scoreline models register`: who (SCORELINE_USER or the OS user) and when. */
+    registered_by: z.string().optional(),
+    registered_at: z.union([z.string(), z.date()]).transform((v) => (v instanceof Date ? v.toISOString() : v)).optional(),
     inputs: z.array(inputSpec).min(1),
     outputs: z.array(outputSpec).min(1),
   })

@@ -1,6 +1,7 @@
 /**
  * A small pool of inference threads (src/scoring/ort-worker.js). Each chunk's tensors are transferred
- * (not copied) to an idle thread, scored there, and the mapped outputs transferred back.
+ * (not copied) to an idle thread, scored there, and the mapped outputs transferred back. Each thread
+ * loads models by sha256 into its own bounded LRU of sessions (`cacheSize`, default SCORELINE_MODEL_CACHE).
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -8,7 +9,7 @@ import { ModelError } from '../errors';
 import { inferenceDuration } from '../obs/metrics';
 import { buffers } from '../io/buffers';
 import { packageRoot } from '../paths';
-import { outputColumns, type ScoringSession } from './session';
+import { modelCacheSize, outputColumns, type ScoringSession } from './session';
 import type { BuiltTensor, OutputColumn } from './tensor';
 
 interface Job {
@@ -25,6 +26,13 @@ interface Job {
 interface Slot {
   worker: Worker;
   busy?: Job;
+  /** The thread's session cache as of its last reply. */
+  cache?: ThreadCacheStats;
+}
+
+export interface ThreadCacheStats {
+  sessions: number;
+  evictions: number;
 }
 
 export interface InferencePoolOptions {
@@ -32,6 +40,8 @@ export interface InferencePoolOptions {
   size: number;
   /** ONNX Runtime intra-op threads per thread's session (default 1: the pool is the parallelism). */
   intraOpThreads?: number;
+  /** Sessions each thread keeps (LRU; default SCORELINE_MODEL_CACHE, else 8). */
+  cacheSize?: number;
 }
 
 export class InferencePool {
@@ -40,14 +50,19 @@ export class InferencePool {
   private nextId = 1;
   private closed = false;
 
-  constructor(private readonly options: InferencePoolOptions) {}
+  private readonly cacheSize: number;
+
+  constructor(private readonly options: InferencePoolOptions) {
+    this.cacheSize = options.cacheSize ?? modelCacheSize();
+  }
 
   private spawn(): Slot {
-    const worker = new Worker(join(packageRoot(), 'src', 'scoring', 'ort-worker.js'));
+    const worker = new Worker(join(packageRoot(), 'src', 'scoring', 'ort-worker.js'), { workerData: { cacheSize: this.cacheSize } });
     worker.unref(); // an idle pool never keeps the process alive
     const slot: Slot = { worker };
-    worker.on('message', (msg: { id: number; ok: boolean; outputs?: never; inputs?: ArrayBuffer[]; error?: string }) => {
+    worker.on('message', (msg: { id: number; ok: boolean; outputs?: never; inputs?: ArrayBuffer[]; error?: string; cache?: ThreadCacheStats }) => {
       for (const b of msg.inputs ?? []) buffers.give(b);
+      if (msg.cache) slot.cache = msg.cache;
       const job = slot.busy;
       slot.busy = undefined;
       if (job && job.id === msg.id) {
@@ -88,7 +103,6 @@ export class InferencePool {
     const { pin, modelPath } = s.model;
     const message = {
       type: 'run',
-      key: `${pin.sha256}/${pin.store}/${pin.name}:${pin.version}`,
       modelPath,
       sha256: pin.sha256,
       intraOpThreads: this.options.intraOpThreads ?? 1,
@@ -106,6 +120,11 @@ export class InferencePool {
       throw err;
     });
     return outputColumns(s.model, outputs, rows);
+  }
+
+  /** Each live thread's session cache, as of its last reply (threads that have not scored yet are left out). */
+  cacheStats(): ThreadCacheStats[] {
+    return this.slots.flatMap((s) => (s.cache ? [{ ...s.cache }] : []));
   }
 
   async close(): Promise<void> {

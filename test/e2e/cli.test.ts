@@ -148,6 +148,42 @@ describe('scoreline CLI', () => {
     expect(wrong.stderr).toMatch(/manifest does not match the model/);
   });
 
+  it('models register (guessing the manifest) / promote / rollback / show / history', async () => {
+    const m = (...args: string[]) => scoreline(['models', ...args, '--models-dir', 'lifecycle'], { SCORELINE_USER: 'e2e-user' });
+    const onnx = join(project, 'models', 'churn-gbt', '1', 'model.onnx');
+    const dry = await m('register', onnx, '--name', 'churn', '--dry-run');
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/# Guessed from the model; edit the column names/);
+    expect(dry.stdout).toMatch(/input "features" \[N, 32\] ← columns f00 … f31 \(GUESSED/);
+    // The printed manifest, edited, registers as is.
+    writeFileSync(join(project, 'edited.yaml'), dry.stdout.replace('tensor: label\n    column: label', 'tensor: label\n    column: churn_label'));
+    const one = await m('register', onnx, '--name', 'churn', '--manifest', 'edited.yaml', '--alias', 'champion');
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.stdout).toMatch(/^registered churn:1 \(sha256 ea5b7026.*\) as @champion/);
+    const two = await m('register', join(project, 'models', 'churn-mlp', '1', 'model.onnx'), '--name', 'churn');
+    expect(two.stdout).toMatch(/registered churn:2[\s\S]*manifest guessed from the model[\s\S]*probabilities_1 = probabilities\[:, 1\]/);
+    const promoted = await m('promote', 'churn', '2');
+    expect(promoted.stdout).toMatch(/churn@champion: 1 → 2 \(promote by e2e-user at .*\); runs started from now on use churn:2, runs already running keep their version/);
+    const show = await m('show', 'churn');
+    expect(show.stdout).toMatch(/^churn:2 \(@champion\)/);
+    expect(show.stdout).toMatch(/registered {2}\S+ by e2e-user/);
+    expect(show.stdout).toMatch(/alias history:\n.*@champion {2}\(unset\) → 1 {2}promote by e2e-user\n.*@champion {2}1 → 2 {2}promote by e2e-user/);
+    expect((await m('show', 'churn:1', '--json')).json).toMatchObject({ version: '1', outputs: [{ column: 'churn_label' }, { column: 'probabilities_1' }] });
+    expect((await m('rollback', 'churn')).stdout).toMatch(/churn@champion: 2 → 1 \(rollback by e2e-user/);
+    const none = await m('rollback', 'churn');
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/error: cannot roll back churn@champion: there is no previous target/);
+    const history = await m('history', 'churn', '--json');
+    expect(history.stdout.trim().split('\n').map((l) => JSON.parse(l).action)).toEqual(['promote', 'promote', 'rollback']);
+    const list = await m('list');
+    expect(list.stdout).toMatch(/churn\s+1, 2\s+champion→1/);
+    const help = await scoreline(['models', '--help']);
+    for (const cmd of ['register|add', 'list', 'show', 'promote', 'rollback', 'history', 'alias']) expect(help.stdout).toContain(cmd);
+    const notOnnx = await m('register', join(project, 'pipelines', 'churn.yaml'), '--name', 'junk');
+    expect(notOnnx.code).toBe(2);
+    expect(notOnnx.stderr).toMatch(/churn\.yaml is not a model ONNX Runtime can load, so nothing was registered/);
+  });
+
   it('a run that cannot reach Temporal is a clear usage error', async () => {
     const r = await scoreline(['run', 'pipelines/churn.yaml', '--date', DATE], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
     expect(r.code).toBe(2);

@@ -280,15 +280,20 @@ describe('runs over HTTP', () => {
     expect(cast.json.error.message).toMatch(/column "f03" row 0: value 1e\+39 is beyond float32 range/);
   });
 
-  it('a model promotion is picked up by the next request, without restarting anything', async () => {
+  it('a model promotion (and a rollback) is picked up by the next request, without restarting anything', async () => {
     const rows = await inputRows(10);
     const first = await http('POST', '/v1/pipelines/churn-live/score', { body: { rows } });
     expect(first.json.model).toMatchObject({ name: 'churn', version: '1' });
-    await new ModelStore(join(project, 'models')).setAlias('churn', 'champion', '2');
+    const store = new ModelStore(join(project, 'models'));
+    await store.promote('churn', '2');
     const second = await http('POST', '/v1/pipelines/churn-live/score', { body: { rows } });
     expect(second.json.model).toMatchObject({ name: 'churn', version: '2' });
     expect(second.json.model.sha256).not.toBe(first.json.model.sha256);
     expect(second.json.predictions).not.toEqual(first.json.predictions);
+    await store.rollback('churn');
+    const third = await http('POST', '/v1/pipelines/churn-live/score', { body: { rows } });
+    expect(third.json.model).toEqual(first.json.model);
+    expect(third.json.predictions).toEqual(first.json.predictions);
   });
 
   it('`scoreline score` gives the same predictions as the API (JSON Lines on stdin)', async () => {
