@@ -181,7 +181,7 @@ async function startWorkerProcess(address: string, cpuProfileDir?: string): Prom
   return child;
 }
 
-async function endToEnd(modelKey: string, client: ScorelineClient, rows: number, pids: { worker: number; server: number }): Promise<{ row: Row; result: RunResult }> {
+async function endToEnd(modelKey: string, client: ScorelineClient, rows: number, pids: { worker: number; server: number }, profile = true): Promise<{ row: Row; result: RunResult }> {
   const raw = readPipelineYaml(join(ROOT, 'examples', 'pipelines', 'churn-demo.yaml')) as Record<string, unknown>;
   Object.assign(raw, {
     name: `bench-${modelKey}`,
@@ -189,10 +189,11 @@ async function endToEnd(modelKey: string, client: ScorelineClient, rows: number,
     source: { ...(raw.source as object), path: join(DATA, 'customers', 'ds={{ ds }}', '*.parquet') },
     sink: { kind: 'parquet', path: join(DATA, 'out', `scores_${modelKey}`) },
     models_dir: join(ROOT, 'examples', 'models'),
+    profile,
   });
   const config = parsePipeline(raw, 'bench');
   const once = async () => client.wait(await client.startRun({ config, raw, date: DATE, trigger: 'bench' }), undefined);
-  await once(); // warm-up: model sessions, workflow bundle, DuckDB, page cache
+  if (profile) await once(); // warm-up: model sessions, workflow bundle, DuckDB, page cache
   const cpuBefore = { worker: cpuSeconds(pids.worker), server: cpuSeconds(pids.server) };
   const threadsBefore = threadCpu(pids.worker);
   const t = performance.now();
@@ -207,9 +208,9 @@ async function endToEnd(modelKey: string, client: ScorelineClient, rows: number,
   return {
     result,
     row: {
-      case: 'e2e',
+      case: profile ? 'e2e' : 'e2e-no-profile',
       model: modelKey,
-      config: `Temporal, ${result.chunks} chunks, parallelism ${config.parallelism}`,
+      config: `Temporal, ${result.chunks} chunks, parallelism ${config.parallelism}${profile ? '' : ', profile: false'}`,
       rows,
       seconds: round(seconds),
       rows_per_s: Math.round(rows / seconds),
@@ -256,13 +257,20 @@ async function main(argv: string[]): Promise<void> {
   const worker = await startWorkerProcess(stack.address, arg(argv, '--cpu-prof'));
   const client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
   const e2e: Row[] = [];
+  const noProfile: Row[] = [];
   let peak = 0;
   try {
+    const pids = { worker: worker.pid!, server: stack.server.pid };
     for (const m of models) {
-      const { row } = await endToEnd(m, client, rows, { worker: worker.pid!, server: stack.server.pid });
+      const { row } = await endToEnd(m, client, rows, pids);
       e2e.push(row);
       emit(row);
       log(`  ${m}: ${row.rows_per_s} rows/s`);
+      // The same run without run profiles (drift), right after: what profiling costs end to end.
+      const { row: bare } = await endToEnd(m, client, rows, pids, false);
+      noProfile.push(bare);
+      emit(bare);
+      log(`  ${m} without profiles: ${bare.rows_per_s} rows/s`);
     }
     peak = peakRssMb(worker.pid!);
   } finally {
@@ -272,7 +280,7 @@ async function main(argv: string[]): Promise<void> {
     await stack.stop();
     rmSync(join(DATA, 'out'), { recursive: true, force: true });
   }
-  if (!json) process.stdout.write(`\n${formatTable(e2e)}\n`);
+  if (!json) process.stdout.write(`\n${formatTable([...e2e, ...noProfile])}\n`);
 
   let warehouse: Row[] = [];
   if (!argv.includes('--skip-warehouses')) {
@@ -291,6 +299,9 @@ async function main(argv: string[]): Promise<void> {
     summary[`raw_ort_best_${name}_rows_per_s`] = bestRaw(m);
     summary[`e2e_${name}_rows_per_s`] = e2eRate(m);
     summary[`e2e_vs_raw_ort_${name}`] = round(e2eRate(m) / bestRaw(m), 3);
+    // End-to-end time with profiles ÷ without (1.05 = profiles add 5%); target ≤ 1.10.
+    const bare = Number(noProfile.find((r) => r.model === m)?.rows_per_s ?? NaN);
+    summary[`profile_overhead_${name}`] = round(bare / e2eRate(m), 3);
   }
   summary.peak_rss_mb = peak;
   for (const w of warehouse) summary[`${String(w.backend).split(' ')[0]}_${w.op}_vs_parquet`] = w.vs_parquet;

@@ -738,9 +738,13 @@ const RUN_COLUMNS: Record<keyof RunAudit, AuditType> = {
   output: 'STRING',
   error: 'STRING',
   alerts: 'STRING',
+  shadow_model: 'STRING',
+  shadow_model_sha256: 'STRING',
+  shadow_output: 'STRING',
+  shadow_agreement: 'STRING',
 };
 /** Run columns added after the first release of the audit contract: existing tables get them by ALTER. */
-const ADDED_RUN_COLUMNS = new Set<string>(['alerts']);
+const ADDED_RUN_COLUMNS = new Set<string>(['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement']);
 const RUN_TABLE_COLUMNS: Record<string, AuditType> = { ...RUN_COLUMNS, updated_at: 'TIMESTAMP' };
 
 const CHUNK_COLUMNS: Record<keyof ChunkAudit, AuditType> = {
@@ -842,6 +846,14 @@ export class BigQueryAuditStore implements AuditStore {
       'ORDER BY finished_at DESC, updated_at DESC LIMIT 1';
     const [row] = await this.select(sql, { pipeline: run.pipeline, date: run.logicalDate, run_id: run.runId }, `the previous run of ${run.pipeline} ${run.logicalDate}`);
     return row && { run_id: String(row.run_id), status: row.status as RunAudit['status'], finished_at: timestampOf(row.finished_at) };
+  }
+
+  async lastSucceededRun(pipeline: string, logicalDate: string): Promise<RunAudit | undefined> {
+    const sql =
+      `SELECT * FROM ${quoteTable(this.ref(RUNS_TABLE))} WHERE pipeline = @pipeline AND logical_date = @date AND status = 'succeeded' ` +
+      'ORDER BY finished_at DESC, updated_at DESC LIMIT 1';
+    const [row] = await this.select(sql, { pipeline, date: logicalDate }, `the last run of ${pipeline} ${logicalDate}`);
+    return row && ({ ...row, started_at: timestampOf(row.started_at), finished_at: timestampOf(row.finished_at) } as unknown as RunAudit);
   }
 
   /** DELETE the run's rows, then one multi-row INSERT: a retry replaces what an earlier attempt wrote. */

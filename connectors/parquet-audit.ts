@@ -37,6 +37,10 @@ const RUN_SCHEMA: Record<keyof RunAudit, arrow.DataType> = {
   output: new arrow.Utf8(),
   error: new arrow.Utf8(),
   alerts: new arrow.Utf8(),
+  shadow_model: new arrow.Utf8(),
+  shadow_model_sha256: new arrow.Utf8(),
+  shadow_output: new arrow.Utf8(),
+  shadow_agreement: new arrow.Utf8(),
 };
 
 const CHUNK_SCHEMA: Record<keyof ChunkAudit, arrow.DataType> = {
@@ -148,6 +152,22 @@ export class ParquetAuditStore implements AuditStore {
     const dir = join(this.dir, PROFILES_TABLE);
     if (!existsSync(dir)) return [];
     return withConnection(async (con) => (await con.runAndReadAll(sql, [join(dir, '*.parquet'), ...params])).getRowObjectsJS() as Record<string, unknown>[]);
+  }
+
+  async lastSucceededRun(pipeline: string, logicalDate: string): Promise<RunAudit | undefined> {
+    const runs = join(this.dir, RUNS_TABLE);
+    if (!existsSync(runs)) return undefined;
+    const rows = await withConnection(async (con) =>
+      (
+        await con.runAndReadAll(
+          `SELECT * REPLACE (strftime(started_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS started_at, strftime(finished_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS finished_at)
+           FROM read_parquet($1, union_by_name = true) WHERE pipeline = $2 AND logical_date = $3 AND status = 'succeeded'
+           ORDER BY finished_at DESC, updated_at DESC LIMIT 1`,
+          [join(runs, '*.parquet'), pipeline, logicalDate],
+        )
+      ).getRowObjectsJS(),
+    );
+    return rows[0] as unknown as RunAudit | undefined;
   }
 
   /** Scans the run rows (one small file per status change); union_by_name reads files from before a column was added. */

@@ -598,9 +598,13 @@ export class SnowflakeSink implements Sink {
     return `snowflake://${this.connection.options.account}/${displayName(shown)} (ds=${run.logicalDate})`;
   }
 
-  /** Staging lives beside the output table: rows keyed by chunk, and one row per chunk for its constants. */
+  /**
+   * Staging lives beside the output table: rows keyed by chunk, and one row per chunk for its constants.
+   * Named by run and output table, so one run can stage for two tables (the output and its shadow).
+   */
   private staging(run: RunRef): { rows: SnowflakeName; chunks: SnowflakeName } {
-    const base = `SCORELINE_STAGE_${runToken(run)}`;
+    const table = createHash('sha256').update(this.table.name).digest('hex').slice(0, 8).toUpperCase();
+    const base = `SCORELINE_STAGE_${runToken(run)}_${table}`;
     return { rows: { ...this.table, name: base }, chunks: { ...this.table, name: `${base}_CHUNKS` } };
   }
 
@@ -847,10 +851,14 @@ const RUN_COLUMNS: Record<keyof RunAudit, string> = {
   output: 'VARCHAR',
   error: 'VARCHAR',
   alerts: 'VARCHAR',
+  shadow_model: 'VARCHAR',
+  shadow_model_sha256: 'VARCHAR',
+  shadow_output: 'VARCHAR',
+  shadow_agreement: 'VARCHAR',
 };
 
 /** Run columns added after the first release of the audit contract: existing tables get them by ALTER. */
-const ADDED_RUN_COLUMNS: (keyof RunAudit)[] = ['alerts'];
+const ADDED_RUN_COLUMNS: (keyof RunAudit)[] = ['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement'];
 
 const CHUNK_COLUMNS: Record<keyof ChunkAudit, string> = {
   run_id: 'VARCHAR',
@@ -941,6 +949,17 @@ export class SnowflakeAuditStore implements AuditStore {
     }
   }
 
+  async lastSucceededRun(pipeline: string, logicalDate: string): Promise<RunAudit | undefined> {
+    const cols = Object.keys(RUN_COLUMNS).map(columnIdent).join(', ');
+    const [row] = await this.select(
+      `SELECT ${cols} FROM ${quoteName(this.tableName(RUNS_TABLE))} WHERE "PIPELINE" = ? AND "LOGICAL_DATE" = ? AND "STATUS" = 'succeeded' ORDER BY "FINISHED_AT" DESC, "UPDATED_AT" DESC LIMIT 1`,
+      [pipeline, logicalDate],
+      RUNS_TABLE,
+      `the last run of ${pipeline} ${logicalDate}`,
+    );
+    return row && ({ ...row, started_at: isoOrNull(row.started_at), finished_at: isoOrNull(row.finished_at) } as unknown as RunAudit);
+  }
+
   /** DELETE + one multi-row INSERT in a transaction: a retry replaces the run's rows. */
   async recordProfile(runId: string, rows: ProfileAudit[]): Promise<void> {
     const table = this.tableName(PROFILES_TABLE);
@@ -958,11 +977,12 @@ export class SnowflakeAuditStore implements AuditStore {
   }
 
   async profiledRuns(q: ProfiledRunsQuery): Promise<ProfiledRun[]> {
-    const rows = await this.selectProfiles(
+    const rows = await this.select(
       `SELECT "RUN_ID", "LOGICAL_DATE", MAX("PROFILED_AT") AS "PROFILED_AT" FROM ${quoteName(this.tableName(PROFILES_TABLE))} ` +
         `WHERE "PIPELINE" = ?${q.beforeDate ? ' AND "LOGICAL_DATE" < ?' : ''} GROUP BY "RUN_ID", "LOGICAL_DATE" ` +
         `ORDER BY "LOGICAL_DATE" DESC, "PROFILED_AT" DESC LIMIT ${Math.max(1, Math.floor(q.limit))}`,
       q.beforeDate ? [q.pipeline, q.beforeDate] : [q.pipeline],
+      PROFILES_TABLE,
       `profiled runs of ${q.pipeline}`,
     );
     return rows.map((r) => ({ run_id: String(r.run_id), logical_date: String(r.logical_date), profiled_at: isoOrNull(r.profiled_at)! }));
@@ -970,18 +990,18 @@ export class SnowflakeAuditStore implements AuditStore {
 
   async readProfile(runId: string): Promise<ProfileAudit[]> {
     const cols = Object.keys(PROFILE_COLUMNS).map(columnIdent).join(', ');
-    const rows = await this.selectProfiles(`SELECT ${cols} FROM ${quoteName(this.tableName(PROFILES_TABLE))} WHERE "RUN_ID" = ?`, [runId], `the profile of run ${runId}`);
+    const rows = await this.select(`SELECT ${cols} FROM ${quoteName(this.tableName(PROFILES_TABLE))} WHERE "RUN_ID" = ?`, [runId], PROFILES_TABLE, `the profile of run ${runId}`);
     return rows.map((r) => profileAuditRow(r, isoOrNull(r.profiled_at)));
   }
 
   /** Rows with lower-case keys, as in the other audit stores. */
-  private async selectProfiles(sql: string, binds: Bind[], what: string): Promise<Record<string, unknown>[]> {
+  private async select(sql: string, binds: Bind[], table: string, what: string): Promise<Record<string, unknown>[]> {
     try {
       await this.ensureTables();
       const { rows } = await this.sessions.use((s) => s.run(sql, binds));
       return rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.toLowerCase(), v])));
     } catch (err) {
-      throw wrapError(err, `snowflake audit ${displayName(this.tableName(PROFILES_TABLE))}: reading ${what} failed`, 'audit');
+      throw wrapError(err, `snowflake audit ${displayName(this.tableName(table))}: reading ${what} failed`, 'audit');
     }
   }
 

@@ -4,6 +4,7 @@
  * Workflow code imports this file, so it must stay free of runtime imports.
  */
 import type { PipelineConfig } from './config/pipeline';
+import type { Agreement, AgreementSummary } from './profile/agreement';
 import type { ColumnDrift, Profile } from './profile/sketch';
 
 export type Trigger = 'cli' | 'api' | 'schedule' | 'ui' | 'nrt' | 'demo' | 'bench' | 'test';
@@ -57,6 +58,8 @@ export interface RunPlan {
   run: RunRef;
   config: PipelineConfig;
   model: PinnedModel;
+  /** The pinned challenger of `shadow:`, scored beside the model. */
+  shadow?: PinnedModel;
   chunks: Chunk[];
   rowsPlanned: number;
   /** Input files / tables the plan read, for the audit trail. */
@@ -84,6 +87,8 @@ export interface ChunkStats {
   /** Profile of the chunk's features and predictions (src/profile); absent when `profile: false`. */
   profile?: Profile;
   profileMs?: number;
+  /** The challenger's staged output and its agreement with the model, when the pipeline has `shadow:`. */
+  shadow?: { stagedFile: string; rowsOut: number; agreement: Agreement };
 }
 
 export interface CommitStats {
@@ -137,6 +142,8 @@ export interface RunResult {
   stageMs?: { read: number; convert: number; infer: number; write: number };
   /** The run's profile compared with its reference (docs/drift.md). */
   drift?: DriftSummary;
+  /** Shadow scoring: the challenger, where its predictions went, and how well it agreed with the model. */
+  shadow?: { model: PinnedModel; output?: string; agreement: AgreementSummary };
 }
 
 /** What the profile step found: per-column drift against the reference, and which columns crossed a threshold. */
@@ -216,6 +223,11 @@ export interface RunAudit {
   error: string | null;
   /** Alerts sent for the run, JSON: [{"event","channel","ok","error"?}]; NULL when none were due. */
   alerts: string | null;
+  /** Shadow scoring: the challenger as name:version, its sha256, its output, and agreement stats (JSON, AgreementSummary). */
+  shadow_model: string | null;
+  shadow_model_sha256: string | null;
+  shadow_output: string | null;
+  shadow_agreement: string | null;
 }
 
 export interface ChunkAudit {

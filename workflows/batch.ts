@@ -19,6 +19,7 @@ import {
 } from '@temporalio/workflow';
 import type { ScorelineActivities } from '../activities';
 import { SA_MODEL, SA_MODEL_VERSION, SA_PIPELINE, SA_SCHEDULED_START } from '../src/search-attributes';
+import { mergeAgreement, type Agreement } from '../src/profile/agreement';
 import { mergeProfiles, profiledChunk, type Profile } from '../src/profile/sketch';
 import type { ChunkStats, CommitStats, DriftSummary, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals, StagedChunk } from '../src/types';
 import { RunAlerts } from './alerts';
@@ -99,6 +100,11 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const totals: RunTotals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
   let commit: CommitStats | undefined;
   let profile: Profile | undefined;
+  // Shadow scoring (`shadow:`): the challenger's staged chunks, its commit, and the agreement so far.
+  const shadowStaged: StagedChunk[] = [];
+  let agreement: Agreement | undefined;
+  let shadowCommit: CommitStats | undefined;
+  const shadowArgs = () => ({ commit: shadowCommit, agreement });
   try {
     plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs }));
     Object.assign(progress, {
@@ -115,13 +121,24 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
       staged.push({ index: s.index, rows: s.rowsOut, file: s.stagedFile });
       addChunk(totals, s);
       if (s.profile) profile = mergeProfiles(profile, s.profile);
+      if (s.shadow) {
+        shadowStaged.push({ index: s.index, rows: s.shadow.rowsOut, file: s.shadow.stagedFile });
+        agreement = mergeAgreement(agreement, s.shadow.agreement);
+      }
       Object.assign(progress, { chunksDone: totals.chunksDone, rowsDone: totals.rowsIn, rowsOut: totals.rowsOut, updatedAtMs: Date.now() });
     });
     progress.phase = 'committing';
     staged.sort((a, b) => a.index - b.index);
+    shadowStaged.sort((a, b) => a.index - b.index);
     // Once the commit starts it finishes (or fails) on its own terms: a cancel arriving mid-commit
-    // must not race the partition swap, and a committed run is reported as succeeded.
-    commit = await step('commit', () => CancellationScope.nonCancellable(() => commitRun({ run: plan!.run, config: plan!.config, staged })));
+    // must not race the partition swap, and a committed run is reported as succeeded. The shadow table
+    // is committed first, so a run whose output is committed always has its shadow partition too.
+    commit = await step('commit', () =>
+      CancellationScope.nonCancellable(async () => {
+        if (plan!.shadow) shadowCommit = await commitRun({ run: plan!.run, config: plan!.config, staged: shadowStaged, shadow: true });
+        return commitRun({ run: plan!.run, config: plan!.config, staged });
+      }),
+    );
   } catch (err) {
     const failure = err instanceof StepFailure ? err : new StepFailure('run', err);
     // A cancelled workflow may see a chunk's own error first; the root scope says what really happened.
@@ -133,7 +150,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     // Alerts, clean-up and audit run even when the workflow itself is being cancelled.
     const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status, step: failure.step, error: describe(failure.error) }));
     await CancellationScope.nonCancellable(() =>
-      finishRun({ input, run: plan?.run ?? provisional, plan: plan && summarize(plan), status, error: message, totals, startedAtMs, alerts: sent }),
+      finishRun({ input, run: plan?.run ?? provisional, plan: plan && summarize(plan), status, error: message, totals, startedAtMs, alerts: sent, shadow: shadowArgs() }),
     );
     if (cancelled) throw isCancellation(failure.error) ? failure.error : new CancelledFailure('run cancelled');
     throw ApplicationFailure.nonRetryable(message, 'ScorelineRunFailed');
@@ -143,7 +160,9 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   // patched(): runs started by an older worker replay without this step.
   const drift = profile && patched('run-profile-v1') ? await CancellationScope.nonCancellable(() => profileStep(plan!, profile!)) : undefined;
   const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status: 'succeeded', drift }));
-  const result = await CancellationScope.nonCancellable(() => finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs, alerts: sent }));
+  const result = await CancellationScope.nonCancellable(() =>
+    finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs, alerts: sent, shadow: shadowArgs() }),
+  );
   if (drift) result.drift = drift;
   progress.phase = 'succeeded';
   progress.updatedAtMs = Date.now();
@@ -199,7 +218,7 @@ async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, onChunk: (s: Chu
       while (inflight.size >= plan.config.parallelism && !failure) await Promise.race(inflight);
       if (failure) break;
       const p: Promise<void> = alerts
-        .watchChunk(chunk.index, scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk, profile: profiledChunk(chunk.index, plan.chunks.length) }))
+        .watchChunk(chunk.index, scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk, profile: profiledChunk(chunk.index, plan.chunks.length), shadow: plan.shadow }))
         .then(
           (s) => onChunk(s),
           (err) => {

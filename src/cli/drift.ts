@@ -1,6 +1,7 @@
 /**
  * `scoreline drift PIPELINE [--last N]` and `scoreline drift baseline PIPELINE --run RUN_ID`: the
- * profiles in `scoreline_run_profiles`, read where the pipeline's audit rows live (docs/drift.md).
+ * profiles in `scoreline_run_profiles`, read where the pipeline's audit rows live (docs/drift.md); and
+ * `scoreline models compare PIPELINE --date D`: the shadow model's agreement from the audit row.
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
@@ -9,6 +10,7 @@ import type { PipelineConfig } from '../config/pipeline';
 import { ConfigError } from '../errors';
 import { baselinePath, breachedColumns, profileFromRows, type BaselineFile } from '../run/profile';
 import type { RunContext } from '../run/context';
+import type { AgreementSummary } from '../profile/agreement';
 import type { ProfileAudit } from '../types';
 import { formatTable } from './table';
 
@@ -78,7 +80,59 @@ function num(v: unknown): number | null {
 
 const fmt = (v: number | null | undefined, digits = 3) => (v === null || v === undefined ? '-' : Number(v.toPrecision(digits)).toString());
 
-export function registerDriftCommands(program: Command, deps: { loadPipelineArg: (arg: string, overrides: Record<string, string>) => { config: PipelineConfig }; localContext: () => RunContext }): void {
+interface CliDeps {
+  loadPipelineArg: (arg: string, overrides: Record<string, string>) => { config: PipelineConfig };
+  localContext: () => RunContext;
+}
+
+/** Runs `fn` with a worker-like context in this process (credentials from this shell's env), then closes it. */
+async function withContext<T>(deps: CliDeps, fn: (ctx: RunContext) => Promise<T>): Promise<T> {
+  const ctx = deps.localContext();
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.sessions.close();
+    await ctx.connectors.close?.();
+  }
+}
+
+/** `models compare` under the `models` command (registered by src/cli/models.ts). */
+export function registerCompareCommand(models: Command, deps: CliDeps): void {
+  models
+    .command('compare')
+    .description("Champion/challenger agreement of a pipeline's shadow scoring for one logical date (from the audit row of its latest succeeded run).")
+    .argument('<pipeline>', 'pipeline YAML file or name (with shadow: set)')
+    .requiredOption('--date <YYYY-MM-DD>', 'logical date')
+    .option('--json', 'the audit fields as JSON')
+    .action(async (pipeline: string, opts: { date: string; json?: boolean }) => {
+      const { config } = deps.loadPipelineArg(pipeline, {});
+      await withContext(deps, async (ctx) => {
+        const audit = ctx.connectors.audit(config);
+        const run = await audit.lastSucceededRun(config.name, opts.date);
+        if (!run) throw new ConfigError(`no succeeded run of ${config.name} on ${opts.date} in ${audit.location()}`);
+        if (!run.shadow_agreement) throw new ConfigError(`run ${run.run_id} of ${config.name} on ${opts.date} had no shadow model (set shadow: in the pipeline, e.g. shadow: ${config.model.split(/[@:]/)[0]}@challenger)`);
+        const agreement = JSON.parse(run.shadow_agreement) as AgreementSummary;
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify({ run_id: run.run_id, model: `${run.model_name}:${run.model_version}`, shadow_model: run.shadow_model, shadow_output: run.shadow_output, ...agreement })}\n`);
+          return;
+        }
+        process.stdout.write(
+          `${config.name} ${opts.date}: run ${run.run_id}, ${run.model_name}:${run.model_version} vs shadow ${run.shadow_model}, ${agreement.rows_compared.toLocaleString('en-US')} rows compared\n` +
+            `shadow output: ${run.shadow_output ?? '-'}\n\n`,
+        );
+        const rows = Object.entries(agreement.columns).map(([column, c]) => ({
+          column,
+          mean_abs_diff: fmt(c.mean_abs_diff, 4),
+          max_abs_diff: fmt(c.max_abs_diff, 4),
+          agreement_rate: fmt(c.agreement_rate, 4),
+          correlation: fmt(c.correlation, 4),
+        }));
+        process.stdout.write(`${formatTable(rows)}\n\nagreement_rate: share of rows with exactly the same value (label agreement for label columns).\n`);
+      });
+    });
+}
+
+export function registerDriftCommands(program: Command, deps: CliDeps): void {
   const drift = program
     .command('drift')
     .description("Feature and prediction drift of a pipeline's runs: PSI and mean shift per column against each run's reference (docs/drift.md).")
@@ -95,8 +149,7 @@ A ! marks a column past the pipeline's drift thresholds (drift.psi, drift.mean_s
     .action(async (pipeline: string, opts: { last: number; json?: boolean }) => {
       if (!Number.isInteger(opts.last) || opts.last < 1 || opts.last > 366) throw new ConfigError(`--last: expected a whole number of runs from 1 to 366, got ${opts.last}`);
       const { config } = deps.loadPipelineArg(pipeline, {});
-      const ctx = deps.localContext();
-      try {
+      await withContext(deps, async (ctx) => {
         const audit = ctx.connectors.audit(config);
         const found = await audit.profiledRuns({ pipeline: config.name, limit: opts.last * 4 });
         // One run per logical date (the newest profile of a rerun date), the last N dates.
@@ -137,10 +190,7 @@ A ! marks a column past the pipeline's drift thresholds (drift.psi, drift.mean_s
         process.stdout.write(`${formatTable(table)}\n`);
         const drifted = rows.filter((r) => r.drifted).length;
         process.stdout.write(drifted ? `\n${drifted} column${drifted === 1 ? '' : 's'} drifted in the latest run.\n` : '\nno column past the thresholds in the latest run.\n');
-      } finally {
-        await ctx.sessions.close();
-        await ctx.connectors.close?.();
-      }
+      });
     });
 
   drift
@@ -154,8 +204,7 @@ A ! marks a column past the pipeline's drift thresholds (drift.psi, drift.mean_s
     .option('--force', 'replace an existing baseline')
     .action(async (pipeline: string, opts: { run: string; force?: boolean }) => {
       const { config } = deps.loadPipelineArg(pipeline, {});
-      const ctx = deps.localContext();
-      try {
+      await withContext(deps, async (ctx) => {
         const rows = await ctx.connectors.audit(config).readProfile(opts.run);
         if (rows.length === 0) throw new ConfigError(`run ${opts.run}: no profile in ${ctx.connectors.audit(config).location()} (did it succeed, with profile: true?)`);
         const model = { name: rows[0].model_name, version: rows[0].model_version };
@@ -173,9 +222,6 @@ A ! marks a column past the pipeline's drift thresholds (drift.psi, drift.mean_s
         await fs.writeFile(tmp, `${JSON.stringify(file, null, 1)}\n`);
         await fs.rename(tmp, path);
         process.stdout.write(`✔ baseline of ${file.model}: ${file.columns.length} columns from ${file.source} → ${path}\n`);
-      } finally {
-        await ctx.sessions.close();
-        await ctx.connectors.close?.();
-      }
+      });
     });
 }

@@ -22,7 +22,7 @@ import { isPortFree } from './ports';
 import { runDemo } from './demo';
 import { registerScheduleCommands } from './schedule';
 import { registerModelCommands } from './models';
-import { registerDriftCommands } from './drift';
+import { registerCompareCommand, registerDriftCommands } from './drift';
 import { registerApiCommands, startDevApi } from './api';
 import { printJson, resultJson, summaryLinesFor, waitForSignal } from './run-output';
 import { formatDuration, ProgressReporter } from './progress';
@@ -331,8 +331,9 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
       process.exitCode = results.every((r) => r.ok) ? EXIT.ok : EXIT.runFailed;
     });
 
-  registerModelCommands(program);
-  registerDriftCommands(program, { loadPipelineArg, localContext });
+  const cliDeps = { loadPipelineArg, localContext };
+  registerCompareCommand(registerModelCommands(program), cliDeps);
+  registerDriftCommands(program, cliDeps);
 
   program
     .command('sql')

@@ -120,6 +120,12 @@ export const pipelineSchema = z.strictObject({
   description: z.string().optional(),
   source: z.discriminatedUnion('kind', [parquetSource, warehouseSource('snowflake'), warehouseSource('bigquery')]),
   model: z.string().regex(MODEL_REF_PATTERN, 'a model reference such as churn@champion or churn:3'),
+  /**
+   * A challenger scored beside the model on every chunk (same read, its own session): its predictions
+   * go to a shadow table with the same contract (the sink's table or path + `_shadow`), agreement
+   * stats to the audit row (docs/models.md "Shadow scoring").
+   */
+  shadow: z.string().regex(MODEL_REF_PATTERN, 'a model reference such as churn@challenger or churn:4').optional(),
   /** Model store directory; default: the worker's SCORELINE_MODELS_DIR, else ./models. */
   models_dir: z.string().min(1).optional(),
   sink: z.discriminatedUnion('kind', [parquetSink, warehouseSink('snowflake'), warehouseSink('bigquery')]),

@@ -88,6 +88,10 @@ export function nrtAuditRow(
     output: null,
     error: f.error ?? null,
     alerts: null,
+    shadow_model: null,
+    shadow_model_sha256: null,
+    shadow_output: null,
+    shadow_agreement: null,
   };
 }
 

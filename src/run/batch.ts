@@ -12,11 +12,13 @@ import { buffers } from '../io/buffers';
 import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
 import { logger } from '../obs/log';
+import { compareChunk, summarizeAgreement, type Agreement, type AgreementSummary } from '../profile/agreement';
 import { chunkProfile, profileFeatures } from '../profile/chunk';
+import { shadowConfig } from './shadow';
 import type { LoadedModel } from '../models/store';
 import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
-import { runModel } from '../scoring/session';
-import { buildFeeds, emptyColumn, type OutputColumn } from '../scoring/tensor';
+import { runModel, type ScoringSession } from '../scoring/session';
+import { buildFeeds, emptyColumn, type BuiltFeeds, type OutputColumn } from '../scoring/tensor';
 import type { AlertRecord } from '../alerts/events';
 import type { Chunk, ChunkAudit, ChunkStats, CommitStats, PinnedModel, RunAudit, RunInput, RunPlan, RunRef, RunResult, PlanSummary, RunStatus, RunTotals, StagedChunk } from '../types';
 import { modelStoreFor, resolvePipeline, type RunContext } from './context';
@@ -87,11 +89,18 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   const config = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
   const logicalDate = logicalDateFor(input, args.scheduledStart, new Date(args.startedAtMs ?? Date.now()));
   const run: RunRef = { ...args.run, pipeline: config.name, logicalDate };
-  const model = await modelStoreFor(ctx, config).resolve(config.model);
+  const store = modelStoreFor(ctx, config);
+  const model = await store.resolve(config.model);
   hooks.heartbeat({ step: 'model', model: model.pin });
   await ctx.sessions.get(model); // loads the session and checks the manifest against the model
-  const features = featureColumns(model.manifest);
   checkOutputColumns(config, model.manifest.outputs.map((o) => o.column), `pipeline ${config.name} with model ${model.pin.name}:${model.pin.version}`);
+  // The challenger is pinned at plan time like the model; a promotion mid-run changes neither.
+  const shadow = config.shadow ? await store.resolve(config.shadow) : undefined;
+  if (shadow) {
+    await ctx.sessions.get(shadow);
+    checkOutputColumns(config, shadow.manifest.outputs.map((o) => o.column), `pipeline ${config.name} with shadow model ${shadow.pin.name}:${shadow.pin.version}`);
+  }
+  const features = scoredFeatures(model, shadow);
   const chunkRows = chunkRowsFor(config, features.length);
   const sourcePlan = await ctx.connectors.source(config).plan({ config, run, columns: neededColumns(config, features), chunkRows });
   const notNumeric = features.filter((f) => sourcePlan.schema[f] && !sourcePlan.schema[f].numeric);
@@ -114,7 +123,12 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     throw new ConfigError(`pipeline ${config.name}: ${sourcePlan.chunks.length} chunks exceed the ${MAX_CHUNKS_PER_RUN} one run can track in its Temporal history; ${advice}`);
   }
   const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();
-  return { run, config, model: model.pin, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
+  return { run, config, model: model.pin, ...(shadow && { shadow: shadow.pin }), chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
+}
+
+/** Feature columns a chunk reads: the model's, then any more the shadow model needs. */
+function scoredFeatures(model: LoadedModel, shadow?: LoadedModel): string[] {
+  return [...new Set([...featureColumns(model.manifest), ...(shadow ? featureColumns(shadow.manifest) : [])])];
 }
 
 /** The plan step of a run: build the plan, then record the run as `running` in the audit table. */
@@ -122,7 +136,9 @@ export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks 
   const plan = await buildPlan(ctx, args, hooks);
   await ctx.connectors
     .audit(plan.config)
-    .recordRun(runAuditRow(plan.run, plan.model, 'running', { startedAt: plan.startedAt, rowsIn: plan.rowsPlanned, chunks: plan.chunks.length }));
+    .recordRun(
+      runAuditRow(plan.run, plan.model, 'running', { startedAt: plan.startedAt, rowsIn: plan.rowsPlanned, chunks: plan.chunks.length, shadow: plan.shadow && { model: plan.shadow } }),
+    );
   return plan;
 }
 
@@ -133,6 +149,8 @@ export interface ScoreArgs {
   chunk: Chunk;
   /** false: skip this chunk's profile (see profiledChunk in src/profile/sketch.ts). */
   profile?: boolean;
+  /** The plan's pinned shadow model: scored on the same rows, staged to the shadow sink. */
+  shadow?: PinnedModel;
 }
 
 export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHooks = NO_HOOKS): Promise<ChunkStats> {
@@ -142,7 +160,9 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   // Loaded by the pinned sha256: a model promoted or replaced mid-run is refused, never silently used.
   const session = await ctx.sessions.getPinned(pin, () => modelStoreFor(ctx, config).load(pin.name, pin.version, pin.sha256));
   const model = session.model;
-  const columns = neededColumns(config, featureColumns(model.manifest));
+  const shadowPin = args.shadow;
+  const shadowSession = shadowPin && (await ctx.sessions.getPinned(shadowPin, () => modelStoreFor(ctx, config).load(shadowPin.name, shadowPin.version, shadowPin.sha256)));
+  const columns = neededColumns(config, scoredFeatures(model, shadowSession?.model));
 
   let t = performance.now();
   hooks.heartbeat({ step: 'read', chunk: chunk.index });
@@ -151,6 +171,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
 
   hooks.heartbeat({ step: 'convert', chunk: chunk.index });
   const feeds = buildFeeds(batch, model.manifest, config.features, where);
+  const shadowFeeds = shadowSession && buildFeeds(batch, shadowSession.model.manifest, config.features, `${where}, shadow model`);
   const convertMs = lap();
   // Profiled before inference takes the tensors (they move to an inference thread).
   const featureProfiles = config.profile && args.profile !== false ? profileFeatures(batch, feeds.tensors, model.manifest) : undefined;
@@ -158,12 +179,8 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   recycleFeatureColumns(batch, config.source.key);
 
   hooks.heartbeat({ step: 'infer', chunk: chunk.index });
-  const predictions =
-    feeds.rowsOut === 0
-      ? emptyPredictions(model)
-      : ctx.inference
-        ? await ctx.inference.run(session, feeds.tensors, feeds.rowsOut)
-        : await runModel(session, feeds.tensors, feeds.rowsOut);
+  // Model and challenger at once: with inference threads they run side by side.
+  const [predictions, shadowPredictions] = await Promise.all([infer(ctx, session, feeds), shadowSession && infer(ctx, shadowSession, shadowFeeds!)]);
   const inferMs = lap();
   const profile = featureProfiles && chunkProfile(featureProfiles, predictions);
   profileMs += lap();
@@ -172,6 +189,13 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   hooks.heartbeat({ step: 'write', chunk: chunk.index });
   const output = outputBatch(batch, config, run, args.model, feeds.keptRows, predictions);
   const staged = await ctx.connectors.sink(config).stage(run, chunk.index, output);
+  let shadow: ChunkStats['shadow'];
+  if (shadowPin && shadowFeeds && shadowPredictions) {
+    const shadowOutput = outputBatch(batch, config, run, shadowPin, shadowFeeds.keptRows, shadowPredictions);
+    const shadowStaged = await ctx.connectors.sink(shadowConfig(config)).stage(run, chunk.index, shadowOutput);
+    const agreement = compareChunk(predictions, shadowPredictions, feeds.rowsIn, feeds.keptRows, shadowFeeds.keptRows);
+    shadow = { stagedFile: basename(shadowStaged.path), rowsOut: shadowFeeds.rowsOut, agreement };
+  }
   const writeMs = lap();
 
   const stats: ChunkStats = {
@@ -189,6 +213,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
     worker: ctx.workerId,
     attempt: hooks.attempt,
     ...(profile && { profile, profileMs: Math.round(profileMs * 100) / 100 }),
+    ...(shadow && { shadow }),
   };
   await ctx.connectors.audit(config).recordChunk(chunkAuditRow(run, stats));
   return stats;
@@ -199,6 +224,11 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
     t = now;
     return Math.round(ms * 100) / 100;
   }
+}
+
+async function infer(ctx: RunContext, session: ScoringSession, feeds: BuiltFeeds): Promise<Map<string, OutputColumn>> {
+  if (feeds.rowsOut === 0) return emptyPredictions(session.model);
+  return ctx.inference ? ctx.inference.run(session, feeds.tensors, feeds.rowsOut) : runModel(session, feeds.tensors, feeds.rowsOut);
 }
 
 /** Typed like real predictions, so every file of a partition has the same schema. */
@@ -262,10 +292,12 @@ export interface CommitArgs {
   run: RunRef;
   config: PipelineConfig;
   staged: StagedChunk[];
+  /** Commit the shadow model's staged output to the shadow table instead. */
+  shadow?: boolean;
 }
 
 export async function commitRun(ctx: RunContext, args: CommitArgs): Promise<CommitStats> {
-  return ctx.connectors.sink(args.config).commit(args.run, args.staged);
+  return ctx.connectors.sink(args.shadow ? shadowConfig(args.config) : args.config).commit(args.run, args.staged);
 }
 
 export interface FinishArgs {
@@ -279,6 +311,8 @@ export interface FinishArgs {
   startedAtMs: number;
   /** Alerts sent for the run (delivered or not), for the audit row. */
   alerts?: AlertRecord[];
+  /** Shadow scoring: the shadow table's commit and the agreement summed over chunks. */
+  shadow?: { commit?: CommitStats; agreement?: Agreement };
 }
 
 /** Final audit rows, and on failure/cancel the removal of everything staged. Idempotent. */
@@ -316,6 +350,15 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   const sink = ctx.connectors.sink(config);
   const audit = ctx.connectors.audit(config);
   if (status !== 'succeeded') await sink.abort(run);
+  if (plan?.shadow) {
+    const shadowSink = ctx.connectors.sink(shadowConfig(config));
+    if (status !== 'succeeded') await shadowSink.abort(run);
+    result.shadow = {
+      model: plan.shadow,
+      output: args.shadow?.commit?.output ?? (status === 'succeeded' ? shadowSink.location(run) : undefined),
+      agreement: summarizeAgreement(args.shadow?.agreement ?? { rows: 0, columns: [] }),
+    };
+  }
   result.output = args.commit?.output ?? (status === 'succeeded' ? sink.location(run) : undefined);
   result.audit = audit.location();
   await audit.recordRun(
@@ -331,6 +374,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       output: result.output,
       error: args.error,
       alerts: args.alerts,
+      shadow: result.shadow,
     }),
   );
   // Best effort, after the audit row: a snapshot that cannot be dropped must not turn a committed run
@@ -351,7 +395,20 @@ export function runAuditRow(
   run: RunRef,
   model: PinnedModel | undefined,
   status: RunStatus,
-  f: { startedAt: string; finishedAt?: string; durationMs?: number; rowsIn?: number; rowsOut?: number; rowsRejected?: number; rowsImputed?: number; chunks?: number; output?: string; error?: string; alerts?: AlertRecord[] },
+  f: {
+    startedAt: string;
+    finishedAt?: string;
+    durationMs?: number;
+    rowsIn?: number;
+    rowsOut?: number;
+    rowsRejected?: number;
+    rowsImputed?: number;
+    chunks?: number;
+    output?: string;
+    error?: string;
+    alerts?: AlertRecord[];
+    shadow?: { model: PinnedModel; output?: string; agreement?: AgreementSummary };
+  },
 ): RunAudit {
   return {
     run_id: run.runId,
@@ -374,6 +431,10 @@ export function runAuditRow(
     output: f.output ?? null,
     error: f.error ?? null,
     alerts: f.alerts?.length ? JSON.stringify(f.alerts) : null,
+    shadow_model: f.shadow ? `${f.shadow.model.name}:${f.shadow.model.version}` : null,
+    shadow_model_sha256: f.shadow?.model.sha256 ?? null,
+    shadow_output: f.shadow?.output ?? null,
+    shadow_agreement: f.shadow?.agreement ? JSON.stringify(f.shadow.agreement) : null,
   };
 }
 

@@ -30,13 +30,15 @@ it('npm run bench -- --json ends with the summary line other tooling reads', asy
   const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   const summary = lines.at(-1)!;
   expect(summary.case).toBe('summary');
-  for (const field of ['e2e_vs_raw_ort_tree', 'e2e_vs_raw_ort_mlp', 'peak_rss_mb']) {
+  for (const field of ['e2e_vs_raw_ort_tree', 'e2e_vs_raw_ort_mlp', 'profile_overhead_tree', 'profile_overhead_mlp', 'peak_rss_mb']) {
     expect(typeof summary[field], field).toBe('number');
     expect(summary[field] as number).toBeGreaterThan(0);
   }
   expect(lines.filter((l) => l.case === 'raw-ort')).toHaveLength(6);
-  expect(lines.filter((l) => l.case === 'e2e').map((l) => [l.model, l.rows])).toEqual([
-    ['mlp', 40000],
-    ['gbt', 40000],
+  expect(lines.filter((l) => l.case === 'e2e' || l.case === 'e2e-no-profile').map((l) => [l.case, l.model, l.rows])).toEqual([
+    ['e2e', 'mlp', 40000],
+    ['e2e-no-profile', 'mlp', 40000],
+    ['e2e', 'gbt', 40000],
+    ['e2e-no-profile', 'gbt', 40000],
   ]);
 });

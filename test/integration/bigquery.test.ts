@@ -443,6 +443,27 @@ describe('through Temporal: a real dev server and worker, connection from the wo
     expect((await tableNames()).filter((t) => t.startsWith('_scoreline'))).toEqual([]);
   });
 
+  it('shadow scoring writes the challenger to <table>_shadow, agreement to the audit row, and the profile to scoreline_run_profiles', async () => {
+    const result = await run(raw({ name: 'churn-bq-shadow', sink: { kind: 'bigquery', connection: 'bigquery', table: 'scoreline.shadow_scores' }, shadow: 'churn-mlp@champion' }));
+    expect(result.error).toBeUndefined();
+    expect(result.shadow!.output).toMatch(/scoreline-local\.scoreline\.shadow_scores_shadow/);
+    const reference = await directScores(`${project}/data/customers/ds=${DATE}/*.parquet`, join(project, 'models', 'churn-mlp', '1', 'model.onnx'));
+    const shadow = await sql<{ customer_id: number; churn_probability: number; model_name: string }>(
+      'SELECT customer_id, churn_probability, model_name FROM `scoreline-local.scoreline.shadow_scores_shadow` WHERE ds = @ds',
+      { ds: DATE },
+    );
+    expect(shadow).toHaveLength(ROWS);
+    expect(new Set(shadow.map((r) => r.model_name))).toEqual(new Set(['churn-mlp']));
+    expect(Math.max(...shadow.map((r) => Math.abs(r.churn_probability - reference.get(r.customer_id)!)))).toBeLessThanOrEqual(1e-6);
+    const last = await new BigQueryAuditStore(conn, 'scoreline').lastSucceededRun('churn-bq-shadow', DATE);
+    expect(last).toMatchObject({ run_id: result.runId, shadow_model: 'churn-mlp:1' });
+    expect(JSON.parse(last!.shadow_agreement!)).toEqual(result.shadow!.agreement);
+    expect(result.shadow!.agreement.rows_compared).toBe(ROWS);
+    expect(result.drift?.error).toBeUndefined();
+    const profile = await sql('SELECT column_name FROM `scoreline-local.scoreline.scoreline_run_profiles` WHERE run_id = @id', { id: result.runId });
+    expect(profile).toHaveLength(34);
+  });
+
   it('a missing table fails the run at plan time with the table named, and commits nothing', async () => {
     const result = await run(raw({ source: { kind: 'bigquery', connection: 'bigquery', table: 'scoreline.missing_features', key: ['customer_id'] }, sink: { kind: 'bigquery', connection: 'bigquery', table: 'scoreline.never_written' } }));
     expect(result.status).toBe('failed');

@@ -397,6 +397,23 @@ describe('through Temporal: a real dev server and worker, connection from the wo
     expect(scratch(await tableNames())).toEqual([]);
   });
 
+  it('shadow scoring writes the challenger to <table>_shadow, agreement to the audit row, and the profile to scoreline_run_profiles', async () => {
+    const result = await run(raw({ name: 'churn-sf-shadow', sink: { kind: 'snowflake', connection: 'snowflake', table: 'shadow_scores' }, shadow: 'churn-mlp@champion' }));
+    expect(result.error).toBeUndefined();
+    expect(result.shadow!.output).toMatch(/SHADOW_SCORES_SHADOW/);
+    const shadow = await sql(`SELECT customer_id, churn_probability, model_name FROM shadow_scores_shadow WHERE ds = ?`, [DATE]);
+    expect(shadow).toHaveLength(ROWS);
+    expect(new Set(shadow.map((r) => r.MODEL_NAME))).toEqual(new Set(['churn-mlp']));
+    await expectScoresMatch(shadow, 'churn-mlp');
+    await expectScoresMatch(await sql(`SELECT customer_id, churn_probability FROM shadow_scores WHERE ds = ?`, [DATE]), 'churn-gbt');
+    const last = await new SnowflakeAuditStore(conn).lastSucceededRun('churn-sf-shadow', DATE);
+    expect(last).toMatchObject({ run_id: result.runId, shadow_model: 'churn-mlp:1' });
+    expect(JSON.parse(last!.shadow_agreement!)).toEqual(result.shadow!.agreement);
+    expect(result.shadow!.agreement.rows_compared).toBe(ROWS);
+    expect(result.drift?.error).toBeUndefined();
+    expect(await sql(`SELECT column_name FROM scoreline_run_profiles WHERE run_id = ?`, [result.runId])).toHaveLength(34);
+  });
+
   it('a missing table fails the run at plan time with the table named, and commits nothing', async () => {
     const result = await run(raw({ source: { kind: 'snowflake', connection: 'snowflake', table: 'missing_features', key: ['customer_id'] }, sink: { kind: 'snowflake', connection: 'snowflake', table: 'never_written_temporal' } }));
     expect(result.status).toBe('failed');

@@ -70,7 +70,7 @@ describe('alerts: config', () => {
     const parse = (alerts: unknown) => () => parsePipeline({ ...base, alerts }, 'p.yaml');
     expect(parse({ sla: '30', channels: [{ kind: 'slack' }] })).toThrow('p.yaml: alerts.sla: expected a duration such as 30m, 1h30m, 90s or 500ms, got "30"');
     expect(parse({ on: ['slow'], channels: [{ kind: 'slack' }] })).toThrow('p.yaml: alerts.sla: required when "on" includes slow');
-    expect(parse({ on: ['exploded'], channels: [{ kind: 'slack' }] })).toThrow('p.yaml: alerts.on.0: expected one of "failed", "slow", "recovered", got "exploded"');
+    expect(parse({ on: ['exploded'], channels: [{ kind: 'slack' }] })).toThrow('p.yaml: alerts.on.0: expected one of "failed", "slow", "recovered", "drift", got "exploded"');
     expect(parse({ channels: [] })).toThrow('p.yaml: alerts.channels:');
     expect(parse({ channels: [{ kind: 'slack', url: 'https://hooks.slack.com/x' }] })).toThrow('p.yaml: alerts.channels.0: unknown field "url"');
     expect(parse({ channels: [{ kind: 'slack', url_env: 'https://hooks.slack.com/services/T/B/X' }] })).toThrow(
