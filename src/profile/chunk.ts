@@ -1,11 +1,11 @@
 /**
  * A chunk's profile from what scoring already holds: the feature tensors (after the NULL policy) and
- * the prediction columns; NULL counts from the source batch. One pass per column, no copies.
+ * the prediction columns; NULL counts from the source batch. One pass over each tensor, no copies.
  */
 import type * as arrow from 'apache-arrow';
 import type { ModelManifest } from '../models/manifest';
 import type { BuiltTensor, OutputColumn } from '../scoring/tensor';
-import { profileColumn, type ColumnProfile, type Profile } from './sketch';
+import { profileColumn, profileMatrix, type ColumnProfile, type Profile } from './sketch';
 
 /** Feature columns, in the manifest's first-use order. Call before the tensors are handed to inference. */
 export function profileFeatures(batch: arrow.RecordBatch, tensors: BuiltTensor[], manifest: ModelManifest): ColumnProfile[] {
@@ -13,13 +13,18 @@ export function profileFeatures(batch: arrow.RecordBatch, tensors: BuiltTensor[]
   const seen = new Set<string>();
   for (const input of manifest.inputs) {
     const tensor = tensors.find((t) => t.name === input.name);
-    if (!tensor) continue;
+    if (!tensor || input.columns.every((c) => seen.has(c))) continue;
     const [rows, width] = tensor.dims;
-    input.columns.forEach((column, j) => {
-      if (seen.has(column)) return;
-      seen.add(column);
-      out.push(profileColumn(column, 'feature', tensor.data, rows, width, j, batch.getChild(column)?.nullCount ?? 0));
-    });
+    const nulls = input.columns.map((c) => batch.getChild(c)?.nullCount ?? 0);
+    const profiles =
+      tensor.data instanceof BigInt64Array
+        ? input.columns.map((c, j) => profileColumn(c, 'feature', tensor.data, rows, width, j, nulls[j]))
+        : profileMatrix(input.columns, 'feature', tensor.data as ArrayLike<number>, rows, width, nulls);
+    for (const p of profiles) {
+      if (seen.has(p.column)) continue;
+      seen.add(p.column);
+      out.push(p);
+    }
   }
   return out;
 }

@@ -14,6 +14,7 @@
 
 export const QUANTILE_POINTS = 33; // p = i / 32
 export const SAMPLE_ROWS = 1024;
+const PROFILE_BLOCK_ROWS = 512;
 /** PSI bins: the reference's deciles. */
 const PSI_BINS = 10;
 /** Floor for an empty bin's share, so one empty bin gives a large but finite PSI. */
@@ -107,6 +108,72 @@ export function profileColumn(
   const mean = shift + s1 / n;
   const m2 = Math.max(0, s2 - (s1 * s1) / n);
   return { column, role, count: n, nulls, min, max, mean, m2, q: sampleQuantiles(data, rows, stride, offset, min, max) };
+}
+
+/**
+ * Every column of a row-major [rows, width] number tensor in one pass over memory (a pass per column
+ * would stream the whole tensor `width` times): the same result as profileColumn per column (the sums
+ * are added block by block, so the last bits may differ).
+ */
+export function profileMatrix(columns: string[], role: ProfileRole, data: ArrayLike<number>, rows: number, width: number, nulls: number[] = []): ColumnProfile[] {
+  const n = new Float64Array(width);
+  const min = new Float64Array(width).fill(Infinity);
+  const max = new Float64Array(width).fill(-Infinity);
+  const s1 = new Float64Array(width);
+  const s2 = new Float64Array(width);
+  // Each column's first value (NaN skipped) as its shift, as in profileColumn.
+  const shift = new Float64Array(width).fill(NaN);
+  for (let j = 0; j < width; j++) {
+    for (let p = j; p < rows * width; p += width) {
+      if (data[p] === data[p]) {
+        shift[j] = data[p];
+        break;
+      }
+    }
+  }
+  // Blocks of rows that stay in cache, each column summed in locals: ~3x faster than one row at a time.
+  for (let r0 = 0; r0 < rows; r0 += PROFILE_BLOCK_ROWS) {
+    const end = Math.min(rows, r0 + PROFILE_BLOCK_ROWS) * width;
+    for (let j = 0; j < width; j++) {
+      const sh = shift[j];
+      let a = 0;
+      let b = 0;
+      let c = 0;
+      let lo = min[j];
+      let hi = max[j];
+      for (let p = r0 * width + j; p < end; p += width) {
+        const v = data[p];
+        if (v !== v) continue;
+        const d = v - sh;
+        a += d;
+        b += d * d;
+        c++;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      s1[j] += a;
+      s2[j] += b;
+      n[j] += c;
+      min[j] = lo;
+      max[j] = hi;
+    }
+  }
+  return columns.map((column, j) => {
+    const count = n[j];
+    const nullCount = nulls[j] ?? 0;
+    if (count === 0) return { column, role, count: 0, nulls: nullCount, min: null, max: null, mean: null, m2: 0, q: [] };
+    return {
+      column,
+      role,
+      count,
+      nulls: nullCount,
+      min: min[j],
+      max: max[j],
+      mean: shift[j] + s1[j] / count,
+      m2: Math.max(0, s2[j] - (s1[j] * s1[j]) / count),
+      q: sampleQuantiles(data, rows, width, j, min[j], max[j]),
+    };
+  });
 }
 
 /** Quantiles of a systematic sample (every k-th row, at most SAMPLE_ROWS of them), ends pinned to min/max. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareProfiles, mergeColumn, mergeProfiles, profileColumn, psi, quantile, stdOf, type Profile } from '../../src/profile/sketch';
+import { compareProfiles, mergeColumn, mergeProfiles, profileColumn, profileMatrix, psi, quantile, stdOf, type Profile } from '../../src/profile/sketch';
 
 /** Deterministic normal(ish) values: Box–Muller over a small LCG. */
 function normals(n: number, mean: number, std: number, seed = 1): Float64Array {
@@ -33,6 +33,18 @@ describe('column profiles', () => {
     const tensor = new Float32Array([1, 10, 2, 20, 3, 30]);
     expect(profileColumn('b', 'feature', tensor, 3, 2, 1)).toMatchObject({ count: 3, min: 10, max: 30, mean: 20 });
     expect(profileColumn('label', 'prediction', new BigInt64Array([0n, 1n, 1n, 1n]), 4)).toMatchObject({ count: 4, mean: 0.75 });
+  });
+
+  it('profiles a whole row-major tensor in one pass as column by column', () => {
+    const rows = 3000;
+    const tensor = new Float32Array(rows * 3).map((_, i) => (i % 3 === 1 && i % 7 === 0 ? NaN : Math.sin(i) * (1 + (i % 3))));
+    const one = profileMatrix(['a', 'b', 'c'], 'feature', tensor, rows, 3, [0, 5, 0]);
+    ['a', 'b', 'c'].forEach((c, j) => {
+      const { mean, m2, ...rest } = profileColumn(c, 'feature', tensor, rows, 3, j, [0, 5, 0][j]);
+      expect(one[j]).toMatchObject(rest);
+      expect(one[j].mean!).toBeCloseTo(mean!, 12);
+      expect(one[j].m2).toBeCloseTo(m2, 8);
+    });
   });
 
   it('keeps the mean exact far from zero (shifted sums)', () => {
