@@ -815,8 +815,15 @@ export class BigQueryAuditStore implements AuditStore {
 
   /** A run row per status change: INSERT only, so concurrent runs never conflict on the table. */
   async recordRun(row: RunAudit): Promise<void> {
+    await this.recordRuns([row]);
+  }
+
+  async recordRuns(rows: RunAudit[]): Promise<void> {
+    if (rows.length === 0) return;
     await this.ready();
-    await this.insert(RUNS_TABLE, RUN_TABLE_COLUMNS, { ...row, updated_at: new Date().toISOString() }, `run ${row.run_id} (${row.status})`);
+    const updatedAt = new Date().toISOString();
+    const what = rows.length === 1 ? `run ${rows[0].run_id} (${rows[0].status})` : `${rows.length} runs`;
+    await this.insertRows(RUNS_TABLE, RUN_TABLE_COLUMNS, rows.map((r) => ({ ...r, updated_at: updatedAt })), what);
   }
 
   /**
@@ -862,19 +869,24 @@ export class BigQueryAuditStore implements AuditStore {
     const table = quoteTable(this.ref(PROFILES_TABLE));
     const what = `the profile of run ${runId}`;
     await this.dml(`DELETE FROM ${table} WHERE run_id = @run_id`, { run_id: 'STRING' }, { run_id: runId }, what);
+    await this.insertRows(PROFILES_TABLE, PROFILE_COLUMNS, rows, what);
+  }
+
+  /** One multi-row INSERT … VALUES (…), (…), every value a typed query parameter. */
+  private async insertRows(table: string, columns: Record<string, AuditType>, rows: object[], what: string): Promise<void> {
     if (rows.length === 0) return;
-    const cols = Object.keys(PROFILE_COLUMNS) as (keyof ProfileAudit)[];
+    const cols = Object.keys(columns);
     const types: Record<string, AuditType> = {};
     const values: Record<string, unknown> = {};
     const tuples = rows.map((row, i) => {
       const names = cols.map((c) => {
-        types[`p${i}_${c}`] = PROFILE_COLUMNS[c];
-        values[`p${i}_${c}`] = row[c];
+        types[`p${i}_${c}`] = columns[c];
+        values[`p${i}_${c}`] = (row as Record<string, unknown>)[c];
         return `@p${i}_${c}`;
       });
       return `(${names.join(', ')})`;
     });
-    await this.dml(`INSERT INTO ${table} (${cols.map(quoteColumn).join(', ')}) VALUES ${tuples.join(', ')}`, types, values, what);
+    await this.dml(`INSERT INTO ${quoteTable(this.ref(table))} (${cols.map(quoteColumn).join(', ')}) VALUES ${tuples.join(', ')}`, types, values, what);
   }
 
   async profiledRuns(q: ProfiledRunsQuery): Promise<ProfiledRun[]> {

@@ -110,12 +110,19 @@ export class ParquetAuditStore implements AuditStore {
   }
 
   async recordRun(row: RunAudit): Promise<void> {
+    await this.recordRuns([row]);
+  }
+
+  /** One small file per call (never a read-modify-write); readers take the latest row per run by updated_at. */
+  async recordRuns(rows: RunAudit[]): Promise<void> {
+    if (rows.length === 0) return;
     const updatedAt = new Date();
-    const table = auditTable([row], RUN_SCHEMA, {
-      updated_at: arrow.vectorFromArray([updatedAt.getTime()], new arrow.TimestampMillisecond('UTC')),
+    const table = auditTable(rows, RUN_SCHEMA, {
+      updated_at: arrow.vectorFromArray(rows.map(() => updatedAt.getTime()), new arrow.TimestampMillisecond('UTC')),
     });
-    // Sortable name: the latest status of a run is its last file.
-    const file = `${row.run_id}--${updatedAt.getTime().toString().padStart(14, '0')}-${row.status}.parquet`;
+    const first = rows[0];
+    const stamp = updatedAt.getTime().toString().padStart(14, '0');
+    const file = rows.length === 1 ? `${first.run_id}--${stamp}-${first.status}.parquet` : `${first.run_id}--${stamp}-batch-${rows.length}.parquet`;
     await writeParquetFile(join(this.dir, RUNS_TABLE, file), table);
   }
 

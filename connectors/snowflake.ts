@@ -919,12 +919,19 @@ export class SnowflakeAuditStore implements AuditStore {
 
   /** One row per status change: an INSERT, never an UPDATE, like the Parquet audit's one file per change. */
   async recordRun(row: RunAudit): Promise<void> {
-    const { sql, binds } = insertRow(this.tableName(RUNS_TABLE), RUN_COLUMNS, row, { UPDATED_AT: new Date().toISOString() });
+    await this.recordRuns([row]);
+  }
+
+  async recordRuns(rows: RunAudit[]): Promise<void> {
+    if (rows.length === 0) return;
+    const updatedAt = new Date().toISOString();
+    const { sql, binds } = insertRows(this.tableName(RUNS_TABLE), { ...RUN_COLUMNS, updated_at: 'TIMESTAMP_TZ' }, rows.map((r) => ({ ...r, updated_at: updatedAt })));
     try {
       await this.ensureTables();
       await this.sessions.use((s) => s.run(sql, binds));
     } catch (err) {
-      throw wrapError(err, `snowflake audit ${displayName(this.tableName(RUNS_TABLE))}: recording run ${row.run_id} (${row.status}) failed`, 'audit');
+      const what = rows.length === 1 ? `run ${rows[0].run_id} (${rows[0].status})` : `${rows.length} runs`;
+      throw wrapError(err, `snowflake audit ${displayName(this.tableName(RUNS_TABLE))}: recording ${what} failed`, 'audit');
     }
   }
 
@@ -1008,7 +1015,7 @@ export class SnowflakeAuditStore implements AuditStore {
   /** A retried chunk replaces its row: DELETE + INSERT in one transaction. */
   async recordChunk(row: ChunkAudit): Promise<void> {
     const table = this.tableName(CHUNKS_TABLE);
-    const { sql, binds } = insertRow(table, CHUNK_COLUMNS, row);
+    const { sql, binds } = insertRows(table, CHUNK_COLUMNS, [row]);
     try {
       await this.ensureTables();
       await this.sessions.transaction(async (s) => {
@@ -1019,12 +1026,6 @@ export class SnowflakeAuditStore implements AuditStore {
       throw wrapError(err, `snowflake audit ${displayName(table)}: recording chunk ${row.chunk_index} of run ${row.run_id} failed`, 'audit');
     }
   }
-}
-
-/** A one-row INSERT with every value bound as text and cast to its column type in SQL. */
-function insertRow<T extends object>(table: SnowflakeName, spec: Record<keyof T, string>, row: T, extra: Record<string, string> = {}): { sql: string; binds: Bind[] } {
-  const withExtra = { ...spec, ...Object.fromEntries(Object.keys(extra).map((c) => [c, 'TIMESTAMP_TZ'])) } as Record<string, string>;
-  return insertRows(table, withExtra, [{ ...row, ...extra }]);
 }
 
 /** A multi-row INSERT … VALUES (…), (…) with every value bound as text and cast to its column type. */

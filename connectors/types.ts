@@ -54,6 +54,8 @@ export interface Sink {
 
 export interface AuditStore {
   recordRun(row: RunAudit): Promise<void>;
+  /** Several run rows in one write (near-real-time requests are audited in batches). */
+  recordRuns(rows: RunAudit[]): Promise<void>;
   /** One row per scored chunk, written as the chunk finishes; a retried chunk replaces its row. */
   recordChunk(row: ChunkAudit): Promise<void>;
   location(): string;

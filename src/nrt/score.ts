@@ -97,13 +97,14 @@ export async function scoreRequest(ctx: RunContext, req: NrtRequest, ipc: Uint8A
 }
 
 /**
- * The audit rows of several requests, each in its pipeline's audit store. A retry may write a request's
- * row twice; both say the same, and `scoreline_runs` readers take the latest row per run_id anyway.
+ * The audit rows of several requests, each in its pipeline's audit store, one write per store. A retry
+ * may write a request's row twice; both say the same, and `scoreline_runs` readers take the latest row
+ * per run_id anyway.
  */
 export async function recordNrtAudits(ctx: RunContext, groups: NrtAuditGroup[]): Promise<void> {
   for (const g of groups) {
     const config = resolvePipeline(ctx, g.pipeline, g.config, g.overrides ?? {});
     const audit = ctx.connectors.audit(config);
-    await Promise.all(g.rows.map((row) => audit.recordRun(row)));
+    await audit.recordRuns(g.rows);
   }
 }
