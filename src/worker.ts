@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { parseMetricsPort } from './obs/ports';
 import { createConnectors } from '../connectors';
 import type { Connections } from './connections';
 import { ConfigError } from './errors';
@@ -50,16 +51,6 @@ export interface WorkerConfig {
   metricsHost?: string;
 }
 
-/** Where `scoreline dev` serves the worker's metrics unless told otherwise (the OpenTelemetry Prometheus exporter's port). */
-export const DEFAULT_DEV_METRICS_PORT = 9464;
-
-/** A port number from a flag or variable; 0 and empty mean "off" (undefined). */
-export function parseMetricsPort(value: string | number | undefined, origin = 'SCORELINE_METRICS_PORT'): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`${origin}: "${value}" is not a port number (0 turns metrics off)`);
-  return port === 0 ? undefined : port;
-}
 
 /** Environment → config, with the defaults documented in README "Worker". */
 export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfig {

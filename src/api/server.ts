@@ -12,12 +12,11 @@ import { NrtClient, type NrtDesign } from '../nrt/client';
 import { logger } from '../obs/log';
 import { METRICS_PATH, serveMetrics } from '../obs/metrics';
 import * as schedules from '../schedules';
+import { DEFAULT_API_PORT, DEFAULT_MAX_BODY_BYTES } from './defaults';
 import { createHandler, type Route } from './http';
 import { openApiDocument } from './openapi';
 import { apiRoutes, type ApiContext } from './routes';
 
-export const DEFAULT_API_PORT = 8080;
-export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
 
 export interface ApiOptions {
   client: ScorelineClient;

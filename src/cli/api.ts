@@ -6,16 +6,23 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { DEFAULT_API_PORT, DEFAULT_MAX_BODY_BYTES, startApiServer, type ApiServer } from '../api/server';
-import { scoreResponse } from '../api/routes';
+import { DEFAULT_API_PORT, DEFAULT_MAX_BODY_BYTES } from '../api/defaults';
+import type { ApiServer } from '../api/server';
 import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { parseOverrideFlags, type PipelineConfig } from '../config/pipeline';
 import { ConfigError } from '../errors';
-import { NrtClient } from '../nrt/client';
 import { commandLogLevel, configureLogging, logger } from '../obs/log';
-import { predictionRows } from '../nrt/response';
-import { rowsFromArrow, rowsFromText, type EncodedRows } from '../nrt/rows';
+import type { EncodedRows } from '../nrt/rows';
 import { printJson, waitForSignal } from './run-output';
+
+/** The API server and the row codecs (Arrow) load when `api`, `score` or `dev` runs, not for every command. */
+const load = {
+  server: () => import('../api/server.js'),
+  routes: () => import('../api/routes.js'),
+  nrt: () => import('../nrt/client.js'),
+  response: () => import('../nrt/response.js'),
+  rows: () => import('../nrt/rows.js'),
+};
 
 type LoadPipeline = (arg: string, overrides: Record<string, string>) => { config: PipelineConfig; raw: unknown };
 
@@ -53,7 +60,7 @@ GET /metrics (no token) serves Prometheus metrics; one JSON log line per request
       configureLogging({ level: commandLogLevel(opts.logLevel) });
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
-        const api = await startApiServer({ client, token: process.env.SCORELINE_API_TOKEN ?? '', host: opts.host, port: opts.port, maxBodyBytes: Math.round(opts.maxBodyMb * 1024 * 1024), ...apiDirs() });
+        const api = await (await load.server()).startApiServer({ client, token: process.env.SCORELINE_API_TOKEN ?? '', host: opts.host, port: opts.port, maxBodyBytes: Math.round(opts.maxBodyMb * 1024 * 1024), ...apiDirs() });
         logger.info({ url: api.url, openapi: `${api.url}/openapi.json`, metrics: `${api.url}/metrics`, temporal: client.config.address }, 'API started (Ctrl-C to stop)');
         await waitForSignal();
         await api.close();
@@ -80,13 +87,13 @@ At most 10,000 rows and 1.5 MB of Arrow per request (Temporal's payload limit is
       const overrides = parseOverrideFlags(opts.set);
       const { config, raw } = loadPipelineArg(pipeline, overrides);
       const receivedAtMs = Date.now();
-      const rows = readRows(opts.rows);
+      const rows = await readRows(opts.rows);
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
-        const result = await new NrtClient(client).score({ config, raw: raw ?? config, overrides, rows, receivedAtMs });
-        if (opts.json) printJson(scoreResponse(config, result, rows.table, receivedAtMs));
+        const result = await new (await load.nrt()).NrtClient(client).score({ config, raw: raw ?? config, overrides, rows, receivedAtMs });
+        if (opts.json) printJson((await load.routes()).scoreResponse(config, result, rows.table, receivedAtMs));
         else {
-          process.stdout.write(predictionRows(result, rows.table, config.source.key).map((r) => JSON.stringify(r)).join('\n') + '\n');
+          process.stdout.write((await load.response()).predictionRows(result, rows.table, config.source.key).map((r) => JSON.stringify(r)).join('\n') + '\n');
           process.stderr.write(
             `scored ${result.rowsOut}/${result.rowsIn} rows with ${result.model.name}:${result.model.version} (sha256 ${result.model.sha256.slice(0, 12)}…) in ${Date.now() - receivedAtMs} ms; request ${result.requestId}\n`,
           );
@@ -97,7 +104,7 @@ At most 10,000 rows and 1.5 MB of Arrow per request (Temporal's payload limit is
     });
 }
 
-function readRows(path: string): EncodedRows {
+async function readRows(path: string): Promise<EncodedRows> {
   let bytes: Buffer;
   try {
     bytes = path === '-' ? readFileSync(0) : readFileSync(path);
@@ -106,8 +113,8 @@ function readRows(path: string): EncodedRows {
   }
   const where = path === '-' ? 'stdin' : path;
   // Arrow IPC: a file starts with "ARROW1", a stream with the 0xFFFFFFFF continuation marker.
-  if (bytes.subarray(0, 6).toString('latin1') === 'ARROW1' || (bytes.length >= 4 && bytes.readUInt32LE(0) === 0xffffffff)) return rowsFromArrow(bytes, where);
-  return rowsFromText(bytes.toString('utf8'), where);
+  if (bytes.subarray(0, 6).toString('latin1') === 'ARROW1' || (bytes.length >= 4 && bytes.readUInt32LE(0) === 0xffffffff)) return (await load.rows()).rowsFromArrow(bytes, where);
+  return (await load.rows()).rowsFromText(bytes.toString('utf8'), where);
 }
 
 /**
@@ -117,7 +124,7 @@ function readRows(path: string): EncodedRows {
 export async function startDevApi(address: string, port: number, log: (m: string) => void): Promise<{ api: ApiServer; stop(): Promise<void> }> {
   const client = await ScorelineClient.connect({ ...clientConfigFromEnv(), address });
   const token = process.env.SCORELINE_API_TOKEN || randomBytes(18).toString('hex');
-  const api = await startApiServer({ client, token, port, ...apiDirs() }).catch(async (err) => {
+  const api = await (await load.server()).startApiServer({ client, token, port, ...apiDirs() }).catch(async (err) => {
     await client.close();
     throw err;
   });

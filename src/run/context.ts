@@ -10,7 +10,7 @@ import { loadPipelineFile, NAME_PATTERN, parsePipeline, readPipelineYaml, type P
 import { ConfigError } from '../errors';
 import { ModelStore } from '../models/store';
 import type { InferencePool } from '../scoring/pool';
-import { SessionCache } from '../scoring/session';
+import type { SessionCache } from '../scoring/session';
 
 export interface RunContext {
   /** Relative paths in pipeline files resolve against this directory. */
