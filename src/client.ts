@@ -128,11 +128,16 @@ export class ScorelineClient {
    */
   async wait(handle: WorkflowHandle, onProgress?: (p: RunProgress) => void, intervalMs = 500): Promise<RunResult> {
     let done = false;
+    let stop!: () => void;
+    const stopped = new Promise<void>((resolve) => (stop = resolve));
     const poll = (async () => {
       while (!done && onProgress) {
         const p = await this.progress(handle);
         if (p && !done) onProgress(p);
-        await new Promise((r) => setTimeout(r, intervalMs));
+        // Cut short when the run ends: the caller must not wait out the rest of an interval.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([new Promise((r) => (timer = setTimeout(r, intervalMs))), stopped]);
+        clearTimeout(timer);
       }
     })();
     try {
@@ -142,6 +147,7 @@ export class ScorelineClient {
       throw err;
     } finally {
       done = true;
+      stop();
       await poll;
     }
   }
