@@ -71,7 +71,8 @@ export function profileColumn(
   offset = 0,
   nulls = 0,
 ): ColumnProfile {
-  const big = typeof data[0] === 'bigint';
+  // int64 columns (labels) as doubles: exact up to 2^53, and one loop for both.
+  const values: ArrayLike<number> = typeof data[0] === 'bigint' ? Float64Array.from(data as BigInt64Array, Number) : (data as ArrayLike<number>);
   let n = 0;
   let min = Infinity;
   let max = -Infinity;
@@ -79,35 +80,21 @@ export function profileColumn(
   let shift = NaN;
   let s1 = 0;
   let s2 = 0;
-  if (big) {
-    for (let i = 0, p = offset; i < rows; i++, p += stride) {
-      const v = Number(data[p]);
-      if (shift !== shift) shift = v;
-      const d = v - shift;
-      s1 += d;
-      s2 += d * d;
-      if (v < min) min = v;
-      if (v > max) max = v;
-      n++;
-    }
-  } else {
-    const values = data as ArrayLike<number>;
-    for (let i = 0, p = offset; i < rows; i++, p += stride) {
-      const v = values[p];
-      if (v !== v) continue; // NaN: not a value (the NULL policy has already run)
-      if (shift !== shift) shift = v;
-      const d = v - shift;
-      s1 += d;
-      s2 += d * d;
-      if (v < min) min = v;
-      if (v > max) max = v;
-      n++;
-    }
+  for (let i = 0, p = offset; i < rows; i++, p += stride) {
+    const v = values[p];
+    if (v !== v) continue; // NaN: not a value (the NULL policy has already run)
+    if (shift !== shift) shift = v;
+    const d = v - shift;
+    s1 += d;
+    s2 += d * d;
+    if (v < min) min = v;
+    if (v > max) max = v;
+    n++;
   }
   if (n === 0) return { column, role, count: 0, nulls, min: null, max: null, mean: null, m2: 0, q: [] };
   const mean = shift + s1 / n;
   const m2 = Math.max(0, s2 - (s1 * s1) / n);
-  return { column, role, count: n, nulls, min, max, mean, m2, q: sampleQuantiles(data, rows, stride, offset, min, max) };
+  return { column, role, count: n, nulls, min, max, mean, m2, q: sampleQuantiles(values, rows, stride, offset, min, max) };
 }
 
 /**
@@ -177,12 +164,12 @@ export function profileMatrix(columns: string[], role: ProfileRole, data: ArrayL
 }
 
 /** Quantiles of a systematic sample (every k-th row, at most SAMPLE_ROWS of them), ends pinned to min/max. */
-function sampleQuantiles(data: ArrayLike<number | bigint>, rows: number, stride: number, offset: number, min: number, max: number): number[] {
+function sampleQuantiles(data: ArrayLike<number>, rows: number, stride: number, offset: number, min: number, max: number): number[] {
   const step = Math.max(1, Math.floor(rows / SAMPLE_ROWS));
   const sample = new Float64Array(Math.ceil(rows / step));
   let k = 0;
   for (let i = 0; i < rows; i += step) {
-    const v = Number(data[offset + i * stride]);
+    const v = data[offset + i * stride];
     if (v === v) sample[k++] = v;
   }
   const sorted = sample.subarray(0, k).sort();
