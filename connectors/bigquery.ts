@@ -789,6 +789,8 @@ const PROFILE_COLUMNS: Record<keyof ProfileAudit, AuditType> = {
 export const RUNS_TABLE = 'scoreline_runs';
 export const CHUNKS_TABLE = 'scoreline_run_chunks';
 export const PROFILES_TABLE = 'scoreline_run_profiles';
+/** Under BigQuery's 10,000 parameters per query, with room to spare. */
+const MAX_QUERY_PARAMETERS = 9_000;
 
 /** Audit tables already created or checked, by dataset: once per worker process, not per row. */
 const auditTablesReady = new Map<string, Promise<void>>();
@@ -876,6 +878,12 @@ export class BigQueryAuditStore implements AuditStore {
   private async insertRows(table: string, columns: Record<string, AuditType>, rows: object[], what: string): Promise<void> {
     if (rows.length === 0) return;
     const cols = Object.keys(columns);
+    // BigQuery takes at most 10,000 query parameters: a wide model's profile goes in several statements.
+    const perStatement = Math.max(1, Math.floor(MAX_QUERY_PARAMETERS / cols.length));
+    if (rows.length > perStatement) {
+      for (let start = 0; start < rows.length; start += perStatement) await this.insertRows(table, columns, rows.slice(start, start + perStatement), what);
+      return;
+    }
     const types: Record<string, AuditType> = {};
     const values: Record<string, unknown> = {};
     const tuples = rows.map((row, i) => {

@@ -23,6 +23,7 @@ import { ConfigError, InputError, ScorelineError, SinkError } from '../src/error
 import type { OutputBatch } from '../src/run/batch';
 import type { Chunk, ChunkAudit, CommitStats, ProfileAudit, RunAudit, RunRef, StagedChunk } from '../src/types';
 import { profileAuditRow } from '../src/profile/rows';
+import { SHADOW_SUFFIX } from '../src/run/shadow';
 import type { AuditStore, PlanRequest, ProfiledRun, ProfiledRunsQuery, Sink, Source, SourcePlan, StagedFile } from './types';
 
 // ---------------------------------------------------------------------------------------------------
@@ -600,11 +601,13 @@ export class SnowflakeSink implements Sink {
 
   /**
    * Staging lives beside the output table: rows keyed by chunk, and one row per chunk for its constants.
-   * Named by run and output table, so one run can stage for two tables (the output and its shadow).
+   * Named by run; a shadow table's (`…_SHADOW`) also by a hash of its name, so one run can stage for the
+   * output and its shadow while the output's staging keeps the name earlier releases used.
    */
   private staging(run: RunRef): { rows: SnowflakeName; chunks: SnowflakeName } {
-    const table = createHash('sha256').update(this.table.name).digest('hex').slice(0, 8).toUpperCase();
-    const base = `SCORELINE_STAGE_${runToken(run)}_${table}`;
+    const shadow = this.table.name.toUpperCase().endsWith(SHADOW_SUFFIX.toUpperCase());
+    const suffix = shadow ? `_${createHash('sha256').update(this.table.name).digest('hex').slice(0, 8).toUpperCase()}` : '';
+    const base = `SCORELINE_STAGE_${runToken(run)}${suffix}`;
     return { rows: { ...this.table, name: base }, chunks: { ...this.table, name: `${base}_CHUNKS` } };
   }
 

@@ -60,6 +60,8 @@ export interface RunPlan {
   model: PinnedModel;
   /** The pinned challenger of `shadow:`, scored beside the model. */
   shadow?: PinnedModel;
+  /** Feature and prediction columns a chunk profile holds (sizes how many chunks are profiled). */
+  profileColumns?: number;
   chunks: Chunk[];
   rowsPlanned: number;
   /** Input files / tables the plan read, for the audit trail. */

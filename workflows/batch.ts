@@ -104,7 +104,8 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const shadowStaged: StagedChunk[] = [];
   let agreement: Agreement | undefined;
   let shadowCommit: CommitStats | undefined;
-  const shadowArgs = () => ({ commit: shadowCommit, agreement });
+  let shadowError: string | undefined;
+  const shadowArgs = () => ({ commit: shadowCommit, agreement, error: shadowError });
   try {
     plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs }));
     Object.assign(progress, {
@@ -131,14 +132,16 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     staged.sort((a, b) => a.index - b.index);
     shadowStaged.sort((a, b) => a.index - b.index);
     // Once the commit starts it finishes (or fails) on its own terms: a cancel arriving mid-commit
-    // must not race the partition swap, and a committed run is reported as succeeded. The shadow table
-    // is committed first, so a run whose output is committed always has its shadow partition too.
-    commit = await step('commit', () =>
-      CancellationScope.nonCancellable(async () => {
-        if (plan!.shadow) shadowCommit = await commitRun({ run: plan!.run, config: plan!.config, staged: shadowStaged, shadow: true });
-        return commitRun({ run: plan!.run, config: plan!.config, staged });
-      }),
-    );
+    // must not race the partition swap, and a committed run is reported as succeeded.
+    commit = await step('commit', () => CancellationScope.nonCancellable(() => commitRun({ run: plan!.run, config: plan!.config, staged })));
+    // The challenger's table after the output, and never at the output's expense: a shadow table that
+    // cannot be written is reported (result, audit row) and its staging removed, the run still succeeds.
+    if (plan.shadow) {
+      shadowCommit = await CancellationScope.nonCancellable(() => commitRun({ run: plan!.run, config: plan!.config, staged: shadowStaged, shadow: true })).catch((err) => {
+        shadowError = `shadow commit failed: ${describe(err)}`;
+        return undefined;
+      });
+    }
   } catch (err) {
     const failure = err instanceof StepFailure ? err : new StepFailure('run', err);
     // A cancelled workflow may see a chunk's own error first; the root scope says what really happened.
@@ -218,7 +221,7 @@ async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, onChunk: (s: Chu
       while (inflight.size >= plan.config.parallelism && !failure) await Promise.race(inflight);
       if (failure) break;
       const p: Promise<void> = alerts
-        .watchChunk(chunk.index, scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk, profile: profiledChunk(chunk.index, plan.chunks.length), shadow: plan.shadow }))
+        .watchChunk(chunk.index, scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk, profile: profiledChunk(chunk.index, plan.chunks.length, plan.profileColumns ?? 0), shadow: plan.shadow }))
         .then(
           (s) => onChunk(s),
           (err) => {

@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import type { PipelineConfig } from '../config/pipeline';
 import { ConfigError } from '../errors';
+import { profileKey } from '../profile/sketch';
 import { baselinePath, breachedColumns, profileFromRows, type BaselineFile } from '../run/profile';
 import type { RunContext } from '../run/context';
 import type { AgreementSummary } from '../profile/agreement';
@@ -49,7 +50,7 @@ export function driftRows(runs: { logical_date: string; rows: ProfileAudit[] }[]
   const byColumn = new Map<string, DriftRow>();
   runs.forEach((run, i) => {
     for (const r of run.rows) {
-      const key = `${r.role}/${r.column_name}`;
+      const key = profileKey({ role: r.role, column: r.column_name });
       let row = byColumn.get(key);
       if (!row) {
         const empty = () => new Array(runs.length).fill(null);
@@ -68,7 +69,7 @@ export function driftRows(runs: { logical_date: string; rows: ProfileAudit[] }[]
     breachedColumns(
       config.drift,
       latest.map((r) => ({ column: r.column_name, role: r.role, psi: num(r.psi), meanShift: num(r.mean_shift) })),
-    ).map((c) => `${c.role}/${c.column}`),
+    ).map(profileKey),
   );
   for (const [key, row] of byColumn) row.drifted = breached.has(key);
   return [...byColumn.values()];

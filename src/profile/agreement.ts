@@ -28,6 +28,8 @@ export interface Agreement {
 
 export interface AgreementSummary {
   rows_compared: number;
+  /** Why the shadow table was not committed (the run itself succeeded). */
+  error?: string;
   columns: Record<string, { mean_abs_diff: number | null; max_abs_diff: number | null; agreement_rate: number | null; correlation: number | null }>;
 }
 

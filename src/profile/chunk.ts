@@ -5,7 +5,7 @@
 import type * as arrow from 'apache-arrow';
 import type { ModelManifest } from '../models/manifest';
 import type { BuiltTensor, OutputColumn } from '../scoring/tensor';
-import { profileColumn, profileMatrix, type ColumnProfile, type Profile } from './sketch';
+import { int64AsDoubles, profileColumn, profileMatrix, type ColumnProfile, type Profile } from './sketch';
 
 /** Feature columns, in the manifest's first-use order. Call before the tensors are handed to inference. */
 export function profileFeatures(batch: arrow.RecordBatch, tensors: BuiltTensor[], manifest: ModelManifest): ColumnProfile[] {
@@ -16,10 +16,8 @@ export function profileFeatures(batch: arrow.RecordBatch, tensors: BuiltTensor[]
     if (!tensor || input.columns.every((c) => seen.has(c))) continue;
     const [rows, width] = tensor.dims;
     const nulls = input.columns.map((c) => batch.getChild(c)?.nullCount ?? 0);
-    const profiles =
-      tensor.data instanceof BigInt64Array
-        ? input.columns.map((c, j) => profileColumn(c, 'feature', tensor.data, rows, width, j, nulls[j]))
-        : profileMatrix(input.columns, 'feature', tensor.data as ArrayLike<number>, rows, width, nulls);
+    const values = tensor.data instanceof BigInt64Array ? int64AsDoubles(tensor.data) : tensor.data;
+    const profiles = profileMatrix(input.columns, 'feature', values, rows, width, nulls);
     for (const p of profiles) {
       if (seen.has(p.column)) continue;
       seen.add(p.column);

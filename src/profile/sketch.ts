@@ -4,7 +4,7 @@
  * second read.
  *
  * Per column: exact count, NULLs, min, max, mean and variance (Chan's parallel merge), plus a quantile
- * summary: the values at p = 0, 1/32, …, 1 of a systematic sample of at most SAMPLE_ROWS rows per
+ * summary: the values at p = 0, 1/32, …, 1 of a stratified sample of at most SAMPLE_ROWS rows per
  * chunk. Chunks merge as a mixture of their piecewise-linear CDFs weighted by row count, which keeps
  * the summary 33 numbers however many chunks there are. Drift (PSI over the reference's deciles, and
  * a mean shift in reference standard deviations) compares two such summaries.
@@ -21,14 +21,18 @@ const PSI_BINS = 10;
 const PSI_FLOOR = 1e-4;
 
 /**
- * A chunk profile is ~10 kB of history (33 quantiles and 4 moments per column, for ~30 columns); a run
- * profiles at most this many chunks, evenly spread (every k-th), so its history stays well inside
- * Temporal's limits. Up to 512 chunks (134M rows at the default chunk size) every chunk is profiled.
+ * Chunk profiles travel in the run's history (~600 bytes a column: 33 quantiles and 4 moments), so a run
+ * profiles at most PROFILE_HISTORY_BYTES of them: every chunk while that fits, else every k-th chunk,
+ * evenly spread — 410 chunks for the demo's 34 columns, fewer for wide models — and never more than 512.
  */
+export const PROFILE_HISTORY_BYTES = 8 * 1024 * 1024;
+const PROFILE_BYTES_PER_COLUMN = 600;
 export const MAX_PROFILED_CHUNKS = 512;
 
-export function profiledChunk(index: number, chunks: number): boolean {
-  return index % Math.ceil(chunks / MAX_PROFILED_CHUNKS) === 0;
+/** Whether chunk `index` of `chunks` is profiled, for a model with `columns` features and predictions. */
+export function profiledChunk(index: number, chunks: number, columns: number): boolean {
+  const most = Math.max(1, Math.min(MAX_PROFILED_CHUNKS, Math.floor(PROFILE_HISTORY_BYTES / (Math.max(1, columns) * PROFILE_BYTES_PER_COLUMN))));
+  return index % Math.ceil(chunks / most) === 0;
 }
 
 export type ProfileRole = 'feature' | 'prediction';
@@ -54,6 +58,11 @@ export interface Profile {
   columns: ColumnProfile[];
 }
 
+/** Profiles and drift scores are matched by role and column (a feature and a prediction may share a name). */
+export function profileKey(c: { role: string; column: string }): string {
+  return `${c.role}/${c.column}`;
+}
+
 export function stdOf(c: Pick<ColumnProfile, 'count' | 'm2'>): number | null {
   return c.count > 1 ? Math.sqrt(Math.max(0, c.m2) / (c.count - 1)) : c.count === 1 ? 0 : null;
 }
@@ -72,7 +81,7 @@ export function profileColumn(
   nulls = 0,
 ): ColumnProfile {
   // int64 columns (labels) as doubles: exact up to 2^53, and one loop for both.
-  const values: ArrayLike<number> = typeof data[0] === 'bigint' ? Float64Array.from(data as BigInt64Array, Number) : (data as ArrayLike<number>);
+  const values: ArrayLike<number> = data instanceof BigInt64Array ? int64AsDoubles(data) : (data as ArrayLike<number>);
   let n = 0;
   let min = Infinity;
   let max = -Infinity;
@@ -163,27 +172,50 @@ export function profileMatrix(columns: string[], role: ProfileRole, data: ArrayL
   });
 }
 
-/** Quantiles of a systematic sample (every k-th row, at most SAMPLE_ROWS of them), ends pinned to min/max. */
+/**
+ * BigInt64Array → Float64Array through its two 32-bit halves (little-endian, as on every platform Node
+ * runs on): Number(bigint) per value cost ~150 ns, which a 262,144-row label column felt (~40 ms).
+ */
+export function int64AsDoubles(data: BigInt64Array): Float64Array {
+  const halves = new Int32Array(data.buffer, data.byteOffset, data.length * 2);
+  const out = new Float64Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = halves[2 * i + 1] * 4294967296 + (halves[2 * i] >>> 0);
+  return out;
+}
+
+/**
+ * Quantiles of a stratified sample: one row drawn from each block of ⌈rows / SAMPLE_ROWS⌉ rows (so at most
+ * SAMPLE_ROWS of them), at a pseudo-random position seeded by the chunk's size — deterministic, so a
+ * retried chunk gets the same profile, and not fooled by data with a period (every k-th row would be).
+ * Ends pinned to the exact min and max; empty when the sample holds no value.
+ */
 function sampleQuantiles(data: ArrayLike<number>, rows: number, stride: number, offset: number, min: number, max: number): number[] {
-  const step = Math.max(1, Math.floor(rows / SAMPLE_ROWS));
+  const step = Math.max(1, Math.ceil(rows / SAMPLE_ROWS));
   const sample = new Float64Array(Math.ceil(rows / step));
+  let seed = (rows * 2654435761) >>> 0 || 1;
   let k = 0;
-  for (let i = 0; i < rows; i += step) {
+  for (let start = 0; start < rows; start += step) {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    const i = start + ((seed >>> 0) % Math.min(step, rows - start));
     const v = data[offset + i * stride];
     if (v === v) sample[k++] = v;
   }
+  if (k === 0) return [];
   const sorted = sample.subarray(0, k).sort();
   const q = new Array<number>(QUANTILE_POINTS);
   for (let i = 0; i < QUANTILE_POINTS; i++) {
     const pos = (i / (QUANTILE_POINTS - 1)) * (k - 1);
     const lo = Math.floor(pos);
     const hi = Math.min(k - 1, lo + 1);
-    q[i] = sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+    const v = sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+    // Six significant digits of the distance from min (resolution range / 10^6 however far from 0 the
+    // values are, e.g. epoch seconds), kept inside [min, max]: rounding is monotone, so still sorted.
+    q[i] = Math.min(max, min + Number((v - min).toPrecision(6)));
   }
   q[0] = min;
   q[QUANTILE_POINTS - 1] = max;
-  // Six significant digits: plenty for PSI, and half the bytes in history.
-  for (let i = 1; i < QUANTILE_POINTS - 1; i++) q[i] = Number(q[i].toPrecision(6));
   return q;
 }
 
@@ -239,28 +271,37 @@ export function mergeColumn(a: ColumnProfile, b: ColumnProfile): ColumnProfile {
  * both sets of points, so each target probability falls in one such segment and is interpolated there.
  */
 function mixQuantiles(qa: number[], wa: number, qb: number[], wb: number): number[] {
-  const points = [...qa, ...qb].sort((x, y) => x - y);
-  const F = (x: number) => (wa * cdf(qa, x) + wb * cdf(qb, x)) / (wa + wb);
-  const values = points.map(F);
+  const points = [...new Set([...qa, ...qb])].sort((x, y) => x - y);
+  const w = wa + wb;
+  // At each point the mixture CDF jumps from its left limit to its value (a value many rows share is a
+  // jump, not a slope); between points it is linear from one point's value to the next one's left limit.
+  const right = points.map((x) => (wa * cdf(qa, x) + wb * cdf(qb, x)) / w);
+  const left = points.map((x) => (wa * cdfBelow(qa, x) + wb * cdfBelow(qb, x)) / w);
   const out = new Array<number>(QUANTILE_POINTS);
   let j = 0;
   for (let i = 0; i < QUANTILE_POINTS; i++) {
     const p = i / (QUANTILE_POINTS - 1);
-    while (j < points.length - 1 && values[j] < p) j++;
-    if (j === 0 || values[j] === values[j - 1]) out[i] = points[j];
-    else out[i] = points[j - 1] + ((points[j] - points[j - 1]) * (p - values[j - 1])) / (values[j] - values[j - 1]);
+    while (j < points.length - 1 && right[j] < p) j++;
+    if (j === 0 || p >= left[j] || left[j] === right[j - 1]) out[i] = points[j]; // inside the jump at points[j]
+    else out[i] = points[j - 1] + ((points[j] - points[j - 1]) * (p - right[j - 1])) / (left[j] - right[j - 1]);
   }
   out[0] = points[0];
   out[QUANTILE_POINTS - 1] = points[points.length - 1];
   return out;
 }
 
+/** P(X < x): the left limit of `cdf` (differs from it where several quantile points share the value x). */
+function cdfBelow(q: number[], x: number): number {
+  const first = q.indexOf(x);
+  return first < 0 ? cdf(q, x) : first / (q.length - 1);
+}
+
 /** Merge a chunk's profile into the run's (columns matched by role and name; new columns appended). */
 export function mergeProfiles(into: Profile | undefined, add: Profile): Profile {
   if (!into) return add;
-  const byKey = new Map(into.columns.map((c) => [`${c.role}/${c.column}`, c]));
+  const byKey = new Map(into.columns.map((c) => [profileKey(c), c]));
   for (const c of add.columns) {
-    const key = `${c.role}/${c.column}`;
+    const key = profileKey(c);
     const prev = byKey.get(key);
     byKey.set(key, prev ? mergeColumn(prev, c) : c);
   }
@@ -272,7 +313,7 @@ export interface ColumnDrift {
   role: ProfileRole;
   /** Population stability index over the reference's deciles; null when either side has no values. */
   psi: number | null;
-  /** |mean − reference mean| / reference std; null when undefined (no values, or a constant reference that did not move). */
+  /** |mean − reference mean| / reference std; 0 for a constant reference that did not move, null when undefined (no values, or a constant reference that moved: PSI still sees that). */
   meanShift: number | null;
 }
 
@@ -320,10 +361,10 @@ export function meanShift(reference: ColumnProfile, current: ColumnProfile): num
 
 /** Drift of every column of `current` that the reference also has. */
 export function compareProfiles(reference: Profile, current: Profile): ColumnDrift[] {
-  const ref = new Map(reference.columns.map((c) => [`${c.role}/${c.column}`, c]));
+  const ref = new Map(reference.columns.map((c) => [profileKey(c), c]));
   const out: ColumnDrift[] = [];
   for (const c of current.columns) {
-    const r = ref.get(`${c.role}/${c.column}`);
+    const r = ref.get(profileKey(c));
     if (r) out.push({ column: c.column, role: c.role, psi: psi(r, c), meanShift: meanShift(r, c) });
   }
   return out;

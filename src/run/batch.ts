@@ -123,7 +123,8 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     throw new ConfigError(`pipeline ${config.name}: ${sourcePlan.chunks.length} chunks exceed the ${MAX_CHUNKS_PER_RUN} one run can track in its Temporal history; ${advice}`);
   }
   const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();
-  return { run, config, model: model.pin, ...(shadow && { shadow: shadow.pin }), chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
+  const profileColumns = features.length + model.manifest.outputs.length;
+  return { run, config, model: model.pin, ...(shadow && { shadow: shadow.pin }), profileColumns, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
 }
 
 /** Feature columns a chunk reads: the model's, then any more the shadow model needs. */
@@ -311,8 +312,8 @@ export interface FinishArgs {
   startedAtMs: number;
   /** Alerts sent for the run (delivered or not), for the audit row. */
   alerts?: AlertRecord[];
-  /** Shadow scoring: the shadow table's commit and the agreement summed over chunks. */
-  shadow?: { commit?: CommitStats; agreement?: Agreement };
+  /** Shadow scoring: the shadow table's commit, the agreement summed over chunks, and why the commit failed. */
+  shadow?: { commit?: CommitStats; agreement?: Agreement; error?: string };
 }
 
 /** Final audit rows, and on failure/cancel the removal of everything staged. Idempotent. */
@@ -352,11 +353,12 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   if (status !== 'succeeded') await sink.abort(run);
   if (plan?.shadow) {
     const shadowSink = ctx.connectors.sink(shadowConfig(config));
-    if (status !== 'succeeded') await shadowSink.abort(run);
+    if (!args.shadow?.commit) await shadowSink.abort(run);
+    const error = args.shadow?.error;
     result.shadow = {
       model: plan.shadow,
-      output: args.shadow?.commit?.output ?? (status === 'succeeded' ? shadowSink.location(run) : undefined),
-      agreement: summarizeAgreement(args.shadow?.agreement ?? { rows: 0, columns: [] }),
+      output: args.shadow?.commit?.output,
+      agreement: { ...summarizeAgreement(args.shadow?.agreement ?? { rows: 0, columns: [] }), ...(error && { error }) },
     };
   }
   result.output = args.commit?.output ?? (status === 'succeeded' ? sink.location(run) : undefined);

@@ -10,7 +10,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { DriftConfig, PipelineConfig } from '../config/pipeline';
 import { ConfigError } from '../errors';
-import { compareProfiles, stdOf, type ColumnDrift, type ColumnProfile, type Profile } from '../profile/sketch';
+import { compareProfiles, profileKey, stdOf, type ColumnDrift, type ColumnProfile, type Profile } from '../profile/sketch';
 import type { AuditStore } from '../../connectors/types';
 import type { DriftSummary, PinnedModel, ProfileAudit, RunRef } from '../types';
 import { modelStoreFor, type RunContext } from './context';
@@ -37,11 +37,20 @@ export interface BaselineFile {
 export async function profileRun(ctx: RunContext, args: ProfileArgs): Promise<DriftSummary> {
   const { run, config, model, profile } = args;
   const audit = ctx.connectors.audit(config);
-  const reference = await referenceFor(ctx, audit, args);
+  // A missing baseline leaves this run without drift scores, but its profile is still stored: it may be
+  // the very run the baseline is to be made from.
+  let reference: Awaited<ReturnType<typeof referenceFor>>;
+  let error: string | undefined;
+  try {
+    reference = await referenceFor(ctx, audit, args);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    error = err.message;
+  }
   const columns = reference ? compareProfiles(reference.profile, profile) : [];
   const rows = profileRows(run, model, profile, columns, reference?.label ?? null, new Date().toISOString());
   await audit.recordProfile(run.runId, rows);
-  return { reference: reference?.label ?? null, columns, breached: breachedColumns(config.drift, columns) };
+  return { reference: reference?.label ?? null, columns, breached: breachedColumns(config.drift, columns), ...(error && { error }) };
 }
 
 export function breachedColumns(drift: DriftConfig, columns: ColumnDrift[]): ColumnDrift[] {
@@ -73,9 +82,9 @@ export function baselinePath(ctx: RunContext, config: PipelineConfig, model: Pic
 }
 
 export function profileRows(run: RunRef, model: PinnedModel, profile: Profile, drift: ColumnDrift[], reference: string | null, at: string): ProfileAudit[] {
-  const byKey = new Map(drift.map((d) => [`${d.role}/${d.column}`, d]));
+  const byKey = new Map(drift.map((d) => [profileKey(d), d]));
   return profile.columns.map((c) => {
-    const d = byKey.get(`${c.role}/${c.column}`);
+    const d = byKey.get(profileKey(c));
     return {
       run_id: run.runId,
       pipeline: run.pipeline,

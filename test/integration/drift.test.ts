@@ -177,6 +177,7 @@ describe('run profiles and drift', () => {
     const before = await score(withBaseline, DATES[1]);
     expect(before.status).toBe('succeeded');
     expect(before.drift!.error).toMatch(/no baseline-profile\.json; register one with: scoreline drift baseline drift-baseline --run RUN_ID/);
+    expect(await profiles(before.runId)).toHaveLength(34); // stored all the same: it could be the baseline run
 
     const out = await cli('drift', 'baseline', pipelineFile, '--run', results[0].runId);
     expect(out).toMatch(/baseline of churn-gbt:\d+: 34 columns from run /);
