@@ -13,7 +13,8 @@ import type { ConstantColumn } from '../io/parquet-write';
 import { featureColumns } from '../models/manifest';
 import { logger } from '../obs/log';
 import { compareChunk, summarizeAgreement, type Agreement, type AgreementSummary } from '../profile/agreement';
-import { chunkProfile, profileFeatures } from '../profile/chunk';
+import { chunkProfile, featureProfileSpecs, profileFeatures, type TensorProfileSpec } from '../profile/chunk';
+import type { ColumnProfile } from '../profile/sketch';
 import { shadowConfig } from './shadow';
 import type { LoadedModel } from '../models/store';
 import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
@@ -157,12 +158,11 @@ export interface ScoreArgs {
 export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHooks = NO_HOOKS): Promise<ChunkStats> {
   const { run, config, chunk } = args;
   const where = `chunk ${chunk.index} (${describeChunk(chunk)})`;
-  const pin = args.model;
   // Loaded by the pinned sha256: a model promoted or replaced mid-run is refused, never silently used.
-  const session = await ctx.sessions.getPinned(pin, () => modelStoreFor(ctx, config).load(pin.name, pin.version, pin.sha256));
+  const session = await pinnedSession(ctx, config, args.model);
   const model = session.model;
   const shadowPin = args.shadow;
-  const shadowSession = shadowPin && (await ctx.sessions.getPinned(shadowPin, () => modelStoreFor(ctx, config).load(shadowPin.name, shadowPin.version, shadowPin.sha256)));
+  const shadowSession = shadowPin && (await pinnedSession(ctx, config, shadowPin));
   const columns = neededColumns(config, scoredFeatures(model, shadowSession?.model));
 
   let t = performance.now();
@@ -173,18 +173,20 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   hooks.heartbeat({ step: 'convert', chunk: chunk.index });
   const feeds = buildFeeds(batch, model.manifest, config.features, where);
   const shadowFeeds = shadowSession && buildFeeds(batch, shadowSession.model.manifest, config.features, `${where}, shadow model`);
-  const convertMs = lap();
-  // Profiled before inference takes the tensors (they move to an inference thread).
-  const featureProfiles = config.profile && args.profile !== false ? profileFeatures(batch, feeds.tensors, model.manifest) : undefined;
-  let profileMs = lap();
+  // NULL counts come from the source batch, so they are read before its feature buffers are recycled.
+  const profileSpecs = config.profile && args.profile !== false ? featureProfileSpecs(batch, model.manifest) : undefined;
   recycleFeatureColumns(batch, config.source.key);
+  const convertMs = lap();
 
   hooks.heartbeat({ step: 'infer', chunk: chunk.index });
-  // Model and challenger at once: with inference threads they run side by side.
-  const [predictions, shadowPredictions] = await Promise.all([infer(ctx, session, feeds), shadowSession && infer(ctx, shadowSession, shadowFeeds!)]);
+  // Model and challenger at once: with inference threads they run side by side. The features are
+  // profiled by the champion's inference thread while it holds the tensor (or here, without threads).
+  const [scored, shadowScored] = await Promise.all([infer(ctx, session, feeds, profileSpecs), shadowSession && infer(ctx, shadowSession, shadowFeeds!)]);
+  const predictions = scored.predictions;
+  const shadowPredictions = shadowScored?.predictions;
   const inferMs = lap();
-  const profile = featureProfiles && chunkProfile(featureProfiles, predictions);
-  profileMs += lap();
+  const profile = scored.features && chunkProfile(scored.features, predictions);
+  const profileMs = lap();
 
   hooks.throwIfCancelled();
   hooks.heartbeat({ step: 'write', chunk: chunk.index });
@@ -227,9 +229,21 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   }
 }
 
-async function infer(ctx: RunContext, session: ScoringSession, feeds: BuiltFeeds): Promise<Map<string, OutputColumn>> {
-  if (feeds.rowsOut === 0) return emptyPredictions(session.model);
-  return ctx.inference ? ctx.inference.run(session, feeds.tensors, feeds.rowsOut) : runModel(session, feeds.tensors, feeds.rowsOut);
+/** The session of a model pinned at plan time: loaded by its sha256, so a changed file is refused. */
+function pinnedSession(ctx: RunContext, config: PipelineConfig, pin: PinnedModel): Promise<ScoringSession> {
+  return ctx.sessions.getPinned(pin, () => modelStoreFor(ctx, config).load(pin.name, pin.version, pin.sha256));
+}
+
+/** Predictions, and with `profile` the features' profiles (from the inference thread when there is one). */
+async function infer(ctx: RunContext, session: ScoringSession, feeds: BuiltFeeds, profile?: TensorProfileSpec[]): Promise<{ predictions: Map<string, OutputColumn>; features?: ColumnProfile[] }> {
+  if (profile && ctx.inference && feeds.rowsOut > 0) {
+    const { outputs, features } = await ctx.inference.runProfiled(session, feeds.tensors, feeds.rowsOut, profile);
+    return { predictions: outputs, features };
+  }
+  const features = profile && profileFeatures(feeds.tensors, profile);
+  if (feeds.rowsOut === 0) return { predictions: emptyPredictions(session.model), features };
+  const predictions = ctx.inference ? await ctx.inference.run(session, feeds.tensors, feeds.rowsOut) : await runModel(session, feeds.tensors, feeds.rowsOut);
+  return { predictions, features };
 }
 
 /** Typed like real predictions, so every file of a partition has the same schema. */

@@ -11,6 +11,7 @@ const { createHash } = require('node:crypto');
 const { readFileSync } = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
 const ort = require('onnxruntime-node');
+const kernel = require('../profile/kernel.js');
 
 const cacheSize = Math.max(1, Number((workerData && workerData.cacheSize) || 8));
 /** sha256 → { session: Promise<InferenceSession>, inUse }; Map order = recency (a hit moves to the end). */
@@ -77,12 +78,15 @@ parentPort.on('message', async (job) => {
       outputs[name] = { dims: tensor.dims, data };
       if (data && data.buffer && !transfer.includes(data.buffer)) transfer.push(data.buffer);
     }
+    // The features' profile (docs/drift.md), here rather than on the main thread, which reads and writes.
+    const profiles = job.profile ? kernel.profileTensors(job.tensors, job.profile) : undefined;
     // The input buffers go back too, so the main thread can reuse them for the next chunk (src/io/buffers.ts).
     const inputs = job.tensors.map((t) => t.data.buffer).filter((b) => !transfer.includes(b));
-    parentPort.postMessage({ id: job.id, ok: true, outputs, inputs, cache: { sessions: sessions.size, evictions } }, [...transfer, ...inputs]);
+    parentPort.postMessage({ id: job.id, ok: true, outputs, profiles, inputs, cache: { sessions: sessions.size, evictions } }, [...transfer, ...inputs]);
   } catch (err) {
     parentPort.postMessage({ id: job.id, ok: false, error: err && err.message ? err.message : String(err) });
   } finally {
     if (entry) done(entry);
   }
 });
+

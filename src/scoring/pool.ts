@@ -10,11 +10,21 @@ import { inferenceDuration } from '../obs/metrics';
 import { buffers } from '../io/buffers';
 import { packageRoot } from '../paths';
 import { modelCacheSize, outputColumns, type ScoringSession } from './session';
+import { firstOfEach, type TensorProfileSpec } from '../profile/chunk';
+import type { ColumnProfile } from '../profile/sketch';
 import type { BuiltTensor, OutputColumn } from './tensor';
+
+type RawOutputs = Record<string, { dims: number[]; data: ArrayLike<number | bigint> }>;
+
+/** A thread's answer: the fetched outputs, and the features' profiles when the job asked for them. */
+interface Reply {
+  outputs: RawOutputs;
+  profiles?: ColumnProfile[];
+}
 
 interface Job {
   id: number;
-  resolve: (outputs: Record<string, { dims: number[]; data: ArrayLike<number | bigint> }>) => void;
+  resolve: (reply: Reply) => void;
   reject: (err: Error) => void;
   message: unknown;
   transfer: ArrayBuffer[];
@@ -60,14 +70,14 @@ export class InferencePool {
     const worker = new Worker(join(packageRoot(), 'src', 'scoring', 'ort-worker.js'), { workerData: { cacheSize: this.cacheSize } });
     worker.unref(); // an idle pool never keeps the process alive
     const slot: Slot = { worker };
-    worker.on('message', (msg: { id: number; ok: boolean; outputs?: never; inputs?: ArrayBuffer[]; error?: string; cache?: ThreadCacheStats }) => {
+    worker.on('message', (msg: { id: number; ok: boolean; outputs?: RawOutputs; profiles?: ColumnProfile[]; inputs?: ArrayBuffer[]; error?: string; cache?: ThreadCacheStats }) => {
       for (const b of msg.inputs ?? []) buffers.give(b);
       if (msg.cache) slot.cache = msg.cache;
       const job = slot.busy;
       slot.busy = undefined;
       if (job && job.id === msg.id) {
         if (msg.ok && job.startedAt !== undefined) inferenceDuration.labels(job.model).observe((performance.now() - job.startedAt) / 1000);
-        if (msg.ok) job.resolve(msg.outputs ?? {});
+        if (msg.ok) job.resolve({ outputs: msg.outputs ?? {}, profiles: msg.profiles });
         else job.reject(new ModelError(`inference failed: ${msg.error}`));
       }
       this.dispatch();
@@ -99,6 +109,19 @@ export class InferencePool {
 
   /** Score one batch with a model already validated on this thread (`s`); returns output columns by name. */
   async run(s: ScoringSession, tensors: BuiltTensor[], rows: number): Promise<Map<string, OutputColumn>> {
+    return (await this.execute(s, tensors, rows)).outputs;
+  }
+
+  /**
+   * Score, and profile the feature tensors in the same thread (src/profile/kernel.js) while it holds
+   * them: the worker's main thread, which reads and writes the chunks, does not pay for the profile.
+   */
+  async runProfiled(s: ScoringSession, tensors: BuiltTensor[], rows: number, profile: TensorProfileSpec[]): Promise<{ outputs: Map<string, OutputColumn>; features: ColumnProfile[] }> {
+    const { outputs, profiles } = await this.execute(s, tensors, rows, profile);
+    return { outputs, features: firstOfEach(profiles ?? []) };
+  }
+
+  private async execute(s: ScoringSession, tensors: BuiltTensor[], rows: number, profile?: TensorProfileSpec[]): Promise<{ outputs: Map<string, OutputColumn>; profiles?: ColumnProfile[] }> {
     if (this.closed) throw new Error('inference pool is closed');
     const { pin, modelPath } = s.model;
     const message = {
@@ -108,9 +131,10 @@ export class InferencePool {
       intraOpThreads: this.options.intraOpThreads ?? 1,
       tensors: tensors.map((t) => ({ name: t.name, dtype: t.dtype, dims: t.dims, data: t.data })),
       fetches: s.fetches,
+      profile,
     };
     const transfer = tensors.map((t) => t.data.buffer as ArrayBuffer);
-    const outputs = await new Promise<Record<string, { dims: number[]; data: ArrayLike<number | bigint> }>>((resolve, reject) => {
+    const reply = await new Promise<Reply>((resolve, reject) => {
       const id = this.nextId++;
       this.queue.push({ id, resolve, reject, message: { ...message, id }, transfer, model: pin.name });
       this.dispatch();
@@ -119,7 +143,7 @@ export class InferencePool {
       if (err instanceof ModelError) throw new ModelError(`model ${pin.name}:${pin.version}: ${err.message}`);
       throw err;
     });
-    return outputColumns(s.model, outputs, rows);
+    return { outputs: outputColumns(s.model, reply.outputs, rows), profiles: reply.profiles };
   }
 
   /** Each live thread's session cache, as of its last reply (threads that have not scored yet are left out). */

@@ -5,7 +5,7 @@
  */
 import { expect } from 'vitest';
 import type { AuditStore } from '../../connectors/types';
-import { profileColumn } from '../../src/profile/sketch';
+import { profileColumn } from '../../src/profile/chunk';
 import { profileFromRows, profileRows } from '../../src/run/profile';
 import type { PinnedModel, RunRef } from '../../src/types';
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compareProfiles, mergeColumn, mergeProfiles, profileColumn, profileMatrix, psi, quantile, stdOf, type Profile } from '../../src/profile/sketch';
+import { profileColumn, profileMatrix } from '../../src/profile/chunk';
+import { compareProfiles, mergeColumn, mergeProfiles, psi, quantile, stdOf, type Profile } from '../../src/profile/sketch';
 
 /** Deterministic normal(ish) values: Box–Muller over a small LCG. */
 function normals(n: number, mean: number, std: number, seed = 1): Float64Array {
