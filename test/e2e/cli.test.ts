@@ -2,7 +2,7 @@
  * The CLI as a user runs it: the compiled `bin/scoreline.js` in child processes, against a real Temporal
  * dev server and worker. Asserts exit codes, the --json contract and what lands on disk.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,6 +76,16 @@ describe('scoreline CLI', () => {
     expect(run.stdout).toMatch(/--date <YYYY-MM-DD>/);
     expect(run.stdout).toMatch(/--set <key=value>/);
     expect(run.stdout).toMatch(/--no-wait/);
+  });
+
+  it('a reader that goes away (`scoreline … | head`) ends the command quietly, not with a stack trace', async () => {
+    const child = spawn(process.execPath, [BIN, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy(); // the pipe's reader is gone before anything is written
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(stderr).not.toMatch(/EPIPE|Unhandled 'error' event/);
+    expect(code).toBe(0);
   });
 
   it('validate checks config, model and source without running', async () => {
