@@ -57,27 +57,24 @@ export function driftRows(runs: { logical_date: string; rows: ProfileAudit[] }[]
         row = { column: r.column_name, role: r.role, dates: runs.map((x) => x.logical_date), psi: empty(), mean_shift: empty(), mean: empty(), null_count: new Array(runs.length).fill(0), value_count: new Array(runs.length).fill(0), drifted: false };
         byColumn.set(key, row);
       }
-      row.psi[i] = num(r.psi);
-      row.mean_shift[i] = num(r.mean_shift);
-      row.mean[i] = num(r.mean);
-      row.null_count[i] = Number(r.null_count);
-      row.value_count[i] = Number(r.value_count);
+      row.psi[i] = r.psi;
+      row.mean_shift[i] = r.mean_shift;
+      row.mean[i] = r.mean;
+      row.null_count[i] = r.null_count;
+      row.value_count[i] = r.value_count;
     }
   });
   const latest = runs[runs.length - 1]?.rows ?? [];
   const breached = new Set(
     breachedColumns(
       config.drift,
-      latest.map((r) => ({ column: r.column_name, role: r.role, psi: num(r.psi), meanShift: num(r.mean_shift) })),
+      latest.map((r) => ({ column: r.column_name, role: r.role, psi: r.psi, meanShift: r.mean_shift })),
     ).map(profileKey),
   );
   for (const [key, row] of byColumn) row.drifted = breached.has(key);
   return [...byColumn.values()];
 }
 
-function num(v: unknown): number | null {
-  return v === null || v === undefined ? null : Number(v);
-}
 
 const fmt = (v: number | null | undefined, digits = 3) => (v === null || v === undefined ? '-' : Number(v.toPrecision(digits)).toString());
 

@@ -109,29 +109,24 @@ export function profileRows(run: RunRef, model: PinnedModel, profile: Profile, d
   });
 }
 
-/** Stored rows → a profile to compare against (m2 from std and count: exact to float precision). */
+/**
+ * Stored rows (numbers already numbers: every store reads them through profileAuditRow) → a profile to
+ * compare against (m2 from std and count: exact to float precision).
+ */
 export function profileFromRows(rows: ProfileAudit[]): Profile {
   return {
-    columns: rows.map((r) => {
-      const count = Number(r.value_count);
-      const std = r.std === null ? null : Number(r.std);
-      return {
-        column: r.column_name,
-        role: r.role,
-        count,
-        nulls: Number(r.null_count),
-        min: numOrNull(r.min_value),
-        max: numOrNull(r.max_value),
-        mean: numOrNull(r.mean),
-        m2: std === null || count < 2 ? 0 : std * std * (count - 1),
-        q: r.quantiles ? (JSON.parse(r.quantiles) as number[]) : [],
-      };
-    }),
+    columns: rows.map((r) => ({
+      column: r.column_name,
+      role: r.role,
+      count: r.value_count,
+      nulls: r.null_count,
+      min: r.min_value,
+      max: r.max_value,
+      mean: r.mean,
+      m2: r.std === null || r.value_count < 2 ? 0 : r.std * r.std * (r.value_count - 1),
+      q: r.quantiles ? (JSON.parse(r.quantiles) as number[]) : [],
+    })),
   };
-}
-
-function numOrNull(v: unknown): number | null {
-  return v === null || v === undefined ? null : Number(v);
 }
 
 function finiteOrNull(v: number | null | undefined): number | null {
