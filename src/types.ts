@@ -62,6 +62,8 @@ export interface RunPlan {
   shadow?: PinnedModel;
   /** Feature and prediction columns a chunk profile holds (sizes how many chunks are profiled). */
   profileColumns?: number;
+  /** More chunks than this are scored in child workflows of this many each (workflows/chunks.ts); 0 = never. */
+  chunksPerChild?: number;
   chunks: Chunk[];
   rowsPlanned: number;
   /** Input files / tables the plan read, for the audit trail. */

@@ -49,6 +49,8 @@ export interface WorkerConfig {
   metricsPort?: number;
   /** Address the metrics port binds (SCORELINE_METRICS_HOST, default 127.0.0.1; 0.0.0.0 for a scraper on another host). */
   metricsHost?: string;
+  /** A run with more chunks scores them in child workflows of this many (SCORELINE_CHUNKS_PER_CHILD, default 500). */
+  chunksPerChild?: number;
 }
 
 
@@ -67,6 +69,7 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
     inferenceThreads: env.SCORELINE_INFERENCE_THREADS ? Number(env.SCORELINE_INFERENCE_THREADS) : undefined,
     metricsPort: parseMetricsPort(env.SCORELINE_METRICS_PORT),
     metricsHost: env.SCORELINE_METRICS_HOST || undefined,
+    chunksPerChild: env.SCORELINE_CHUNKS_PER_CHILD ? Number(env.SCORELINE_CHUNKS_PER_CHILD) : undefined,
   };
 }
 
@@ -83,6 +86,7 @@ export function runContextFor(config: WorkerConfig): RunContext {
     sessions: new SessionCache({ intraOpThreads: config.intraOpThreads ?? (threads > 0 ? 1 : cores) }),
     inference: threads > 0 ? new InferencePool({ size: threads, intraOpThreads: config.intraOpThreads ?? 1 }) : undefined,
     workerId: config.identity ?? defaultWorkerId(),
+    chunksPerChild: config.chunksPerChild,
   };
 }
 

@@ -85,6 +85,18 @@ export class RunAlerts {
     return work.finally(() => timer.cancel());
   }
 
+  /** `chunk_sla` in ms for a child workflow to watch its chunks by (workflows/chunks.ts); none once `slow` fired. */
+  chunkSlaMs(): number | undefined {
+    const chunkSla = this.watchesSlowness()?.chunk_sla;
+    return chunkSla && !this.slowFired ? parseDuration(chunkSla)! : undefined;
+  }
+
+  /** A child workflow saw a chunk run past `chunk_sla`. */
+  slowChunk(index: number, elapsedMs: number): void {
+    const sla = this.watchesSlowness()?.chunk_sla;
+    if (sla) this.fireSlow({ chunk: { index, elapsedMs, sla } });
+  }
+
   /**
    * The run's status is decided: stop the timers, send `failed` or `recovered`, and wait until every
    * delivery (including a `slow` one still under way) has an outcome. Never throws.

@@ -4,7 +4,6 @@
  * cross the boundary (the chunk list, per-chunk stats), never rows.
  */
 import {
-  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
@@ -19,10 +18,10 @@ import {
 } from '@temporalio/workflow';
 import type { ScorelineActivities } from '../activities';
 import { SA_MODEL, SA_MODEL_VERSION, SA_PIPELINE, SA_SCHEDULED_START } from '../src/search-attributes';
-import { mergeAgreement, type Agreement } from '../src/profile/agreement';
-import { mergeProfiles, profiledChunk, type Profile } from '../src/profile/sketch';
-import type { ChunkStats, CommitStats, DriftSummary, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals, StagedChunk } from '../src/types';
+import type { Profile } from '../src/profile/sketch';
+import type { CommitStats, DriftSummary, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals } from '../src/types';
 import { RunAlerts } from './alerts';
+import { ChunkTally, groupProgressSignal, scoreChunkWindow, scoreInChildren, slowChunkSignal, StepFailure, type ChunkWindow } from './chunks';
 import { describeError as describe } from './describe';
 
 export const progressQuery = defineQuery<RunProgress>('progress');
@@ -31,19 +30,6 @@ export const progressQuery = defineQuery<RunProgress>('progress');
 const { planRun } = proxyActivities<ScorelineActivities>({
   startToCloseTimeout: '10 minutes',
   retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
-});
-
-/**
- * One chunk: read → tensor → ONNX → stage. Heartbeats between stages; a worker that dies is noticed
- * within the heartbeat timeout and the chunk is retried elsewhere (staging overwrites, so no duplicates).
- * WAIT_CANCELLATION_COMPLETED: on cancel/failure we wait until the activity stopped before removing
- * staged files, so nothing is written after the clean-up.
- */
-const { scoreChunk } = proxyActivities<ScorelineActivities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '2 minutes',
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  retry: { maximumAttempts: 4, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
 /** Commit and finish are idempotent, so they may retry generously. */
@@ -60,13 +46,6 @@ const { profileRun } = proxyActivities<ScorelineActivities>({
   startToCloseTimeout: '5 minutes',
   retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
-
-class StepFailure {
-  constructor(
-    readonly step: string,
-    readonly error: unknown,
-  ) {}
-}
 
 export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const info = workflowInfo();
@@ -96,16 +75,13 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const alerts = new RunAlerts(input, provisional, startedAtMs);
 
   let plan: RunPlan | undefined;
-  const staged: StagedChunk[] = [];
-  const totals: RunTotals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
+  const tally = new ChunkTally();
+  const { staged, shadowStaged, totals } = tally;
   let commit: CommitStats | undefined;
-  let profile: Profile | undefined;
-  // Shadow scoring (`shadow:`): the challenger's staged chunks, its commit, and the agreement so far.
-  const shadowStaged: StagedChunk[] = [];
-  let agreement: Agreement | undefined;
+  // Shadow scoring (`shadow:`): the challenger's commit (its chunks and agreement are in the tally).
   let shadowCommit: CommitStats | undefined;
   let shadowError: string | undefined;
-  const shadowArgs = () => ({ commit: shadowCommit, agreement, error: shadowError });
+  const shadowArgs = () => ({ commit: shadowCommit, agreement: tally.agreement, error: shadowError });
   try {
     plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs }));
     Object.assign(progress, {
@@ -118,16 +94,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     });
     tagRun(plan);
     alerts.planned(plan);
-    await scoreAllChunks(plan, alerts, (s) => {
-      staged.push({ index: s.index, rows: s.rowsOut, file: s.stagedFile });
-      addChunk(totals, s);
-      if (s.profile) profile = mergeProfiles(profile, s.profile);
-      if (s.shadow) {
-        shadowStaged.push({ index: s.index, rows: s.shadow.rowsOut, file: s.shadow.stagedFile });
-        agreement = mergeAgreement(agreement, s.shadow.agreement);
-      }
-      Object.assign(progress, { chunksDone: totals.chunksDone, rowsDone: totals.rowsIn, rowsOut: totals.rowsOut, updatedAtMs: Date.now() });
-    });
+    await scoreAllChunks(plan, alerts, tally, progress);
     progress.phase = 'committing';
     staged.sort((a, b) => a.index - b.index);
     shadowStaged.sort((a, b) => a.index - b.index);
@@ -161,7 +128,8 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
 
   const summary = summarize(plan);
   // patched(): runs started by an older worker replay without this step.
-  const drift = profile && patched('run-profile-v1') ? await CancellationScope.nonCancellable(() => profileStep(plan!, profile!)) : undefined;
+  const profile = tally.profile;
+  const drift = profile && patched('run-profile-v1') ? await CancellationScope.nonCancellable(() => profileStep(plan!, profile)) : undefined;
   const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status: 'succeeded', drift }));
   const result = await CancellationScope.nonCancellable(() =>
     finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs, alerts: sent, shadow: shadowArgs() }),
@@ -199,45 +167,36 @@ function summarize(plan: RunPlan): PlanSummary {
   return { ...plan, chunks: plan.chunks.length };
 }
 
-function addChunk(t: RunTotals, s: ChunkStats): void {
-  t.chunksDone += 1;
-  t.rowsIn += s.rowsIn;
-  t.rowsOut += s.rowsOut;
-  t.rowsRejected += s.rowsRejected;
-  t.rowsImputed += s.rowsImputed;
-  t.stageMs.read += s.readMs;
-  t.stageMs.convert += s.convertMs;
-  t.stageMs.infer += s.inferMs;
-  t.stageMs.write += s.writeMs;
+/**
+ * Every chunk of the plan, into the tally. Up to `chunksPerChild` chunks in this workflow; more in child
+ * workflows of that many (workflows/chunks.ts), which report progress and slow chunks by signal.
+ * patched(): a run started before child groups existed replays the way it ran.
+ */
+async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, tally: ChunkTally, progress: RunProgress): Promise<void> {
+  const w: ChunkWindow = { run: plan.run, config: plan.config, model: plan.model, shadow: plan.shadow, chunksTotal: plan.chunks.length, profileColumns: plan.profileColumns ?? 0 };
+  const show = (extra: RunTotals = EMPTY_TOTALS) => {
+    const t = tally.totals;
+    Object.assign(progress, { chunksDone: t.chunksDone + extra.chunksDone, rowsDone: t.rowsIn + extra.rowsIn, rowsOut: t.rowsOut + extra.rowsOut, updatedAtMs: Date.now() });
+  };
+  const perChild = plan.chunksPerChild;
+  if (perChild && plan.chunks.length > perChild && patched('chunk-groups-v1')) {
+    let current = -1;
+    setHandler(slowChunkSignal, ({ index, elapsedMs }) => alerts.slowChunk(index, elapsedMs));
+    setHandler(groupProgressSignal, ({ group, totals }) => {
+      if (group === current) show(totals); // a late signal of a finished group is already counted
+    });
+    return scoreInChildren(plan, w, perChild, (group) => ((current = group), alerts.chunkSlaMs()), (g) => {
+      tally.merge(g);
+      show();
+    });
+  }
+  await scoreChunkWindow(w, plan.chunks, (index, work) => alerts.watchChunk(index, work), (s) => {
+    tally.add(s);
+    show();
+  });
 }
 
-/** Bounded sliding window: at most `parallelism` chunk activities in flight; first failure cancels the rest. */
-async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, onChunk: (s: ChunkStats) => void): Promise<void> {
-  let failure: StepFailure | undefined;
-  const scope = new CancellationScope();
-  await scope.run(async () => {
-    const inflight = new Set<Promise<void>>();
-    for (const chunk of plan.chunks) {
-      while (inflight.size >= plan.config.parallelism && !failure) await Promise.race(inflight);
-      if (failure) break;
-      const p: Promise<void> = alerts
-        .watchChunk(chunk.index, scoreChunk({ run: plan.run, config: plan.config, model: plan.model, chunk, profile: profiledChunk(chunk.index, plan.chunks.length, plan.profileColumns ?? 0), shadow: plan.shadow }))
-        .then(
-          (s) => onChunk(s),
-          (err) => {
-            if (!failure) {
-              failure = new StepFailure(`score chunk ${chunk.index}`, err);
-              scope.cancel();
-            }
-          },
-        )
-        .finally(() => inflight.delete(p));
-      inflight.add(p);
-    }
-    await Promise.all(inflight);
-  });
-  if (failure) throw failure;
-}
+const EMPTY_TOTALS: RunTotals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
 
 /** Search attributes only when the starter set ours (i.e. they are registered on this cluster). */
 function tagRun(plan: RunPlan): void {

@@ -32,12 +32,16 @@ export interface StepHooks {
 }
 
 /**
- * Up to ~6 history events per chunk (activity scheduled/started/completed plus workflow tasks) and ~170
- * bytes per chunk in the plan payload: 4,000 chunks ≈ 24k events and ≈ 0.7 MB, inside Temporal's
- * 51,200-event and 2 MiB payload limits with room to spare. (Continue-as-new for larger runs is planned;
- * see docs/architecture.md.)
+ * How big a run can get. A run scores up to DEFAULT_CHUNKS_PER_CHILD chunks in its own workflow and more
+ * in child workflows of that many, one group at a time, so no history grows with the input (a chunk
+ * costs ~5 events and ~5 KB of history where it is scored). What stays in the run's own history is the
+ * plan (~150 bytes per chunk) and the list of staged files, both single payloads under Temporal's 2 MiB
+ * limit: hence at most MAX_CHUNKS_PER_RUN chunks and MAX_PLAN_BYTES of chunk list. With the automatic
+ * chunk size (~262k rows at 32 features) that is over 2 billion rows per run.
  */
-export const MAX_CHUNKS_PER_RUN = 4_000;
+export const MAX_CHUNKS_PER_RUN = 10_000;
+export const MAX_PLAN_BYTES = 1_500_000;
+export const DEFAULT_CHUNKS_PER_CHILD = 500;
 
 export const NO_HOOKS: StepHooks = { heartbeat: () => undefined, throwIfCancelled: () => undefined, attempt: 1 };
 
@@ -115,17 +119,25 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
         ` (set source.on_empty: succeed to commit an empty partition instead)`,
     );
   }
-  if (sourcePlan.chunks.length > MAX_CHUNKS_PER_RUN) {
-    const suggested = Math.ceil(sourcePlan.rows / MAX_CHUNKS_PER_RUN);
-    const advice =
-      suggested > chunkRows
-        ? `raise chunk_rows to at least ${suggested} (now ${config.chunk_rows === 'auto' ? `auto = ${chunkRows}` : chunkRows})`
-        : `the input has ${sourcePlan.inputs.length} files and a chunk never spans files: combine small files, or split the input across runs`;
-    throw new ConfigError(`pipeline ${config.name}: ${sourcePlan.chunks.length} chunks exceed the ${MAX_CHUNKS_PER_RUN} one run can track in its Temporal history; ${advice}`);
-  }
+  checkRunSize(config, sourcePlan.chunks, sourcePlan.rows, sourcePlan.inputs.length, chunkRows);
   const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();
   const profileColumns = features.length + model.manifest.outputs.length;
-  return { run, config, model: model.pin, ...(shadow && { shadow: shadow.pin }), profileColumns, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
+  const chunksPerChild = ctx.chunksPerChild ?? DEFAULT_CHUNKS_PER_CHILD;
+  return { run, config, model: model.pin, ...(shadow && { shadow: shadow.pin }), profileColumns, chunksPerChild, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
+}
+
+/** A plan must fit in the run's history (see MAX_CHUNKS_PER_RUN); the error says what to change. */
+function checkRunSize(config: PipelineConfig, chunks: Chunk[], rows: number, files: number, chunkRows: number): void {
+  const count = chunks.length;
+  const bytes = count > MAX_CHUNKS_PER_RUN / 4 ? JSON.stringify(chunks).length : 0;
+  if (count <= MAX_CHUNKS_PER_RUN && bytes <= MAX_PLAN_BYTES) return;
+  const limit = count > MAX_CHUNKS_PER_RUN ? `${count} chunks exceed the ${MAX_CHUNKS_PER_RUN}` : `its ${count} chunks (${bytes} bytes of plan) exceed the ${MAX_PLAN_BYTES} bytes`;
+  const factor = Math.max(count / MAX_CHUNKS_PER_RUN, bytes / MAX_PLAN_BYTES);
+  const advice =
+    files * 2 > MAX_CHUNKS_PER_RUN
+      ? `the input has ${files} files and a chunk never spans files: combine small files, or split the input across runs`
+      : `raise chunk_rows to at least ${Math.ceil(chunkRows * factor * 1.05)} (now ${config.chunk_rows === 'auto' ? `auto = ${chunkRows}` : chunkRows}; ${rows} rows)`;
+  throw new ConfigError(`pipeline ${config.name}: ${limit} one run can track in its Temporal history; ${advice}`);
 }
 
 /** Feature columns a chunk reads: the model's, then any more the shadow model needs. */

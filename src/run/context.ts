@@ -22,6 +22,8 @@ export interface RunContext {
   /** Inference threads; undefined = run ONNX Runtime on the calling thread. */
   inference?: InferencePool;
   workerId: string;
+  /** Chunks per child workflow of a large run (SCORELINE_CHUNKS_PER_CHILD); default DEFAULT_CHUNKS_PER_CHILD. */
+  chunksPerChild?: number;
 }
 
 export function defaultWorkerId(): string {

@@ -33,7 +33,7 @@ export async function demoData(projectDir: string, dates: string[], rowsPerDate:
   return dir;
 }
 
-export async function startTestStack(projectDir: string, worker: { modelsDir?: string; pipelinesDir?: string; maxConcurrentActivities?: number } = {}): Promise<Stack> {
+export async function startTestStack(projectDir: string, worker: { modelsDir?: string; pipelinesDir?: string; maxConcurrentActivities?: number; chunksPerChild?: number } = {}): Promise<Stack> {
   return startStack({
     projectDir,
     toolsDir: REPO, // one Temporal CLI install for the whole suite

@@ -123,10 +123,10 @@ describe('scoring contract', () => {
   it('a plan with more chunks than one run can track fails fast, saying which chunk_rows would fit', async () => {
     const dir = join(project, 'many', `ds=${DATE}`);
     mkdirSync(dir, { recursive: true });
-    await query(`COPY (SELECT range AS id, 1.0::FLOAT AS age, 2.0::FLOAT AS tenure, 3.0::FLOAT AS spend FROM range(8000)) TO '${dir}/part-0.parquet' (FORMAT parquet)`);
+    await query(`COPY (SELECT range AS id, 1.0::FLOAT AS age, 2.0::FLOAT AS tenure, 3.0::FLOAT AS spend FROM range(12000)) TO '${dir}/part-0.parquet' (FORMAT parquet)`);
     const input = base('per-feature@champion', { chunk_rows: 1, source: { kind: 'parquet', path: 'many/ds={{ ds }}/*.parquet', key: ['id'] } });
     await expect(buildPlan(ctx, { input: { pipeline: 'fixture', config: input, date: DATE }, run: run('fixture') })).rejects.toThrow(
-      'pipeline fixture: 8000 chunks exceed the 4000 one run can track in its Temporal history; raise chunk_rows to at least 2 (now 1)',
+      'pipeline fixture: 12000 chunks exceed the 10000 one run can track in its Temporal history; raise chunk_rows to at least 2 (now 1; 12000 rows)',
     );
   });
 

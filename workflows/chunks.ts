@@ -1,0 +1,230 @@
+/**
+ * Scoring a run's chunks: a bounded sliding window of `scoreChunk` activities. A run with more chunks
+ * than `chunksPerChild` scores them in child workflows of that many chunks each, one group after
+ * another, so no history grows with the size of the input: the parent records one child per group, each
+ * child a few hundred activities. Only references and stats cross the boundary, never rows.
+ */
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  ChildWorkflowFailure,
+  defineSignal,
+  executeChild,
+  getExternalWorkflowHandle,
+  isCancellation,
+  proxyActivities,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { ScorelineActivities } from '../activities';
+import type { PipelineConfig } from '../src/config/pipeline';
+import { mergeAgreement, type Agreement } from '../src/profile/agreement';
+import { mergeProfiles, profiledChunk, type Profile } from '../src/profile/sketch';
+import type { Chunk, ChunkStats, PinnedModel, RunPlan, RunRef, RunTotals, StagedChunk } from '../src/types';
+import { describeError as describe } from './describe';
+
+/**
+ * One chunk: read → tensor → ONNX → stage. Heartbeats between stages; a worker that dies is noticed
+ * within the heartbeat timeout and the chunk is retried elsewhere (staging overwrites, so no duplicates).
+ * WAIT_CANCELLATION_COMPLETED: on cancel/failure we wait until the activity stopped before removing
+ * staged files, so nothing is written after the clean-up.
+ */
+const { scoreChunk } = proxyActivities<ScorelineActivities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '2 minutes',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: { maximumAttempts: 4, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/** A step of the run that failed, and why: the run's error reads "<step> failed: <why>". */
+export class StepFailure {
+  constructor(
+    readonly step: string,
+    readonly error: unknown,
+  ) {}
+}
+
+/** What every chunk activity of a run gets besides its chunk. */
+export interface ChunkWindow {
+  run: RunRef;
+  config: PipelineConfig;
+  model: PinnedModel;
+  shadow?: PinnedModel;
+  /** Chunks in the whole run and columns per profile: decide which chunks are profiled. */
+  chunksTotal: number;
+  profileColumns: number;
+}
+
+/** Races one chunk against its `chunk_sla`; the run's alerts decide what firing means. */
+export type ChunkWatch = (index: number, work: Promise<ChunkStats>) => Promise<ChunkStats>;
+
+/** What scored chunks add up to: the staged files to commit, counts, the profile, shadow agreement. */
+export class ChunkTally {
+  readonly staged: StagedChunk[] = [];
+  readonly shadowStaged: StagedChunk[] = [];
+  readonly totals: RunTotals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
+  profile?: Profile;
+  agreement?: Agreement;
+
+  add(s: ChunkStats): void {
+    this.staged.push({ index: s.index, rows: s.rowsOut, file: s.stagedFile });
+    const t = this.totals;
+    t.chunksDone += 1;
+    t.rowsIn += s.rowsIn;
+    t.rowsOut += s.rowsOut;
+    t.rowsRejected += s.rowsRejected;
+    t.rowsImputed += s.rowsImputed;
+    t.stageMs.read += s.readMs;
+    t.stageMs.convert += s.convertMs;
+    t.stageMs.infer += s.inferMs;
+    t.stageMs.write += s.writeMs;
+    if (s.profile) this.profile = mergeProfiles(this.profile, s.profile);
+    if (s.shadow) {
+      this.shadowStaged.push({ index: s.index, rows: s.shadow.rowsOut, file: s.shadow.stagedFile });
+      this.agreement = mergeAgreement(this.agreement, s.shadow.agreement);
+    }
+  }
+
+  /** A child's group, added as a whole. */
+  merge(g: ChunkGroupResult): void {
+    this.staged.push(...g.staged);
+    this.shadowStaged.push(...g.shadowStaged);
+    const t = this.totals;
+    t.chunksDone += g.totals.chunksDone;
+    t.rowsIn += g.totals.rowsIn;
+    t.rowsOut += g.totals.rowsOut;
+    t.rowsRejected += g.totals.rowsRejected;
+    t.rowsImputed += g.totals.rowsImputed;
+    for (const k of ['read', 'convert', 'infer', 'write'] as const) t.stageMs[k] += g.totals.stageMs[k];
+    if (g.profile) this.profile = mergeProfiles(this.profile, g.profile);
+    if (g.agreement) this.agreement = mergeAgreement(this.agreement, g.agreement);
+  }
+
+  result(): ChunkGroupResult {
+    return { staged: this.staged, shadowStaged: this.shadowStaged, totals: this.totals, profile: this.profile, agreement: this.agreement };
+  }
+}
+
+/** Bounded sliding window: at most `parallelism` chunk activities in flight; the first failure cancels the rest. */
+export async function scoreChunkWindow(w: ChunkWindow, chunks: Chunk[], watch: ChunkWatch, onChunk: (s: ChunkStats) => void): Promise<void> {
+  let failure: StepFailure | undefined;
+  const scope = new CancellationScope();
+  await scope.run(async () => {
+    const inflight = new Set<Promise<void>>();
+    for (const chunk of chunks) {
+      while (inflight.size >= w.config.parallelism && !failure) await Promise.race(inflight);
+      if (failure) break;
+      const profile = profiledChunk(chunk.index, w.chunksTotal, w.profileColumns);
+      const p: Promise<void> = watch(chunk.index, scoreChunk({ run: w.run, config: w.config, model: w.model, chunk, profile, shadow: w.shadow }))
+        .then(
+          (s) => onChunk(s),
+          (err) => {
+            if (!failure) {
+              failure = new StepFailure(`score chunk ${chunk.index}`, err);
+              scope.cancel();
+            }
+          },
+        )
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+  });
+  if (failure) throw failure;
+}
+
+export interface ChunkGroupInput {
+  window: ChunkWindow;
+  chunks: Chunk[];
+  group: number;
+  /** The run's workflow, told about a slow chunk and about progress by signal. */
+  parentWorkflowId: string;
+  /** `chunk_sla` when the run's alerts watch for slowness and `slow` has not fired yet. */
+  chunkSlaMs?: number;
+}
+
+export type ChunkGroupResult = Pick<ChunkTally, 'staged' | 'shadowStaged' | 'totals' | 'profile' | 'agreement'>;
+
+export interface SlowChunk {
+  index: number;
+  elapsedMs: number;
+}
+
+/** Sent by a group to its run at most every PROGRESS_EVERY_MS: its totals so far. */
+export interface GroupProgress {
+  group: number;
+  totals: RunTotals;
+}
+
+export const slowChunkSignal = defineSignal<[SlowChunk]>('slowChunk');
+export const groupProgressSignal = defineSignal<[GroupProgress]>('groupProgress');
+const PROGRESS_EVERY_MS = 5_000;
+
+/** The child workflow: one group of a large run's chunks. */
+export async function scorelineChunkGroup(input: ChunkGroupInput): Promise<ChunkGroupResult> {
+  const parent = getExternalWorkflowHandle(input.parentWorkflowId);
+  const tally = new ChunkTally();
+  let slowSent = false;
+  let lastProgressMs = Date.now();
+  const watch: ChunkWatch = (index, work) => {
+    if (input.chunkSlaMs === undefined || slowSent) return work;
+    const startedAt = Date.now();
+    const timer = new CancellationScope();
+    timer.run(() => sleep(input.chunkSlaMs!)).then(
+      () => {
+        if (slowSent) return;
+        slowSent = true;
+        void parent.signal(slowChunkSignal, { index, elapsedMs: Date.now() - startedAt }).catch(() => undefined);
+      },
+      () => undefined, // the chunk finished first
+    );
+    return work.finally(() => timer.cancel());
+  };
+  try {
+    await scoreChunkWindow(input.window, input.chunks, watch, (s) => {
+      tally.add(s);
+      if (Date.now() - lastProgressMs >= PROGRESS_EVERY_MS) {
+        lastProgressMs = Date.now();
+        void parent.signal(groupProgressSignal, { group: input.group, totals: tally.totals }).catch(() => undefined);
+      }
+    });
+  } catch (err) {
+    if (!(err instanceof StepFailure) || isCancellation(err.error) || CancellationScope.current().consideredCancelled) throw err instanceof StepFailure ? err.error : err;
+    // The run reports the chunk's own step and message, as if it had scored the chunk itself.
+    throw ApplicationFailure.create({ message: describe(err.error), type: 'ScorelineChunkFailed', nonRetryable: true, details: [err.step] });
+  }
+  return tally.result();
+}
+
+/**
+ * A large run's chunks, `chunksPerChild` per child workflow, one child at a time (each keeps
+ * `parallelism` chunks in flight). A failed chunk fails its child and so the run, with the chunk's step.
+ */
+export async function scoreInChildren(
+  plan: RunPlan,
+  w: ChunkWindow,
+  chunksPerChild: number,
+  /** Called as each group starts: its `chunk_sla` (undefined: do not watch). */
+  starting: (group: number) => number | undefined,
+  onGroup: (g: ChunkGroupResult) => void,
+): Promise<void> {
+  const { workflowId } = workflowInfo();
+  for (let first = 0, group = 0; first < plan.chunks.length; first += chunksPerChild, group++) {
+    const chunks = plan.chunks.slice(first, first + chunksPerChild);
+    const chunkSlaMs = starting(group);
+    try {
+      onGroup(
+        await executeChild(scorelineChunkGroup, {
+          // Unique per run: a rerun of the same date reuses the parent's workflow id, never its run id.
+          workflowId: `${workflowId}/${plan.run.runId}/chunks-${group}`,
+          args: [{ window: w, chunks, group, parentWorkflowId: workflowId, chunkSlaMs }],
+        }),
+      );
+    } catch (err) {
+      const cause = err instanceof ChildWorkflowFailure ? err.cause : undefined;
+      if (cause instanceof ApplicationFailure && cause.type === 'ScorelineChunkFailed') throw new StepFailure(String(cause.details?.[0]), cause);
+      throw new StepFailure(`score chunks ${chunks[0].index}–${chunks[chunks.length - 1].index}`, err);
+    }
+  }
+}
