@@ -3,7 +3,7 @@
  * id (`scoreline/<pipeline>/<date>`) or by run id (the Temporal run id, also the `run_id` column).
  */
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import type { TypedSearchAttributes } from '@temporalio/common';
+import type { PayloadCodec, TypedSearchAttributes } from '@temporalio/common';
 import { assertLogicalDate, type PipelineConfig } from './config/pipeline';
 import { ConfigError, ScorelineError } from './errors';
 import {
@@ -15,12 +15,18 @@ import {
   SEARCH_ATTRIBUTES,
   TASK_QUEUE,
 } from './search-attributes';
+import { codecFromEnv } from './security/codec';
 import type { RunInput, RunProgress, RunResult, Trigger } from './types';
 
 export interface ClientConfig {
   address: string;
   namespace: string;
   taskQueue: string;
+  /**
+   * Payload codec (docs/security.md), the same as the worker's. Default (undefined): from
+   * SCORELINE_CODEC_KEYS, none when unset; null = none whatever the environment says.
+   */
+  codec?: PayloadCodec | null;
 }
 
 export function clientConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ClientConfig {
@@ -28,6 +34,7 @@ export function clientConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Clien
     address: env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
     namespace: env.TEMPORAL_NAMESPACE ?? 'default',
     taskQueue: env.SCORELINE_TASK_QUEUE ?? TASK_QUEUE,
+    codec: codecFromEnv(env) ?? null,
   };
 }
 
@@ -37,9 +44,12 @@ export class ScorelineClient {
   private constructor(
     readonly client: Client,
     readonly config: ClientConfig,
+    /** The payload codec this client encodes and decodes with (also what `scoreline api` serves at /codec/*). */
+    readonly codec?: PayloadCodec,
   ) {}
 
   static async connect(config: ClientConfig): Promise<ScorelineClient> {
+    const codec = config.codec === undefined ? codecFromEnv() : (config.codec ?? undefined);
     let connection: Connection;
     try {
       connection = await Connection.connect({ address: config.address, connectTimeout: '5s' });
@@ -49,12 +59,16 @@ export class ScorelineClient {
         `cannot reach Temporal at ${config.address}: ${(err as Error).message}. Start one with "scoreline dev", or set TEMPORAL_ADDRESS.`,
       );
     }
-    return new ScorelineClient(new Client({ connection, namespace: config.namespace }), config);
+    const dataConverter = codec ? { payloadCodecs: [codec] } : undefined;
+    return new ScorelineClient(new Client({ connection, namespace: config.namespace, dataConverter }), config, codec);
   }
 
-  /** Over an existing client, e.g. one sharing a worker's NativeConnection (the API inside `scoreline dev`). */
+  /**
+   * Over an existing client, e.g. one sharing a worker's NativeConnection (the API inside `scoreline dev`).
+   * That client's data converter is the caller's; `config.codec` should name the codec it holds.
+   */
   static wrap(client: Client, config: ClientConfig): ScorelineClient {
-    return new ScorelineClient(client, config);
+    return new ScorelineClient(client, config, config.codec ?? undefined);
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { PayloadCodec } from '@temporalio/common';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { parseMetricsPort } from './obs/ports';
@@ -14,9 +15,11 @@ import { ConfigError } from './errors';
 import { logger, temporalLogger, temporalThreshold } from './obs/log';
 import { activitySlots, startMetricsServer } from './obs/metrics';
 import { defaultWorkerId, type RunContext } from './run/context';
+import { packageRoot } from './paths';
 import { InferencePool } from './scoring/pool';
 import { SessionCache } from './scoring/session';
 import { TASK_QUEUE } from './search-attributes';
+import { codecFromEnv } from './security/codec';
 
 export interface WorkerConfig {
   address: string;
@@ -49,6 +52,11 @@ export interface WorkerConfig {
   metricsPort?: number;
   /** Address the metrics port binds (SCORELINE_METRICS_HOST, default 127.0.0.1; 0.0.0.0 for a scraper on another host). */
   metricsHost?: string;
+  /**
+   * Payload codec (docs/security.md): payloads and failure messages encrypted in history. Default (undefined):
+   * from SCORELINE_CODEC_KEYS, none when unset; null = none whatever the environment says.
+   */
+  codec?: PayloadCodec | null;
   /** A run with more chunks scores them in child workflows of this many (SCORELINE_CHUNKS_PER_CHILD, default 500). */
   chunksPerChild?: number;
 }
@@ -69,6 +77,7 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
     inferenceThreads: env.SCORELINE_INFERENCE_THREADS ? Number(env.SCORELINE_INFERENCE_THREADS) : undefined,
     metricsPort: parseMetricsPort(env.SCORELINE_METRICS_PORT),
     metricsHost: env.SCORELINE_METRICS_HOST || undefined,
+    codec: codecFromEnv(env) ?? null,
     chunksPerChild: env.SCORELINE_CHUNKS_PER_CHILD ? Number(env.SCORELINE_CHUNKS_PER_CHILD) : undefined,
   };
 }
@@ -124,11 +133,12 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
   // Before connecting, so a port in use fails before anything connects; and `up` then reflects the process.
   const metrics = config.metricsPort === undefined ? undefined : await startMetricsServer({ port: config.metricsPort, host: config.metricsHost });
   const slots = config.maxConcurrentActivities ?? 2 * availableParallelism();
+  const codec = config.codec === undefined ? codecFromEnv() : (config.codec ?? undefined);
   let connection: NativeConnection | undefined;
   let worker: Worker;
   try {
     connection = await NativeConnection.connect({ address: config.address });
-    worker = await createTemporalWorker(config, context, connection, slots);
+    worker = await createTemporalWorker(config, context, connection, slots, codec);
   } catch (err) {
     await metrics?.close();
     await connection?.close();
@@ -136,7 +146,7 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
   }
   activitySlots.set(slots);
   logger.info(
-    { worker_id: context.workerId, address: config.address, namespace: config.namespace ?? 'default', task_queue: config.taskQueue ?? TASK_QUEUE, activity_slots: slots, metrics: metrics?.url ?? null },
+    { worker_id: context.workerId, address: config.address, namespace: config.namespace ?? 'default', task_queue: config.taskQueue ?? TASK_QUEUE, activity_slots: slots, metrics: metrics?.url ?? null, payload_codec: codecName(codec) },
     'worker started',
   );
   const conn = connection;
@@ -160,7 +170,14 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
   };
 }
 
-function createTemporalWorker(config: WorkerConfig, context: RunContext, connection: NativeConnection, slots: number): Promise<Worker> {
+/** What the start-up log line says about the codec: the encrypting key's id (not secret), never key material. */
+function codecName(codec: PayloadCodec | undefined): string | null {
+  if (!codec) return null;
+  const keyId = (codec as { keyId?: unknown }).keyId;
+  return typeof keyId === 'string' ? `aes-256-gcm (key ${keyId})` : 'custom';
+}
+
+function createTemporalWorker(config: WorkerConfig, context: RunContext, connection: NativeConnection, slots: number, codec: PayloadCodec | undefined): Promise<Worker> {
   return Worker.create({
     connection,
     namespace: config.namespace ?? 'default',
@@ -169,5 +186,7 @@ function createTemporalWorker(config: WorkerConfig, context: RunContext, connect
     activities: createActivities(context),
     ...(config.workflowBundle ? { workflowBundle: config.workflowBundle } : { workflowsPath: workflowsPath() }),
     maxConcurrentActivityTaskExecutions: slots,
+    // With a codec, failure messages go into (encrypted) payloads too: src/security/failure-converter.js.
+    ...(codec ? { dataConverter: { payloadCodecs: [codec], failureConverterPath: join(packageRoot(), 'src', 'security', 'failure-converter.js') } } : {}),
   });
 }

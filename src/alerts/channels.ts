@@ -64,17 +64,17 @@ export function buildRequests(alert: AlertFacts, channel: AlertChannel, opts: De
         'x-scoreline-delivery': `${alert.runId}/${alert.event}/${channel.name}`,
         'x-scoreline-signature': signBody(body, secret),
       };
-      return { requests: [{ url, headers, body }], secrets: [url, secret] };
+      return { requests: [{ url, headers, body }], secrets: [...urlSecrets(url), secret] };
     }
     case 'slack': {
       const url = requireUrl(opts.env, channel.url_env, channel, 'Slack incoming-webhook URL');
-      return { requests: [{ url, headers: JSON_HEADERS, body: JSON.stringify(slackMessage(alert, link)) }], secrets: [url] };
+      return { requests: [{ url, headers: JSON_HEADERS, body: JSON.stringify(slackMessage(alert, link)) }], secrets: urlSecrets(url) };
     }
     case 'pagerduty': {
       const key = requireEnv(opts.env, channel.routing_key_env, channel, 'PagerDuty routing key');
       const url = opts.env[ALERT_ENV.pagerdutyUrl] || DEFAULT_PAGERDUTY_URL;
       const requests = pagerdutyEvents(alert, key, link).map((event) => ({ url, headers: JSON_HEADERS, body: JSON.stringify(event) }));
-      return { requests, secrets: [key, url] };
+      return { requests, secrets: [key, ...urlSecrets(url)] };
     }
   }
 }
@@ -113,9 +113,39 @@ function networkReason(err: unknown, timeoutMs: number): string {
   return code ? `cannot reach the endpoint (${code})` : 'cannot reach the endpoint';
 }
 
-/** Belt and braces: whatever an endpoint echoes back, a credential never reaches a message. */
+/**
+ * A URL that is a credential (a webhook's or Slack's token sits in its path or query), as the strings an
+ * endpoint might echo back: the whole URL, its path and query (`no route POST /hooks/<token>`), and each
+ * path segment or query value long enough to be a token.
+ */
+function urlSecrets(url: string): string[] {
+  const out = [url];
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return out;
+  }
+  out.push(`${u.pathname}${u.search}`, u.pathname, u.search.slice(1));
+  for (const segment of u.pathname.split('/')) out.push(segment, safeDecode(segment));
+  for (const [, value] of u.searchParams) out.push(value, encodeURIComponent(value));
+  return out.filter((s) => s.length >= URL_TOKEN_MIN);
+}
+
+/** Path segments and query values shorter than this are taken for names (`services`, `v2`), not tokens. */
+const URL_TOKEN_MIN = 10;
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/** Belt and braces: whatever an endpoint echoes back, a credential never reaches a message. Longest first, so no part of one survives. */
 export function redact(message: string, secrets: string[]): string {
   let out = message;
-  for (const s of secrets) if (s && s.length >= 4) out = out.replaceAll(s, '[redacted]');
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) if (s && s.length >= 4) out = out.replaceAll(s, '[redacted]');
   return out;
 }

@@ -6,12 +6,15 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
+import type { PayloadCodec } from '@temporalio/common';
 import type { ScorelineClient } from '../client';
 import { ConfigError } from '../errors';
 import { NrtClient, type NrtDesign } from '../nrt/client';
 import { logger } from '../obs/log';
 import { METRICS_PATH, serveMetrics } from '../obs/metrics';
 import * as schedules from '../schedules';
+import { CODEC_ENV } from '../security/codec';
+import { CODEC_PATH, codecRoutes, DEFAULT_CODEC_CORS_ORIGINS, handleCodecCors, isLoopback, type CodecAuth } from './codec';
 import { DEFAULT_API_PORT, DEFAULT_MAX_BODY_BYTES } from './defaults';
 import { createHandler, type Route } from './http';
 import { openApiDocument } from './openapi';
@@ -30,6 +33,15 @@ export interface ApiOptions {
   pipelinesDir?: string;
   modelsDir?: string;
   nrtDesign?: NrtDesign;
+  /**
+   * Serve this payload codec at POST /codec/encode and /codec/decode (docs/security.md). Default: the
+   * client's codec (SCORELINE_CODEC_KEYS); null = no codec endpoint.
+   */
+  codec?: PayloadCodec | null;
+  /** Auth of the codec endpoint: `token` (default, the bearer token) or `none` (refused unless `host` is loopback). */
+  codecAuth?: CodecAuth;
+  /** Browser origins (the Web UI's) allowed to call the codec endpoint; default http://localhost:8233 and http://127.0.0.1:8233. */
+  codecCorsOrigins?: string[];
   /** One entry per request (and the details of every 500); default: the process logger (src/obs/log.ts). */
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -54,6 +66,14 @@ export async function startApiServer(opts: ApiOptions): Promise<ApiServer> {
     schedules,
   };
   const routes = apiRoutes(ctx);
+  const codec = opts.codec === undefined ? opts.client.codec : (opts.codec ?? undefined);
+  const codecCors = opts.codecCorsOrigins ?? DEFAULT_CODEC_CORS_ORIGINS;
+  if (codec) {
+    if (opts.codecAuth === 'none' && !isLoopback(opts.host ?? '127.0.0.1')) {
+      throw new ConfigError(`${CODEC_ENV.auth}=none serves decrypted payloads to anyone who reaches the port: only with a loopback --host (127.0.0.1), not ${opts.host}`);
+    }
+    routes.push(...codecRoutes({ codec, auth: opts.codecAuth, corsOrigins: codecCors }));
+  }
   let openapi: Record<string, unknown> | undefined;
   routes.push({
     method: 'GET',
@@ -70,11 +90,14 @@ export async function startApiServer(opts: ApiOptions): Promise<ApiServer> {
   // Prometheus scrapes GET /metrics without the bearer token (the token may start runs; a scraper needs
   // no such power) and without a log line per scrape. docs/observability.md.
   const server = createServer((req, res) => {
-    if (req.method === 'GET' && (req.url ?? '').split('?')[0] === METRICS_PATH) {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method === 'GET' && path === METRICS_PATH) {
       req.resume();
       void serveMetrics(res);
       return;
     }
+    // The Web UI calls the codec from the browser: CORS headers, and preflights answered without auth.
+    if (codec && path.startsWith(`${CODEC_PATH}/`) && handleCodecCors(req, res, codecCors)) return;
     handler(req, res);
   });
   server.keepAliveTimeout = 65_000; // longer than common load balancers' idle timeout

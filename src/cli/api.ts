@@ -18,6 +18,7 @@ import { printJson, waitForSignal } from './run-output';
 /** The API server and the row codecs (Arrow) load when `api`, `score` or `dev` runs, not for every command. */
 const load = {
   server: () => import('../api/server.js'),
+  codec: () => import('../api/codec.js'),
   routes: () => import('../api/routes.js'),
   nrt: () => import('../nrt/client.js'),
   response: () => import('../nrt/response.js'),
@@ -52,6 +53,10 @@ export function registerApiCommands(program: Command, loadPipelineArg: LoadPipel
 Environment:
   SCORELINE_API_TOKEN      bearer token every route but /healthz and /openapi.json requires (required)
   SCORELINE_API_PORT       default for --port (8080)
+  SCORELINE_CODEC_KEYS     payload codec keys (id:base64key,…); when set, POST /codec/encode and /codec/decode
+                           serve Temporal's remote codec protocol for the Web UI and CLI (docs/security.md)
+  SCORELINE_CODEC_AUTH     token (default: the bearer token) or none (no auth; loopback --host only)
+  SCORELINE_CODEC_CORS_ORIGIN  Web UI origins allowed to call /codec/* (default http://localhost:8233,http://127.0.0.1:8233)
   TEMPORAL_ADDRESS, SCORELINE_PIPELINES_DIR, SCORELINE_MODELS_DIR as for the other commands.
 Pipelines are addressed by name (their file in the pipelines directory). docs/api.md has curl examples.
 GET /metrics (no token) serves Prometheus metrics; one JSON log line per request on stderr (docs/observability.md).`,
@@ -60,8 +65,12 @@ GET /metrics (no token) serves Prometheus metrics; one JSON log line per request
       configureLogging({ level: commandLogLevel(opts.logLevel) });
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
-        const api = await (await load.server()).startApiServer({ client, token: process.env.SCORELINE_API_TOKEN ?? '', host: opts.host, port: opts.port, maxBodyBytes: Math.round(opts.maxBodyMb * 1024 * 1024), ...apiDirs() });
-        logger.info({ url: api.url, openapi: `${api.url}/openapi.json`, metrics: `${api.url}/metrics`, temporal: client.config.address }, 'API started (Ctrl-C to stop)');
+        const codec = await codecEndpointFromEnv();
+        const api = await (await load.server()).startApiServer({ client, token: process.env.SCORELINE_API_TOKEN ?? '', host: opts.host, port: opts.port, maxBodyBytes: Math.round(opts.maxBodyMb * 1024 * 1024), ...apiDirs(), ...codec });
+        logger.info(
+          { url: api.url, openapi: `${api.url}/openapi.json`, metrics: `${api.url}/metrics`, temporal: client.config.address, codec: client.codec ? `${api.url}/codec (auth: ${codec.codecAuth})` : null },
+          'API started (Ctrl-C to stop)',
+        );
         await waitForSignal();
         await api.close();
       } finally {
@@ -117,18 +126,37 @@ async function readRows(path: string): Promise<EncodedRows> {
   return (await load.rows()).rowsFromText(bytes.toString('utf8'), where);
 }
 
+/** The codec endpoint's settings from SCORELINE_CODEC_AUTH and SCORELINE_CODEC_CORS_ORIGIN (the codec itself is the client's). */
+async function codecEndpointFromEnv(uiUrl?: string): Promise<{ codecAuth: 'token' | 'none'; codecCorsOrigins: string[] }> {
+  const { parseCodecAuth, parseCorsOrigins } = await load.codec();
+  const env = process.env;
+  // `scoreline dev`: the UI is where this stack put it, unless the variable says otherwise.
+  const devOrigins = uiUrl && !env.SCORELINE_CODEC_CORS_ORIGIN ? [uiUrl, uiUrl.replace('//127.0.0.1:', '//localhost:')] : undefined;
+  return { codecAuth: parseCodecAuth(env.SCORELINE_CODEC_AUTH), codecCorsOrigins: devOrigins ?? parseCorsOrigins(env.SCORELINE_CODEC_CORS_ORIGIN) };
+}
+
 /**
  * The API inside `scoreline dev`. Without SCORELINE_API_TOKEN a random token is made up and printed,
  * so a dev stack is never open to anyone who can reach the port.
  */
-export async function startDevApi(address: string, port: number, log: (m: string) => void): Promise<{ api: ApiServer; stop(): Promise<void> }> {
+export async function startDevApi(address: string, port: number, log: (m: string) => void, uiUrl?: string): Promise<{ api: ApiServer; stop(): Promise<void> }> {
   const client = await ScorelineClient.connect({ ...clientConfigFromEnv(), address });
   const token = process.env.SCORELINE_API_TOKEN || randomBytes(18).toString('hex');
-  const api = await (await load.server()).startApiServer({ client, token, port, ...apiDirs() }).catch(async (err) => {
+  const codec = await codecEndpointFromEnv(uiUrl).catch(async (err) => {
+    await client.close();
+    throw err;
+  });
+  const api = await (await load.server()).startApiServer({ client, token, port, ...apiDirs(), ...codec }).catch(async (err) => {
     await client.close();
     throw err;
   });
   log(`API on ${api.url} (OpenAPI ${api.url}/openapi.json)${process.env.SCORELINE_API_TOKEN ? '' : `  SCORELINE_API_TOKEN=${token}`}`);
+  if (client.codec) {
+    log(
+      `payload codec on: the Web UI decodes through ${api.url}/codec` +
+        (codec.codecAuth === 'token' ? ' only with SCORELINE_CODEC_AUTH=none (the UI cannot send the bearer token; docs/security.md)' : ' (no auth: SCORELINE_CODEC_AUTH=none)'),
+    );
+  }
   return {
     api,
     stop: async () => {

@@ -76,6 +76,8 @@ Environment:
   TEMPORAL_NAMESPACE       namespace (default "default")
   SCORELINE_PIPELINES_DIR  where the worker finds pipelines by name (default ./pipelines)
   SCORELINE_MODELS_DIR     model store (default ./models; a pipeline's models_dir wins)
+  SCORELINE_CODEC_KEYS     optional payload encryption: id:base64key[,id:base64key…], first encrypts, all decrypt;
+                           the same value on workers, CLI and API (docs/security.md)
   TEMPORAL_CLI             Temporal CLI binary for "dev"/"demo" (else PATH, .scoreline/venv, install)
   SCORELINE_TOOLS_DIR      where "demo --source snowflake|bigquery" installs its emulators (<dir>/.scoreline/; default: project)
 
@@ -125,11 +127,13 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
         port: opts.port,
         uiPort: opts.uiPort,
         headless: opts.headless,
+        // With the payload codec on, the Web UI decodes through the API's codec endpoint (docs/security.md).
+        uiCodecEndpoint: worker.codec && opts.api ? `http://127.0.0.1:${opts.apiPort}/codec` : undefined,
         worker,
         log,
       });
       if (stack.worker?.metricsUrl) log(`metrics on ${stack.worker.metricsUrl}`);
-      const api = opts.api ? await startDevApi(stack.address, opts.apiPort, (m) => process.stderr.write(`${m}\n`)).catch(async (err) => {
+      const api = opts.api ? await startDevApi(stack.address, opts.apiPort, (m) => process.stderr.write(`${m}\n`), stack.uiUrl).catch(async (err) => {
         await stack.stop();
         throw err;
       }) : undefined;

@@ -25,6 +25,8 @@ export interface DevServerOptions {
   uiPort?: number;
   /** Disable the Web UI. */
   headless?: boolean;
+  /** Remote codec endpoint the Web UI decodes payloads with (`--ui-codec-endpoint`; docs/security.md). */
+  uiCodecEndpoint?: string;
   /** Namespace to create and wait for; default "default" (which the CLI always creates). */
   namespace?: string;
   searchAttributes?: Record<string, SearchAttributeTypeName>;
@@ -151,6 +153,7 @@ function buildArgs(o: ResolvedArgs): string[] {
   if (o.dbFilename) args.push('--db-filename', path.resolve(o.dbFilename));
   if (o.uiPort === undefined) args.push('--headless');
   else args.push('--ui-port', String(o.uiPort));
+  if (o.uiPort !== undefined && o.uiCodecEndpoint) args.push('--ui-codec-endpoint', o.uiCodecEndpoint);
   // "default" is always created; naming it again is harmless but noisy.
   if (o.namespace !== DEFAULT_NAMESPACE) args.push('--namespace', o.namespace);
   for (const [name, type] of Object.entries(o.searchAttributes ?? {})) {

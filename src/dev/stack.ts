@@ -18,6 +18,8 @@ export interface StackOptions {
   port?: number;
   uiPort?: number;
   headless?: boolean;
+  /** The Web UI's remote codec endpoint (`scoreline dev` points it at the API's /codec when the codec is on). */
+  uiCodecEndpoint?: string;
   worker?: Omit<WorkerConfig, 'address'>;
   /** Start the worker too (default true). */
   startWorker?: boolean;
@@ -42,6 +44,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     port: opts.port,
     uiPort: opts.uiPort,
     headless: opts.headless,
+    uiCodecEndpoint: opts.uiCodecEndpoint,
     searchAttributes: { ...SEARCH_ATTRIBUTES },
     logFile: join(opts.projectDir, '.scoreline', 'temporal.log'),
     log,

@@ -225,4 +225,12 @@ describe('requests: credentials only from the environment', () => {
   it('redacts credentials from any message', () => {
     expect(redact('HTTP 400: bad key RK-123 at https://x/y', ['RK-123', 'https://x/y'])).toBe('HTTP 400: bad key [redacted] at [redacted]');
   });
+
+  it('a credential URL is redacted whole, as its path and as a token segment an endpoint echoes alone', () => {
+    const url = 'https://hooks.slack.com/services/T0123ABCD/B0123ABCD/XyZ123tokenTOKEN456abcd?sig=abcdef0123456789';
+    const { secrets } = buildRequests(failed, { kind: 'slack' as const, name: 'slack', url_env: 'U' }, opts({ U: url }));
+    expect(redact(`HTTP 404: no route POST /services/T0123ABCD/B0123ABCD/XyZ123tokenTOKEN456abcd?sig=abcdef0123456789 at ${url}`, secrets)).toBe('HTTP 404: no route POST [redacted] at [redacted]');
+    expect(redact('HTTP 403: token XyZ123tokenTOKEN456abcd revoked, sig abcdef0123456789', secrets)).toBe('HTTP 403: token [redacted] revoked, sig [redacted]');
+    expect(redact('HTTP 500: /services is down', secrets)).toBe('HTTP 500: /services is down');
+  });
 });
