@@ -150,7 +150,14 @@ interface SdkError {
 export function sdkMessage(err: unknown): string {
   const e = err as SdkError;
   const msg = e?.errors?.[0]?.message ?? e?.message ?? String(err);
-  return msg.split('\n')[0];
+  const first = msg.split('\n')[0];
+  // "Invalid Credentials" alone does not say whose: point at the connection's credentials.
+  return isAuthError(err) ? `${first} (HTTP 401: BigQuery refused the credentials; check the connection's credentials in the worker's environment)` : first;
+}
+
+/** The service refused the credentials (the SDK has already refreshed what it could): a retry gets the same answer. */
+function isAuthError(err: unknown): boolean {
+  return (err as SdkError)?.code === 401 || reason(err) === 'authError';
 }
 
 function reason(err: unknown): string | undefined {
@@ -165,7 +172,7 @@ export function isNotFound(err: unknown): boolean {
 function isPermanent(err: unknown): boolean {
   const r = reason(err);
   const code = (err as SdkError)?.code;
-  return isNotFound(err) || r === 'invalidQuery' || r === 'invalid' || r === 'accessDenied' || code === 400 || code === 403;
+  return isNotFound(err) || isAuthError(err) || r === 'invalidQuery' || r === 'invalid' || r === 'accessDenied' || code === 400 || code === 403;
 }
 
 /** BigQuery reports legacy type names (INTEGER, FLOAT, BOOLEAN) from REST; compare on the standard ones. */

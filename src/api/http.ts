@@ -187,7 +187,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Uint8Arra
 
 /** Parse with a route schema; the 400 names the field (`body.rows.3.f05: …`). */
 export function validate<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const parsed = schema.safeParse(value);
+  // reportInput: without it zod reports a value of the wrong type like a missing one ("required").
+  const parsed = schema.safeParse(value, { reportInput: true });
   if (parsed.success) return parsed.data;
   const issues = parsed.error.issues.slice(0, 5).map((i) => `${[where, ...i.path.map(String)].join('.')}: ${issueMessage(i)}`);
   throw new ApiError(400, 'bad_request', issues.join('; '));

@@ -169,7 +169,8 @@ export interface ScoreArgs {
 
 export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHooks = NO_HOOKS): Promise<ChunkStats> {
   const { run, config, chunk } = args;
-  const where = `chunk ${chunk.index} (${describeChunk(chunk)})`;
+  // A warehouse chunk is a range of the run's snapshot table, which is dropped when the run ends: name the source too.
+  const where = `chunk ${chunk.index} (${describeChunk(chunk)}${chunk.locator.kind === 'table' ? `, a snapshot of ${describeSource(config)}` : ''})`;
   // Loaded by the pinned sha256: a model promoted or replaced mid-run is refused, never silently used.
   const session = await pinnedSession(ctx, config, args.model);
   const model = session.model;
@@ -261,6 +262,13 @@ async function infer(ctx: RunContext, session: ScoringSession, feeds: BuiltFeeds
 /** Typed like real predictions, so every file of a partition has the same schema. */
 function emptyPredictions(model: LoadedModel): Map<string, OutputColumn> {
   return new Map(model.manifest.outputs.map((o) => [o.column, emptyColumn(o.dtype)]));
+}
+
+/** The pipeline's source as its author wrote it: `snowflake table FEATURES`, `the bigquery source.query`. */
+function describeSource(config: PipelineConfig): string {
+  const s = config.source;
+  if (s.kind === 'parquet') return s.path;
+  return s.table ? `${s.kind} table ${s.table}` : `the ${s.kind} source.query`;
 }
 
 export function describeChunk(chunk: Chunk): string {
