@@ -40,6 +40,8 @@ import { createSession } from '../src/scoring/session';
 import { TASK_QUEUE } from '../src/search-attributes';
 import type { RunResult } from '../src/types';
 import { benchNrt } from './nrt';
+import { cpuSeconds, peakRssMb, startWorkerProcess, threadCpu } from './process';
+import { benchScale } from './scale';
 import { benchParquetLibs, formatParquetBenchTable } from './parquet-libs';
 import { ensurePythonBaseline, runPythonBaseline } from './python';
 import { benchWarehouses } from './warehouses';
@@ -135,56 +137,6 @@ async function rawOrt(modelKey: string, x: Float32Array, rows: number, repeats: 
 
 const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
 
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
-
-/** CPU seconds per thread (main, worker threads by tid, libuv pool, V8 helpers, Temporal core's tokio), by name. */
-function threadCpu(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      // Worker threads inherit the name `node`: tell the main thread apart by its tid.
-      const name = Number(tid) === pid ? 'main' : comm === 'node' ? `thread ${tid}` : comm;
-      const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-      out.set(name, (out.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
-    } catch {
-      // thread exited between readdir and read
-    }
-  }
-  return out;
-}
-
-function peakRssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return Math.round(kb / 1024);
-}
-
-async function startWorkerProcess(address: string, cpuProfileDir?: string): Promise<ChildProcess> {
-  // --cpu-prof DIR: V8 CPU profiles of the worker (main and inference threads), written when it exits.
-  const nodeArgs = [...(cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : []), ...(process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
-  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin', 'scoreline.js'), 'worker'], {
-    cwd: ROOT,
-    env: { ...process.env, TEMPORAL_ADDRESS: address, SCORELINE_MODELS_DIR: join(ROOT, 'examples', 'models') },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      // `scoreline worker` logs this once the worker is created; tasks wait on the server until it polls.
-      if (stderr.includes('worker started')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${stderr.slice(-2000)}`)));
-  });
-  return child;
-}
-
 async function endToEnd(modelKey: string, client: ScorelineClient, rows: number, pids: { worker: number; server: number }, profile = true, warmUp = true): Promise<{ row: Row; result: RunResult }> {
   const raw = readPipelineYaml(join(ROOT, 'examples', 'pipelines', 'churn-demo.yaml')) as Record<string, unknown>;
   Object.assign(raw, {
@@ -232,6 +184,7 @@ async function endToEnd(modelKey: string, client: ScorelineClient, rows: number,
 
 async function main(argv: string[]): Promise<void> {
   if (argv.includes('--nrt')) return benchNrt(argv); // only the near-real-time bench (bench/nrt.ts)
+  if (argv.includes('--scale')) return benchScale(argv); // only the scale bench (bench/scale.ts)
   const json = argv.includes('--json');
   const rows = Number(arg(argv, '--rows') ?? 1_000_000);
   const repeats = Number(arg(argv, '--repeats') ?? 3);
@@ -258,7 +211,7 @@ async function main(argv: string[]): Promise<void> {
 
   log('\n== End to end: Parquet → Temporal → ONNX → Parquet (worker in its own process) ==');
   const stack = await startStack({ projectDir: ROOT, dbFilename: null, headless: true, startWorker: false, log });
-  const worker = await startWorkerProcess(stack.address, arg(argv, '--cpu-prof'));
+  const worker = await startWorkerProcess(stack.address, { cpuProfileDir: arg(argv, '--cpu-prof') });
   const client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
   const e2e: Row[] = [];
   const noProfile: Row[] = [];

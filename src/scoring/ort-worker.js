@@ -14,6 +14,13 @@ const ort = require('onnxruntime-node');
 const kernel = require('../profile/kernel.js');
 
 const cacheSize = Math.max(1, Number((workerData && workerData.cacheSize) || 8));
+/**
+ * Rows per session.run: a chunk's tensor is scored in slices of this many rows. ONNX Runtime sizes its
+ * intermediate buffers (and keeps its arena) by the largest batch it has run, so a 262k-row chunk
+ * through a 64-wide MLP held ~300 MB per thread (a 10M-row run peaked at 1.39 GB, 0.95 GB in 16k-row slices); slices bound that while the chunk stays large for
+ * everything else (SCORELINE_ORT_BATCH_ROWS; 0 = whole chunks).
+ */
+const batchRows = Math.max(0, Number((workerData && workerData.batchRows) ?? 16384));
 /** sha256 → { session: Promise<InferenceSession>, inUse }; Map order = recency (a hit moves to the end). */
 const sessions = new Map();
 let evictions = 0;
@@ -66,18 +73,9 @@ parentPort.on('message', async (job) => {
   let entry;
   try {
     entry = acquire(job);
-    const s = await entry.session;
-    const feeds = {};
-    for (const t of job.tensors) feeds[t.name] = new ort.Tensor(t.dtype, t.data, t.dims);
-    const results = await s.run(feeds, job.fetches);
-    const outputs = {};
+    const outputs = await runSliced(await entry.session, job.tensors, job.fetches);
     const transfer = [];
-    for (const name of job.fetches) {
-      const tensor = results[name];
-      const data = tensor.data;
-      outputs[name] = { dims: tensor.dims, data };
-      if (data && data.buffer && !transfer.includes(data.buffer)) transfer.push(data.buffer);
-    }
+    for (const { data } of Object.values(outputs)) if (data && data.buffer && !transfer.includes(data.buffer)) transfer.push(data.buffer);
     // The features' profile (docs/drift.md), here rather than on the main thread, which reads and writes.
     const profiles = job.profile ? kernel.profileTensors(job.tensors, job.profile) : undefined;
     // The input buffers go back too, so the main thread can reuse them for the next chunk (src/io/buffers.ts).
@@ -90,3 +88,52 @@ parentPort.on('message', async (job) => {
   }
 });
 
+
+/** One run over rows [start, end) of every input (all batched along their first dimension). */
+async function runRows(session, tensors, fetches, start, end, rows) {
+  const feeds = {};
+  for (const t of tensors) {
+    const per = t.data.length / rows;
+    const data = start === 0 && end === rows ? t.data : t.data.subarray(start * per, end * per);
+    feeds[t.name] = new ort.Tensor(t.dtype, data, [end - start, ...t.dims.slice(1)]);
+  }
+  const results = await session.run(feeds, fetches);
+  const out = {};
+  for (const name of fetches) out[name] = { dims: results[name].dims, data: results[name].data };
+  return out;
+}
+
+/**
+ * The chunk in slices of `batchRows` rows, outputs concatenated in order. Whole when it is small, when
+ * an input is not a batched typed array, or when an output is not one row per input row (then slices
+ * could not be joined).
+ */
+async function runSliced(session, tensors, fetches) {
+  const rows = tensors.length > 0 ? tensors[0].dims[0] : 0;
+  const sliceable = batchRows > 0 && rows > batchRows && tensors.every((t) => t.dims[0] === rows && ArrayBuffer.isView(t.data));
+  if (!sliceable) return runRows(session, tensors, fetches, 0, rows, rows);
+  const parts = [];
+  for (let start = 0; start < rows; start += batchRows) {
+    const end = Math.min(rows, start + batchRows);
+    const part = await runRows(session, tensors, fetches, start, end, rows);
+    if (fetches.some((name) => part[name].dims[0] !== end - start)) return runRows(session, tensors, fetches, 0, rows, rows);
+    parts.push(part);
+  }
+  const outputs = {};
+  for (const name of fetches) {
+    const pieces = parts.map((p) => p[name].data);
+    let data;
+    if (ArrayBuffer.isView(pieces[0])) {
+      data = new pieces[0].constructor(pieces.reduce((n, d) => n + d.length, 0));
+      let offset = 0;
+      for (const d of pieces) {
+        data.set(d, offset);
+        offset += d.length;
+      }
+    } else {
+      data = pieces.flat(); // string tensors
+    }
+    outputs[name] = { dims: [rows, ...parts[0][name].dims.slice(1)], data };
+  }
+  return outputs;
+}

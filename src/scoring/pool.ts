@@ -45,6 +45,12 @@ export interface ThreadCacheStats {
   evictions: number;
 }
 
+/** Rows per session.run in the inference threads (SCORELINE_ORT_BATCH_ROWS, default 16,384; 0 = whole chunks): see ort-worker.js. */
+function ortBatchRows(): number {
+  const v = process.env.SCORELINE_ORT_BATCH_ROWS;
+  return v !== undefined && v !== '' && Number.isInteger(Number(v)) && Number(v) >= 0 ? Number(v) : 16_384;
+}
+
 export interface InferencePoolOptions {
   /** Threads (default: cores). */
   size: number;
@@ -52,6 +58,8 @@ export interface InferencePoolOptions {
   intraOpThreads?: number;
   /** Sessions each thread keeps (LRU; default SCORELINE_MODEL_CACHE, else 8). */
   cacheSize?: number;
+  /** Rows per session.run (default SCORELINE_ORT_BATCH_ROWS, else 16,384; 0 = whole chunks). */
+  batchRows?: number;
 }
 
 export class InferencePool {
@@ -61,13 +69,15 @@ export class InferencePool {
   private closed = false;
 
   private readonly cacheSize: number;
+  private readonly batchRows: number;
 
   constructor(private readonly options: InferencePoolOptions) {
     this.cacheSize = options.cacheSize ?? modelCacheSize();
+    this.batchRows = options.batchRows ?? ortBatchRows();
   }
 
   private spawn(): Slot {
-    const worker = new Worker(join(packageRoot(), 'src', 'scoring', 'ort-worker.js'), { workerData: { cacheSize: this.cacheSize } });
+    const worker = new Worker(join(packageRoot(), 'src', 'scoring', 'ort-worker.js'), { workerData: { cacheSize: this.cacheSize, batchRows: this.batchRows } });
     worker.unref(); // an idle pool never keeps the process alive
     const slot: Slot = { worker };
     worker.on('message', (msg: { id: number; ok: boolean; outputs?: RawOutputs; profiles?: ColumnProfile[]; inputs?: ArrayBuffer[]; error?: string; cache?: ThreadCacheStats }) => {
