@@ -198,8 +198,6 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
   const predictions = scored.predictions;
   const shadowPredictions = shadowScored?.predictions;
   const inferMs = lap();
-  const profile = scored.features && chunkProfile(scored.features, predictions);
-  const profileMs = lap();
 
   hooks.throwIfCancelled();
   hooks.heartbeat({ step: 'write', chunk: chunk.index });
@@ -213,6 +211,9 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
     shadow = { stagedFile: basename(shadowStaged.path), rowsOut: shadowFeeds.rowsOut, agreement };
   }
   const writeMs = lap();
+  // The inference thread profiled the features while this thread wrote the chunk.
+  const profile = scored.features && chunkProfile(await scored.features, predictions);
+  const profileMs = lap();
 
   const stats: ChunkStats = {
     index: chunk.index,
@@ -248,7 +249,7 @@ function pinnedSession(ctx: RunContext, config: PipelineConfig, pin: PinnedModel
 }
 
 /** Predictions, and with `profile` the features' profiles (from the inference thread when there is one). */
-async function infer(ctx: RunContext, session: ScoringSession, feeds: BuiltFeeds, profile?: TensorProfileSpec[]): Promise<{ predictions: Map<string, OutputColumn>; features?: ColumnProfile[] }> {
+async function infer(ctx: RunContext, session: ScoringSession, feeds: BuiltFeeds, profile?: TensorProfileSpec[]): Promise<{ predictions: Map<string, OutputColumn>; features?: ColumnProfile[] | Promise<ColumnProfile[]> }> {
   if (profile && ctx.inference && feeds.rowsOut > 0) {
     const { outputs, features } = await ctx.inference.runProfiled(session, feeds.tensors, feeds.rowsOut, profile);
     return { predictions: outputs, features };

@@ -71,23 +71,33 @@ function trim() {
 
 parentPort.on('message', async (job) => {
   let entry;
+  let scored = false;
   try {
     entry = acquire(job);
     const outputs = await runSliced(await entry.session, job.tensors, job.fetches);
     const transfer = [];
     for (const { data } of Object.values(outputs)) if (data && data.buffer && !transfer.includes(data.buffer)) transfer.push(data.buffer);
-    // The features' profile (docs/drift.md), here rather than on the main thread, which reads and writes.
-    const profiles = job.profile ? kernel.profileTensors(job.tensors, job.profile) : undefined;
     // The input buffers go back too, so the main thread can reuse them for the next chunk (src/io/buffers.ts).
-    const inputs = job.tensors.map((t) => t.data.buffer).filter((b) => !transfer.includes(b));
-    parentPort.postMessage({ id: job.id, ok: true, outputs, profiles, inputs, cache: { sessions: sessions.size, evictions } }, [...transfer, ...inputs]);
+    const inputs = () => job.tensors.map((t) => t.data.buffer).filter((b) => !transfer.includes(b));
+    const cache = () => ({ sessions: sessions.size, evictions });
+    if (!job.profile) {
+      const back = inputs();
+      parentPort.postMessage({ id: job.id, ok: true, outputs, inputs: back, cache: cache(), last: true }, [...transfer, ...back]);
+      return;
+    }
+    // Predictions first: the main thread writes the chunk while this thread profiles its features
+    // (docs/drift.md) from the tensor it holds, then hands the profile and the input buffers back.
+    parentPort.postMessage({ id: job.id, ok: true, outputs, last: false }, transfer);
+    scored = true;
+    const profiles = kernel.profileTensors(job.tensors, job.profile);
+    const back = inputs();
+    parentPort.postMessage({ id: job.id, ok: true, profiles, inputs: back, cache: cache(), last: true }, back);
   } catch (err) {
-    parentPort.postMessage({ id: job.id, ok: false, error: err && err.message ? err.message : String(err) });
+    parentPort.postMessage({ id: job.id, ok: false, scored, error: err && err.message ? err.message : String(err), last: true });
   } finally {
     if (entry) done(entry);
   }
 });
-
 
 /** One run over rows [start, end) of every input (all batched along their first dimension). */
 async function runRows(session, tensors, fetches, start, end, rows) {

@@ -19,7 +19,23 @@ type RawOutputs = Record<string, { dims: number[]; data: ArrayLike<number | bigi
 /** A thread's answer: the fetched outputs, and the features' profiles when the job asked for them. */
 interface Reply {
   outputs: RawOutputs;
+  /** The features' profile, which the thread finishes after sending the outputs. */
+  profiles?: Promise<ColumnProfile[]>;
+}
+
+/** A thread's message: the outputs (with `last` unless it goes on to profile), then the profile. */
+interface ThreadReply {
+  id: number;
+  ok: boolean;
+  outputs?: RawOutputs;
   profiles?: ColumnProfile[];
+  inputs?: ArrayBuffer[];
+  /** The job's outputs were sent before this error (it happened while profiling). */
+  scored?: boolean;
+  error?: string;
+  cache?: ThreadCacheStats;
+  /** The thread is done with the job and free for the next. */
+  last: boolean;
 }
 
 interface Job {
@@ -31,6 +47,7 @@ interface Job {
   /** Model name and dispatch time, for scoreline_inference_duration_seconds (queue wait excluded). */
   model: string;
   startedAt?: number;
+  profiled?: { resolve: (p: ColumnProfile[]) => void; reject: (err: Error) => void };
 }
 
 interface Slot {
@@ -80,23 +97,34 @@ export class InferencePool {
     const worker = new Worker(join(packageRoot(), 'src', 'scoring', 'ort-worker.js'), { workerData: { cacheSize: this.cacheSize, batchRows: this.batchRows } });
     worker.unref(); // an idle pool never keeps the process alive
     const slot: Slot = { worker };
-    worker.on('message', (msg: { id: number; ok: boolean; outputs?: RawOutputs; profiles?: ColumnProfile[]; inputs?: ArrayBuffer[]; error?: string; cache?: ThreadCacheStats }) => {
+    worker.on('message', (msg: ThreadReply) => {
       for (const b of msg.inputs ?? []) buffers.give(b);
       if (msg.cache) slot.cache = msg.cache;
       const job = slot.busy;
-      slot.busy = undefined;
       if (job && job.id === msg.id) {
-        if (msg.ok && job.startedAt !== undefined) inferenceDuration.labels(job.model).observe((performance.now() - job.startedAt) / 1000);
-        if (msg.ok) job.resolve({ outputs: msg.outputs ?? {}, profiles: msg.profiles });
-        else job.reject(new ModelError(`inference failed: ${msg.error}`));
+        if (msg.outputs) {
+          if (job.startedAt !== undefined) inferenceDuration.labels(job.model).observe((performance.now() - job.startedAt) / 1000);
+          job.resolve({ outputs: msg.outputs, profiles: msg.last ? undefined : new Promise((resolve, reject) => (job.profiled = { resolve, reject })) });
+        } else if (msg.ok) {
+          job.profiled?.resolve(msg.profiles ?? []);
+        } else if (msg.scored) {
+          job.profiled?.reject(new Error(`profiling the features failed: ${msg.error}`));
+        } else {
+          job.reject(new ModelError(`inference failed: ${msg.error}`));
+        }
       }
-      this.dispatch();
+      // The thread takes the next job once it has said its last word on this one (it may still profile).
+      if (msg.last) {
+        slot.busy = undefined;
+        this.dispatch();
+      }
     });
     worker.on('error', (err) => {
       // A crashed thread fails its job (the activity retries it) and is replaced on demand.
       const job = slot.busy;
       this.slots.splice(this.slots.indexOf(slot), 1);
       job?.reject(new Error(`inference thread crashed: ${err.message}`));
+      job?.profiled?.reject(new Error(`inference thread crashed while profiling: ${err.message}`));
       this.dispatch();
     });
     this.slots.push(slot);
@@ -124,14 +152,17 @@ export class InferencePool {
 
   /**
    * Score, and profile the feature tensors in the same thread (src/profile/kernel.js) while it holds
-   * them: the worker's main thread, which reads and writes the chunks, does not pay for the profile.
+   * them: the worker's main thread, which reads and writes the chunks, does not pay for the profile,
+   * and gets the outputs first, so it writes the chunk while the thread profiles.
    */
-  async runProfiled(s: ScoringSession, tensors: BuiltTensor[], rows: number, profile: TensorProfileSpec[]): Promise<{ outputs: Map<string, OutputColumn>; features: ColumnProfile[] }> {
+  async runProfiled(s: ScoringSession, tensors: BuiltTensor[], rows: number, profile: TensorProfileSpec[]): Promise<{ outputs: Map<string, OutputColumn>; features: Promise<ColumnProfile[]> }> {
     const { outputs, profiles } = await this.execute(s, tensors, rows, profile);
-    return { outputs, features: firstOfEach(profiles ?? []) };
+    const features = (profiles ?? Promise.resolve([])).then(firstOfEach);
+    features.catch(() => undefined); // awaited by the caller after its write; never an unhandled rejection
+    return { outputs, features };
   }
 
-  private async execute(s: ScoringSession, tensors: BuiltTensor[], rows: number, profile?: TensorProfileSpec[]): Promise<{ outputs: Map<string, OutputColumn>; profiles?: ColumnProfile[] }> {
+  private async execute(s: ScoringSession, tensors: BuiltTensor[], rows: number, profile?: TensorProfileSpec[]): Promise<{ outputs: Map<string, OutputColumn>; profiles?: Promise<ColumnProfile[]> }> {
     if (this.closed) throw new Error('inference pool is closed');
     const { pin, modelPath } = s.model;
     const message = {
