@@ -11,6 +11,8 @@
  *           (billed: the needed columns of the source, once per plan attempt), then table metadata
  *           (free) for the row count and types. Chunks are row-number ranges of that snapshot, so
  *           every chunk and every retry reads the same rows even if the source changes meanwhile.
+ *           Unless `source.key_check: allow`, one more query job groups the snapshot by its keys to
+ *           find duplicate and NULL keys (billed: the snapshot's key columns).
  * - read:   tabledata.list on the snapshot (`startIndex`, `selectedFields`, paged): free, no bytes
  *           billed. The row numbers are read too and checked; if the service ever returned rows in an
  *           order other than the snapshot's, the chunk is read with a range query instead (billed).
@@ -29,7 +31,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BigQuery, Job, Query, TableField } from '@google-cloud/bigquery';
 import * as arrow from 'apache-arrow';
-import { bindTemplate, COLUMN_PATTERN, templateVars, type PipelineConfig, type WarehouseSinkConfig } from '../src/config/pipeline';
+import { bindTemplate, COLUMN_PATTERN, renderTemplate, templateVars, type PipelineConfig, type WarehouseSinkConfig } from '../src/config/pipeline';
 import type { BigQueryConnection } from '../src/connections';
 import { ConfigError, InputError, SinkError } from '../src/errors';
 import { buffers } from '../src/io/buffers';
@@ -37,7 +39,8 @@ import { writeParquetFile } from '../src/io/parquet-write';
 import type { OutputBatch } from '../src/run/batch';
 import type { Chunk, ChunkAudit, CommitStats, ProfileAudit, RunAudit, RunRef, StagedChunk } from '../src/types';
 import { profileAuditRow } from '../src/profile/rows';
-import type { AuditStore, PlanRequest, ProfiledRun, ProfiledRunsQuery, Sink, Source, SourcePlan, StagedFile } from './types';
+import { keyCheckSql, readKeyCheck } from './key-check';
+import type { AuditStore, KeyCheck, PlanRequest, ProfiledRun, ProfiledRunsQuery, Sink, Source, SourcePlan, StagedFile } from './types';
 
 /** Row number column of a snapshot: 0-based, dense, ordered by the source keys. */
 export const ROW_COLUMN = '_scoreline_row';
@@ -283,6 +286,44 @@ export class BigQuerySource implements Source {
       chunks.push({ index: chunks.length, rows: end - start, locator: { kind: 'table', table: tableId(snapshot), rowStart: start, rowEnd: end } });
     }
     return { chunks, rows, inputs: [input], schema };
+  }
+
+  /**
+   * One query job over the snapshot: a GROUP BY on its key columns (billed: the snapshot's key
+   * columns), so it checks exactly the rows the chunks will read. Examples come back as the REST API's
+   * text and are spelled as the output will hold them.
+   */
+  async checkKeys(req: PlanRequest, plan: SourcePlan): Promise<KeyCheck> {
+    const { config, run } = req;
+    const src = sourceConfig(config);
+    const snapshot = this.snapshotRef(config, run);
+    const sql = keyCheckSql(quoteTable(snapshot), src.key.map(quoteColumn), { alias: (name) => `\`${name}\`` });
+    let rows: RawRow[];
+    try {
+      const job = await runQuery(this.client, this.conn, { query: sql });
+      [rows] = (await job.getQueryResults({ skipParsing: true })) as unknown as [RawRow[]];
+    } catch (err) {
+      if (isNotFound(err)) throw new InputError(`bigquery://${tableId(snapshot)}: the run's snapshot table is gone (dropped, or expired after ${SCRATCH_TTL_HOURS} h); rerun the date`);
+      if (isPermanent(err)) throw new InputError(`${plan.inputs[0]}: key check on the snapshot failed: ${sdkMessage(err)}`);
+      throw new Error(`${plan.inputs[0]}: key check on the snapshot failed: ${sdkMessage(err)}`, { cause: err });
+    }
+    const types = src.key.map((k) => plan.schema[k]?.type);
+    return readKeyCheck(
+      (rows ?? []).map((r) => r.f.map((c) => c.v)),
+      src.key.length,
+      { input: plan.inputs[0], from: this.describeFrom(config, run) },
+      (v, i) => (types[i] === 'TIMESTAMP' ? microsToIso(String(v)) : typeof v === 'string' ? v : JSON.stringify(v)),
+    );
+  }
+
+  /** The source as SQL to query by hand: the table with its `where` (parameters filled in), or the query. */
+  private describeFrom(config: PipelineConfig, run: RunRef): string {
+    const src = sourceConfig(config);
+    const origin = `pipeline ${config.name}: source`;
+    const vars = Object.fromEntries(Object.entries(templateVars(run.logicalDate, config.name)).map(([k, v]) => [k, `'${v}'`]));
+    if (!src.table) return `(${renderTemplate(src.query!, vars, `${origin}.query`)})`;
+    const table = quoteTable(parseTableRef(src.table, this.conn, `${origin}.table`));
+    return src.where ? `${table} WHERE ${renderTemplate(src.where, vars, `${origin}.where`)}` : table;
   }
 
   async read(chunk: Chunk, columns: string[], keys: string[] = []): Promise<arrow.RecordBatch> {

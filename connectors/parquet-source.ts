@@ -10,10 +10,11 @@ import type { DuckDBConnection, DuckDBDataChunk, DuckDBVector } from '@duckdb/no
 import * as arrow from 'apache-arrow';
 import { renderTemplate, templateVars } from '../src/config/pipeline';
 import { InputError } from '../src/errors';
-import { withConnection } from '../src/io/duckdb';
+import { quoteIdent, sqlString, withConnection } from '../src/io/duckdb';
 import { buffers } from '../src/io/buffers';
 import type { Chunk } from '../src/types';
-import type { PlanRequest, Source, SourcePlan } from './types';
+import { keyCheckSql, readKeyCheck } from './key-check';
+import type { KeyCheck, PlanRequest, Source, SourcePlan } from './types';
 
 const NUMERIC_TYPES = new Set(['FLOAT', 'DOUBLE', 'TINYINT', 'SMALLINT', 'INTEGER', 'BIGINT', 'UTINYINT', 'USMALLINT', 'UINTEGER', 'UBIGINT', 'BOOLEAN']);
 const isNumeric = (type: string) => NUMERIC_TYPES.has(type) || type.startsWith('DECIMAL');
@@ -55,11 +56,15 @@ export class ParquetSource implements Source {
     return types;
   }
 
-  async plan(req: PlanRequest): Promise<SourcePlan> {
+  /** `source.path` for the run's date, resolved against the project. */
+  private pattern(req: PlanRequest): string {
     const { config, run } = req;
     if (config.source.kind !== 'parquet') throw new Error('internal: ParquetSource got a non-parquet source');
-    const origin = `pipeline ${config.name}: source.path`;
-    const pattern = this.opts.resolvePath(renderTemplate(config.source.path, templateVars(run.logicalDate, config.name), origin));
+    return this.opts.resolvePath(renderTemplate(config.source.path, templateVars(run.logicalDate, config.name), `pipeline ${config.name}: source.path`));
+  }
+
+  async plan(req: PlanRequest): Promise<SourcePlan> {
+    const pattern = this.pattern(req);
     return withConnection(async (con) => {
       const files = await listFiles(con, pattern);
       const chunks: Chunk[] = [];
@@ -82,6 +87,30 @@ export class ParquetSource implements Source {
         }
       }
       return { chunks, rows, inputs, schema: schema ?? {} };
+    });
+  }
+
+  /**
+   * One GROUP BY over the key columns of exactly the files the plan listed (their types were checked to
+   * agree). Keys are compared as stored; the examples are their text.
+   */
+  async checkKeys(req: PlanRequest, plan: SourcePlan): Promise<KeyCheck> {
+    const keys = req.config.source.key;
+    const pattern = this.pattern(req);
+    const glob = /[*?[]/.test(pattern) || !existsSync(pattern) || !statSync(pattern).isDirectory() ? pattern : join(pattern, '**', '*.parquet');
+    const files = `[${plan.inputs.map(sqlString).join(', ')}]`;
+    const sql = keyCheckSql(`read_parquet(${files}, hive_partitioning = false, union_by_name = true)`, keys.map(quoteIdent), {
+      alias: quoteIdent,
+      text: (e) => `CAST(${e} AS VARCHAR)`,
+    });
+    return withConnection(async (con) => {
+      let rows: unknown[][];
+      try {
+        rows = (await con.runAndReadAll(sql)).getRows() as unknown[][];
+      } catch (err) {
+        throw new InputError(`${glob}: cannot check the key column(s) ${keys.map((k) => `"${k}"`).join(', ')}: ${firstLine(err)}`);
+      }
+      return readKeyCheck(rows, keys.length, { input: glob, from: `read_parquet(${sqlString(glob)})` });
     });
   }
 

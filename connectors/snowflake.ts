@@ -17,14 +17,15 @@
 import { createHash } from 'node:crypto';
 import * as arrow from 'apache-arrow';
 import type * as snowflake from 'snowflake-sdk';
-import { bindTemplate, templateVars, type PipelineConfig } from '../src/config/pipeline';
+import { bindTemplate, renderTemplate, templateVars, type PipelineConfig } from '../src/config/pipeline';
 import type { SnowflakeConnection } from '../src/connections';
 import { ConfigError, InputError, ScorelineError, SinkError } from '../src/errors';
 import type { OutputBatch } from '../src/run/batch';
 import type { Chunk, ChunkAudit, CommitStats, ProfileAudit, RunAudit, RunRef, StagedChunk } from '../src/types';
 import { profileAuditRow } from '../src/profile/rows';
 import { SHADOW_SUFFIX } from '../src/run/shadow';
-import type { AuditStore, PlanRequest, ProfiledRun, ProfiledRunsQuery, Sink, Source, SourcePlan, StagedFile } from './types';
+import { keyCheckColumns, keyCheckSql, readKeyCheck } from './key-check';
+import type { AuditStore, KeyCheck, PlanRequest, ProfiledRun, ProfiledRunsQuery, Sink, Source, SourcePlan, StagedFile } from './types';
 
 // ---------------------------------------------------------------------------------------------------
 // Identifiers
@@ -498,6 +499,36 @@ export class SnowflakeSource implements Source {
     }
     const schema = Object.fromEntries(req.columns.map((c) => [c, { type: typeName(byName.get(c)!), numeric: isNumericColumn(byName.get(c)!) }]));
     return { chunks, rows, inputs: [`snowflake://${this.sessions.account}/${what.replace(/^snowflake table /, '')}`], schema };
+  }
+
+  /**
+   * One GROUP BY over the snapshot's key columns (already in the form the output will hold them), so
+   * it checks exactly the rows the chunks will read: one scan of the key columns of the snapshot.
+   */
+  async checkKeys(req: PlanRequest, plan: SourcePlan): Promise<KeyCheck> {
+    const { config, run } = req;
+    const source = this.sourceConfig(config);
+    const snapshot = await this.snapshotName(config, run);
+    const sql = keyCheckSql(quoteName(snapshot), source.key.map(columnIdent), { alias: quoteIdent });
+    const rows = await this.sessions.use((s) => s.run(sql)).catch((err) => {
+      if (errorCode(err) === OBJECT_MISSING) throw new InputError(`snowflake snapshot ${displayName(snapshot)}: the snapshot table is gone (dropped by hand?); rerun the date`, { cause: err });
+      throw wrapError(err, `${plan.inputs[0]}: key check on the snapshot ${displayName(snapshot)} failed`, 'input');
+    });
+    const columns = keyCheckColumns(source.key.length);
+    return readKeyCheck(
+      rows.rows.map((r) => columns.map((c) => r[c])),
+      source.key.length,
+      { input: plan.inputs[0], from: await this.describeFrom(config, run) },
+    );
+  }
+
+  /** The source as SQL to query by hand: the table with its `where` (parameters filled in), or the query. */
+  private async describeFrom(config: PipelineConfig, run: RunRef): Promise<string> {
+    const source = this.sourceConfig(config);
+    const vars = Object.fromEntries(Object.entries(templateVars(run.logicalDate, config.name)).map(([k, v]) => [k, `'${v}'`]));
+    if (!source.table) return `(${renderTemplate(source.query!.trim().replace(/;\s*$/, ''), vars, `pipeline ${config.name}: source.query`)})`;
+    const table = displayName(await this.sessions.qualify(parseSnowflakeName(source.table, `pipeline ${config.name}: source.table`), `pipeline ${config.name}: source.table`));
+    return source.where ? `${table} WHERE (${renderTemplate(source.where, vars, `pipeline ${config.name}: source.where`)})` : table;
   }
 
   async read(chunk: Chunk, columns: string[], _keys: string[] = []): Promise<arrow.RecordBatch> {

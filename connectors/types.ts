@@ -24,9 +24,33 @@ export interface SourcePlan {
   schema: Record<string, { type: string; numeric: boolean }>;
 }
 
+/** What `Source.checkKeys` found: the key columns' duplicates and NULLs in the planned input. */
+export interface KeyCheck {
+  /** The input as the error names it: the Parquet glob, `snowflake://…/DB.SCHEMA.T`, `bigquery://p.d.t`. */
+  input: string;
+  /** Distinct key values (every key column non-NULL) that occur on more than one row. */
+  duplicateKeys: number;
+  /** The rows those duplicate keys occur on. */
+  duplicateRows: number;
+  /** Rows where at least one key column is NULL. */
+  nullKeyRows: number;
+  /** Up to MAX_KEY_EXAMPLES duplicate keys, most repeated first: each key column's value as text (as the output would hold it), and its rows. */
+  examples: Array<{ values: string[]; rows: number }>;
+  /** The input as SQL the user can query to find them (`read_parquet('…')`, `DB.SCHEMA.T WHERE (…)`): the run's own snapshot is dropped when it ends. */
+  from: string;
+}
+
+export const MAX_KEY_EXAMPLES = 3;
+
 export interface Source {
   /** Check the input exists and has the columns, and split it into chunks (descriptors, not data). */
   plan(req: PlanRequest): Promise<SourcePlan>;
+  /**
+   * Duplicate and NULL keys (`config.source.key`) in what `plan` planned: one GROUP BY over the key
+   * columns, run where the data is (DuckDB over the planned files, the warehouse over the run's
+   * snapshot), never in JS. Called by the planner for a non-empty input under `source.key_check: strict`.
+   */
+  checkKeys(req: PlanRequest, plan: SourcePlan): Promise<KeyCheck>;
   /**
    * The chunk's rows, only the given columns, as one Arrow record batch (a chunk is bounded by
    * chunk_rows). `keys` (a subset of `columns`) must come back with their values exactly as stored.

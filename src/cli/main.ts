@@ -277,7 +277,7 @@ forces one), each activity's lines with run_id, workflow_id and chunk. docs/obse
 
   program
     .command('validate')
-    .description('Check a pipeline without running it: config, model (hash, manifest vs ONNX), source files and schema, chunk plan.')
+    .description('Check a pipeline without running it: config, model (hash, manifest vs ONNX), source files and schema, key check, chunk plan.')
     .argument('<pipeline>', 'pipeline YAML file or name')
     .option('--date <YYYY-MM-DD>', 'logical date whose input to check (default: today, UTC)')
     .option('--set <key=value>', 'override a field (repeatable)', collect, [])

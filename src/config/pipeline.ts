@@ -26,6 +26,11 @@ const parquetSource = z.strictObject({
   key: z.array(columnName).min(1),
   /** A missing or empty partition fails the run (default) or succeeds with 0 rows. */
   on_empty: z.enum(['fail', 'succeed']).default('fail'),
+  /**
+   * `strict` (default): duplicate or NULL keys in the date's input fail the run at plan time, before
+   * anything is scored; `allow`: no check, every input row is scored once (duplicates stay duplicates).
+   */
+  key_check: z.enum(['strict', 'allow']).default('strict'),
 });
 
 const parquetSink = z.strictObject({
@@ -61,6 +66,7 @@ function warehouseSource<K extends 'snowflake' | 'bigquery'>(kind: K) {
       query: z.string().min(1).optional(),
       key: z.array(columnName).min(1),
       on_empty: z.enum(['fail', 'succeed']).default('fail'),
+      key_check: z.enum(['strict', 'allow']).default('strict'),
     })
     .refine((s) => (s.table === undefined) !== (s.query === undefined), {
       message: 'exactly one of "table" and "query" is required',

@@ -130,8 +130,12 @@ export function errorFields(err: unknown): { error: string; error_type?: string 
   return { error: scrubValues(message), ...(type && type !== 'Error' ? { error_type: type } : {}) };
 }
 
+/** A double-quoted value as JSON writes it (so `\"` inside does not end it), or a tuple of them (a key of several columns). */
+const QUOTED = String.raw`"(?:[^"\\]|\\.)*"`;
+const QUOTED_VALUE = new RegExp(String.raw`\bvalue (?:\(${QUOTED}(?:, ${QUOTED})*\)|${QUOTED}|'[^']*'|\S+)`, 'g');
+
 export function scrubValues(message: string): string {
-  return message.replace(/\bvalue (?:"[^"]*"|'[^']*'|\S+)/g, 'value ‹redacted›');
+  return message.replace(QUOTED_VALUE, 'value ‹redacted›');
 }
 
 const LEVEL_NAMES: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };

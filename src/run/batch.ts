@@ -21,6 +21,7 @@ import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
 import { runModel, type ScoringSession } from '../scoring/session';
 import { buildFeeds, emptyColumn, type BuiltFeeds, type OutputColumn } from '../scoring/tensor';
 import type { AlertRecord } from '../alerts/events';
+import type { KeyCheck } from '../../connectors/types';
 import type { Chunk, ChunkAudit, ChunkStats, CommitStats, PinnedModel, RunAudit, RunInput, RunPlan, RunRef, RunResult, PlanSummary, RunStatus, RunTotals, StagedChunk } from '../types';
 import { modelStoreFor, resolvePipeline, type RunContext } from './context';
 
@@ -107,7 +108,9 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   }
   const features = scoredFeatures(model, shadow);
   const chunkRows = chunkRowsFor(config, features.length);
-  const sourcePlan = await ctx.connectors.source(config).plan({ config, run, columns: neededColumns(config, features), chunkRows });
+  const source = ctx.connectors.source(config);
+  const planRequest = { config, run, columns: neededColumns(config, features), chunkRows };
+  const sourcePlan = await source.plan(planRequest);
   const notNumeric = features.filter((f) => sourcePlan.schema[f] && !sourcePlan.schema[f].numeric);
   if (notNumeric.length > 0) {
     const list = notNumeric.map((f) => `"${f}" (${sourcePlan.schema[f].type})`).join(', ');
@@ -120,10 +123,50 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     );
   }
   checkRunSize(config, sourcePlan.chunks, sourcePlan.rows, sourcePlan.inputs.length, chunkRows);
+  // Last: the only step that scans the input (its key columns), after every cheaper check passed.
+  if (sourcePlan.rows > 0 && config.source.key_check !== 'allow') {
+    hooks.heartbeat({ step: 'keys' });
+    const problem = keyProblem(config, logicalDate, await source.checkKeys(planRequest, sourcePlan));
+    if (problem) throw problem;
+  }
   const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();
   const profileColumns = features.length + model.manifest.outputs.length;
   const chunksPerChild = ctx.chunksPerChild ?? DEFAULT_CHUNKS_PER_CHILD;
   return { run, config, model: model.pin, ...(shadow && { shadow: shadow.pin }), profileColumns, chunksPerChild, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
+}
+
+/**
+ * Duplicate or NULL keys (`source.key_check: strict`): an output row must identify one input row, so
+ * the run fails before anything is scored. The error names the input, the key, how many keys and rows,
+ * up to MAX_KEY_EXAMPLES duplicate keys (each as `value "…"`, which logs redact like any quoted input
+ * value: src/obs/log.ts), a query that lists them all, and the opt-out.
+ */
+export function keyProblem(config: PipelineConfig, logicalDate: string, check: KeyCheck): InputError | undefined {
+  if (check.duplicateKeys === 0 && check.nullKeyRows === 0) return undefined;
+  const keys = config.source.key;
+  const problems: string[] = [];
+  if (check.duplicateKeys > 0) {
+    const examples = check.examples.map((e) => `value ${keyValueText(e.values)} on ${plural(e.rows, 'row')}`).join(', ');
+    const some = check.examples.length < check.duplicateKeys ? 'e.g. ' : '';
+    problems.push(`${plural(check.duplicateKeys, 'duplicate key')} on ${plural(check.duplicateRows, 'row')} (${some}${examples})`);
+  }
+  if (check.nullKeyRows > 0) problems.push(`${plural(check.nullKeyRows, 'row')} with a NULL key${keys.length > 1 ? ' column' : ''}`);
+  const list = keys.join(', ');
+  return new InputError(
+    `${check.input}: source.key (${list}) must identify one row each, but the input for ${logicalDate} has ${problems.join(' and ')}. ` +
+      `Fix the source or the key (to list them: SELECT ${list}, COUNT(*) FROM ${check.from} GROUP BY ${list} HAVING COUNT(*) > 1 OR ${keys.map((k) => `${k} IS NULL`).join(' OR ')}), ` +
+      'or set source.key_check: allow to score every row as it is',
+  );
+}
+
+/** `"1001"`, or `("1001", "eu")` for several key columns: JSON strings, each cut to 60 characters. */
+function keyValueText(values: string[]): string {
+  const texts = values.map((v) => JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v));
+  return texts.length === 1 ? texts[0] : `(${texts.join(', ')})`;
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** A plan must fit in the run's history (see MAX_CHUNKS_PER_RUN); the error says what to change. */

@@ -5,8 +5,9 @@
  *   (a) the run's error names what and where (file, column, model, manifest field),
  *   (b) nothing was committed: the partition still holds exactly the trusted run, and no staging is left,
  *   (c) the run's last audit row is `failed` with the same error.
- * Inputs that are odd but valid (extra columns, hostile key values, duplicate / NULL keys, NaN, hostile
- * paths) succeed, and their rows come back exactly as many and exactly as stored.
+ * Duplicate and NULL keys fail the run at plan time (default `source.key_check: strict`). Inputs that
+ * are odd but valid (extra columns, hostile key values, duplicate / NULL keys under `key_check: allow`,
+ * NaN, hostile paths) succeed, and their rows come back exactly as many and exactly as stored.
  *
  * Cases already covered elsewhere are not repeated here (test/integration/batch-run.test.ts "bad input
  * fails the run …": missing partition, corrupt file, missing feature column, NULL features, lossy cast,
@@ -27,6 +28,8 @@ import { cleanup, copyModels, demoData, FEATURES, FIXTURE_MODELS, query, startTe
 
 const DATE = '2026-11-01';
 const ROWS = 2_000;
+/** The demo data's first customer_id of DATE (src/demo/generate-data.ts: days since epoch × 1e9 + row). */
+const FIRST_ID = (Date.UTC(2026, 10, 1) / 86_400_000) * 1_000_000_000;
 const SINK = 'out/churn_scores';
 const CONTRACT = ['customer_id', 'churn_probability', 'churn_label', 'run_id', 'model_name', 'model_version', 'model_sha256', 'scored_at', 'ds'];
 
@@ -215,6 +218,32 @@ const FAILURES: FailureCase[] = [
     error: /models-injected\/churn-gbt\/1\/scoreline\.model\.yaml: inputs\.0\.columns\.0: a column name/,
   },
   {
+    // rn 2 and 3 take the first key (3 rows); every 100th row takes the previous row's key (20 keys on
+    // 2 rows each): 21 duplicate keys on 43 rows, the three most repeated (then lowest) are the examples.
+    case: 'duplicate keys (default source.key_check: strict): refused at plan time, counted, with examples and a query',
+    setup: () =>
+      derived(
+        'duplicate-keys',
+        `SELECT * EXCLUDE (rn, first_id) REPLACE (CASE WHEN rn IN (2, 3) THEN first_id WHEN rn % 100 = 0 THEN customer_id - 1 ELSE customer_id END AS customer_id)
+         FROM (SELECT *, row_number() OVER (ORDER BY customer_id) AS rn, min(customer_id) OVER () AS first_id FROM {{in}})`,
+      ),
+    error: new RegExp(
+      String.raw`^plan failed: /\S+/data/duplicate-keys/ds=2026-11-01/\*\.parquet: source\.key \(customer_id\) must identify one row each, but the input for 2026-11-01 has 21 duplicate keys on 43 rows ` +
+        String.raw`\(e\.g\. value "${FIRST_ID}" on 3 rows, value "${FIRST_ID + 98}" on 2 rows, value "${FIRST_ID + 198}" on 2 rows\)\. ` +
+        String.raw`Fix the source or the key \(to list them: SELECT customer_id, COUNT\(\*\) FROM read_parquet\('/\S+/data/duplicate-keys/ds=2026-11-01/\*\.parquet'\) GROUP BY customer_id HAVING COUNT\(\*\) > 1 OR customer_id IS NULL\), ` +
+        String.raw`or set source\.key_check: allow to score every row as it is$`,
+    ),
+  },
+  {
+    case: 'NULL keys (default source.key_check: strict): refused at plan time, counted',
+    setup: () =>
+      derived(
+        'null-keys',
+        `SELECT * EXCLUDE (rn) REPLACE (CASE WHEN rn % 400 = 2 THEN NULL ELSE customer_id END AS customer_id) FROM (SELECT *, row_number() OVER (ORDER BY customer_id) AS rn FROM {{in}})`,
+      ),
+    error: /^plan failed: \/\S+\/data\/null-keys\/ds=2026-11-01\/\*\.parquet: source\.key \(customer_id\) must identify one row each, but the input for 2026-11-01 has 5 rows with a NULL key\. Fix the source or the key \(to list them: SELECT customer_id, COUNT\(\*\) FROM read_parquet\('.*'\) GROUP BY customer_id HAVING COUNT\(\*\) > 1 OR customer_id IS NULL\), or set source\.key_check: allow/,
+  },
+  {
     // The error quotes the hostile path: it must reach the audit row intact (audit rows are written as
     // Arrow data, never as SQL text).
     case: `SQL injection in a source path that matches nothing (quotes, ';' and '--' in the error and the audit row)`,
@@ -284,19 +313,21 @@ const PASSES: PassCase[] = [
     },
   },
   {
-    // Finding (reported): duplicate and NULL keys are not detected or counted; each input row is scored
-    // once, so the output repeats exactly the input's duplicates and never adds any.
-    case: 'duplicate keys and NULL keys: scored once per input row, never duplicated further',
-    setup: () =>
-      derived(
-        'duplicate-keys',
+    // The opt-out for keys that are not unique on purpose: no check, each input row is scored once, so
+    // the output repeats exactly the input's duplicates and NULL keys and never adds any.
+    case: 'duplicate keys and NULL keys with source.key_check: allow: scored once per input row, never duplicated further',
+    setup: async () => {
+      const over = await derived(
+        'duplicate-keys-allowed',
         `SELECT * EXCLUDE (rn, first_id) REPLACE (CASE WHEN rn % 400 = 2 THEN NULL WHEN rn % 100 = 0 THEN first_id ELSE customer_id END AS customer_id)
          FROM (SELECT *, row_number() OVER (ORDER BY customer_id) AS rn, min(customer_id) OVER () AS first_id FROM {{in}})`,
-      ),
+      );
+      return { source: { ...over.source!, key_check: 'allow' } as PipelineInput['source'] };
+    },
     async check(output) {
       const q = (file: string) =>
         query(`SELECT count(*) AS n, count(customer_id) AS keyed, count(DISTINCT customer_id) AS distinct_keys, max(c) AS most FROM (SELECT customer_id, count(*) OVER (PARTITION BY customer_id) AS c FROM read_parquet('${file}'))`);
-      const input = await q(`${project}/data/duplicate-keys/ds=${DATE}/*.parquet`);
+      const input = await q(`${project}/data/duplicate-keys-allowed/ds=${DATE}/*.parquet`);
       expect(input[0]).toMatchObject({ n: ROWS, keyed: ROWS - 5, most: 21 }); // 5 NULL keys; one key 1 + 20 times
       expect(await q(`${output}/*.parquet`)).toEqual(input);
     },

@@ -5,8 +5,9 @@
  * bigquery.test.ts do). Every failing case targets an output table that already holds a trusted run of
  * the date and asserts: (a) the error names what and where (table, column, connection), (b) the output
  * table is unchanged and no snapshot or staging table is left, (c) the audit row is `failed` with the
- * same error. Odd but valid input (hostile and 1 MiB key values, duplicate and NULL keys, extra columns)
- * succeeds with every row exactly once and every key exactly as stored.
+ * same error. Duplicate and NULL keys fail the run at plan time (default `source.key_check: strict`).
+ * Odd but valid input (hostile and 1 MiB key values, extra columns, duplicate and NULL keys under
+ * `key_check: allow`) succeeds with every row exactly once and every key exactly as stored.
  *
  * Auth failure: the emulators accept any credentials, so a small server that refuses them the way each
  * service does (test/helpers/bad-input.ts) stands in; source on it, output and audit in Parquet.
@@ -40,6 +41,23 @@ const DATE = '2026-11-01';
 const ROWS = 1_000;
 const CHUNK_ROWS = 500;
 const SECRET = 'secret-password-that-must-not-leak';
+/** The seeded data's first customer_id of DATE (src/demo/generate-data.ts: days since epoch × 1e9 + row). */
+const FIRST_ID = (Date.UTC(2026, 10, 1) / 86_400_000) * 1_000_000_000;
+
+/** A message as a pattern that matches it exactly. */
+const exactly = (message: string) => new RegExp(`^${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+
+/**
+ * The key check's error for the `features_dupkeys` tables: the first three keys twice each, one NULL key
+ * (`input` as the error names the table, `from` as the query it suggests names it).
+ */
+const dupKeysError = (input: string, from: string) =>
+  exactly(
+    `plan failed: ${input}: source.key (customer_id) must identify one row each, but the input for ${DATE} has 3 duplicate keys on 6 rows ` +
+      `(value "${FIRST_ID}" on 2 rows, value "${FIRST_ID + 1}" on 2 rows, value "${FIRST_ID + 2}" on 2 rows) and 1 row with a NULL key. ` +
+      `Fix the source or the key (to list them: SELECT customer_id, COUNT(*) FROM ${from} GROUP BY customer_id HAVING COUNT(*) > 1 OR customer_id IS NULL), ` +
+      'or set source.key_check: allow to score every row as it is',
+  );
 
 let project: string;
 let refusing: RefusingServer;
@@ -243,16 +261,34 @@ describe('Snowflake source (fakesnow)', () => {
     expect(await w.committed()).toEqual(trusted);
   });
 
-  it('duplicate keys and NULL keys: scored once per input row, never duplicated further', async () => {
-    await derive('features_dupkeys', ['customer_id', ...FEATURES, 'ds']);
-    await sql(`INSERT INTO features_dupkeys SELECT customer_id, ${FEATURES.join(', ')}, ds FROM features ORDER BY customer_id LIMIT 3`);
-    await sql(`UPDATE features_dupkeys SET customer_id = NULL WHERE customer_id = (SELECT MAX(customer_id) FROM features)`);
-    const shape = (table: string) => sql(`SELECT COUNT(*) AS "N", COUNT(customer_id) AS "K", COUNT(DISTINCT customer_id) AS "D" FROM ${table}`);
-    const input = await shape('features_dupkeys');
+  /** `features` with its first three keys twice and one NULL key: ROWS + 3 rows. */
+  const dupKeys = async (table: string) => {
+    await derive(table, ['customer_id', ...FEATURES, 'ds']);
+    await sql(`INSERT INTO ${table} SELECT customer_id, ${FEATURES.join(', ')}, ds FROM features ORDER BY customer_id LIMIT 3`);
+    await sql(`UPDATE ${table} SET customer_id = NULL WHERE customer_id = (SELECT MAX(customer_id) FROM features)`);
+  };
+  const keyShape = (table: string) => sql(`SELECT COUNT(*) AS "N", COUNT(customer_id) AS "K", COUNT(DISTINCT customer_id) AS "D" FROM ${table}`);
+
+  it('duplicate keys and NULL keys (default source.key_check: strict): refused at plan time, counted, with examples and a query', async () => {
+    await expectFailure(w, trusted, {
+      case: 'duplicate and NULL keys',
+      setup: async () => {
+        await dupKeys('features_dupkeys');
+        expect(await keyShape('features_dupkeys')).toEqual([{ N: String(ROWS + 3), K: String(ROWS + 2), D: String(ROWS - 1) }]);
+        return { source: source('features_dupkeys') };
+      },
+      error: dupKeysError('snowflake://fakesnow/SCORELINE.PUBLIC.FEATURES_DUPKEYS', 'SCORELINE.PUBLIC.FEATURES_DUPKEYS'),
+    });
+  });
+
+  it('duplicate keys and NULL keys with source.key_check: allow: scored once per input row, never duplicated further', async () => {
+    await dupKeys('features_dupkeys_allowed');
+    const input = await keyShape('features_dupkeys_allowed');
     expect(input).toEqual([{ N: String(ROWS + 3), K: String(ROWS + 2), D: String(ROWS - 1) }]);
-    const result = await runSteps(w.ctx, w.pipeline({ source: source('features_dupkeys'), sink: { kind: 'snowflake', connection: 'snowflake', table: 'dupkey_scores' } }), DATE);
+    const allowed = { ...source('features_dupkeys_allowed'), key_check: 'allow' } as PipelineInput['source'];
+    const result = await runSteps(w.ctx, w.pipeline({ source: allowed, sink: { kind: 'snowflake', connection: 'snowflake', table: 'dupkey_scores' } }), DATE);
     expect(result.status, result.error).toBe('succeeded');
-    expect(await shape('dupkey_scores')).toEqual(input);
+    expect(await keyShape('dupkey_scores')).toEqual(input);
   });
 });
 
@@ -377,17 +413,32 @@ describe('BigQuery source (bqemulator)', () => {
     expect(await w.committed()).toEqual(trusted);
   });
 
-  it('duplicate keys and NULL keys: scored once per input row, never duplicated further', async () => {
-    await derive(
-      'features_dupkeys',
-      'SELECT * FROM `scoreline-local.scoreline.features` UNION ALL (SELECT * FROM `scoreline-local.scoreline.features` ORDER BY customer_id LIMIT 3)',
-    );
-    await sql('UPDATE `scoreline-local.scoreline.features_dupkeys` SET customer_id = NULL WHERE customer_id = (SELECT MAX(customer_id) FROM `scoreline-local.scoreline.features`)');
-    const shape = (table: string) => sql(`SELECT COUNT(*) AS n, COUNT(customer_id) AS k, COUNT(DISTINCT customer_id) AS d FROM \`scoreline-local.scoreline.${table}\``);
-    const input = await shape('features_dupkeys');
+  /** `features` with its first three keys twice and one NULL key: ROWS + 3 rows. */
+  const dupKeys = async (table: string) => {
+    await derive(table, 'SELECT * FROM `scoreline-local.scoreline.features` UNION ALL (SELECT * FROM `scoreline-local.scoreline.features` ORDER BY customer_id LIMIT 3)');
+    await sql(`UPDATE \`scoreline-local.scoreline.${table}\` SET customer_id = NULL WHERE customer_id = (SELECT MAX(customer_id) FROM \`scoreline-local.scoreline.features\`)`);
+  };
+  const keyShape = (table: string) => sql(`SELECT COUNT(*) AS n, COUNT(customer_id) AS k, COUNT(DISTINCT customer_id) AS d FROM \`scoreline-local.scoreline.${table}\``);
+
+  it('duplicate keys and NULL keys (default source.key_check: strict): refused at plan time, counted, with examples and a query', async () => {
+    await expectFailure(w, trusted, {
+      case: 'duplicate and NULL keys',
+      setup: async () => {
+        await dupKeys('features_dupkeys');
+        expect(await keyShape('features_dupkeys')).toEqual([{ n: ROWS + 3, k: ROWS + 2, d: ROWS - 1 }]);
+        return { source: source('features_dupkeys') };
+      },
+      error: dupKeysError('bigquery://scoreline-local.scoreline.features_dupkeys', '`scoreline-local.scoreline.features_dupkeys`'),
+    });
+  });
+
+  it('duplicate keys and NULL keys with source.key_check: allow: scored once per input row, never duplicated further', async () => {
+    await dupKeys('features_dupkeys_allowed');
+    const input = await keyShape('features_dupkeys_allowed');
     expect(input).toEqual([{ n: ROWS + 3, k: ROWS + 2, d: ROWS - 1 }]);
-    const result = await runSteps(w.ctx, w.pipeline({ source: source('features_dupkeys'), sink: { kind: 'bigquery', connection: 'bigquery', table: 'scoreline.dupkey_scores' } }), DATE);
+    const allowed = { ...source('features_dupkeys_allowed'), key_check: 'allow' } as PipelineInput['source'];
+    const result = await runSteps(w.ctx, w.pipeline({ source: allowed, sink: { kind: 'bigquery', connection: 'bigquery', table: 'scoreline.dupkey_scores' } }), DATE);
     expect(result.status, result.error).toBe('succeeded');
-    expect(await shape('dupkey_scores')).toEqual(input);
+    expect(await keyShape('dupkey_scores')).toEqual(input);
   });
 });

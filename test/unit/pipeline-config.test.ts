@@ -36,6 +36,9 @@ describe('pipeline file', () => {
     expect(c.parallelism).toBe(4);
     expect(c.sink.mode).toBe('replace-partition');
     expect(c.source.on_empty).toBe('fail');
+    expect(c.source.key_check).toBe('strict');
+    expect(parsePipeline({ ...valid, source: { ...valid.source, key_check: 'allow' } }, 'p.yaml').source.key_check).toBe('allow');
+    expect(() => parsePipeline({ ...valid, source: { ...valid.source, key_check: 'off' } }, 'p.yaml')).toThrow('p.yaml: source.key_check: expected one of "strict", "allow", got "off"');
     expect(c.features).toEqual({ nulls: 'error', impute_values: {}, cast: 'strict' });
   });
 
