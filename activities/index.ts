@@ -43,6 +43,7 @@ async function mapErrors<T>(fn: () => Promise<T>): Promise<T> {
 export function createActivities(ctx: RunContext) {
   return instrumentActivities(ctx, {
     planRun: (args: batch.PlanArgs) => mapErrors(() => batch.planRun(ctx, args, hooks())),
+    checkRunKeys: (args: batch.KeyCheckArgs) => mapErrors(() => batch.checkRunKeys(ctx, args)),
     scoreChunk: (args: batch.ScoreArgs) => mapErrors(() => batch.scoreChunk(ctx, args, hooks())),
     commitRun: (args: batch.CommitArgs) => mapErrors(() => batch.commitRun(ctx, args)),
     finishRun: (args: batch.FinishArgs) => mapErrors(() => batch.finishRun(ctx, args)),

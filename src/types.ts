@@ -64,6 +64,8 @@ export interface RunPlan {
   profileColumns?: number;
   /** More chunks than this are scored in child workflows of this many each (workflows/chunks.ts); 0 = never. */
   chunksPerChild?: number;
+  /** The key check runs beside the chunks (checkRunKeys); the commit waits for it. */
+  keyCheckDeferred?: boolean;
   chunks: Chunk[];
   rowsPlanned: number;
   /** Input files / tables the plan read, for the audit trail. */

@@ -27,7 +27,7 @@ import { describeError as describe } from './describe';
 export const progressQuery = defineQuery<RunProgress>('progress');
 
 /** Planning reads metadata and may snapshot a warehouse query; bad config/input is not retried. */
-const { planRun } = proxyActivities<ScorelineActivities>({
+const { planRun, checkRunKeys } = proxyActivities<ScorelineActivities>({
   startToCloseTimeout: '10 minutes',
   retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
@@ -83,7 +83,9 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   let shadowError: string | undefined;
   const shadowArgs = () => ({ commit: shadowCommit, agreement: tally.agreement, error: shadowError });
   try {
-    plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs }));
+    // patched(): a run started before the deferred key check replays with the check inside its plan.
+    const deferKeyCheck = patched('deferred-key-check');
+    plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs, deferKeyCheck }));
     Object.assign(progress, {
       phase: 'scoring',
       logicalDate: plan.run.logicalDate,
@@ -94,7 +96,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     });
     tagRun(plan);
     alerts.planned(plan);
-    await scoreAllChunks(plan, alerts, tally, progress);
+    await scoreCheckingKeys(plan, () => scoreAllChunks(plan!, alerts, tally, progress));
     progress.phase = 'committing';
     staged.sort((a, b) => a.index - b.index);
     shadowStaged.sort((a, b) => a.index - b.index);
@@ -161,6 +163,23 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw err instanceof StepFailure ? err : new StepFailure(name, err);
   }
+}
+
+/**
+ * Scores the chunks while the key check (one scan of the input's keys) runs beside them; bad keys stop
+ * the scoring (waiting until the chunk activities stopped) and fail the run as its plan would have.
+ */
+async function scoreCheckingKeys(plan: RunPlan, score: () => Promise<void>): Promise<void> {
+  if (!plan.keyCheckDeferred) return score();
+  const scoring = new CancellationScope();
+  let keyFailure: StepFailure | undefined;
+  const check = step('plan', () => checkRunKeys({ run: plan.run, config: plan.config, inputs: plan.inputs, rowsPlanned: plan.rowsPlanned })).catch((err: StepFailure) => {
+    keyFailure = err;
+    scoring.cancel();
+  });
+  const [scored] = await Promise.allSettled([scoring.run(score), check]);
+  if (keyFailure) throw keyFailure;
+  if (scored.status === 'rejected') throw scored.reason;
 }
 
 function summarize(plan: RunPlan): PlanSummary {

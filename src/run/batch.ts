@@ -84,6 +84,11 @@ export interface PlanArgs {
   run: RunRef;
   scheduledStart?: string;
   startedAtMs?: number;
+  /**
+   * Leave the key check to `checkRunKeys`, which the workflow runs beside the chunks (it scans the
+   * whole input, so it need not hold up the first chunk); the commit waits for it. `validate` checks now.
+   */
+  deferKeyCheck?: boolean;
 }
 
 /**
@@ -124,7 +129,8 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   }
   checkRunSize(config, sourcePlan.chunks, sourcePlan.rows, sourcePlan.inputs.length, chunkRows);
   // Last: the only step that scans the input (its key columns), after every cheaper check passed.
-  if (sourcePlan.rows > 0 && config.source.key_check !== 'allow') {
+  const checkKeys = sourcePlan.rows > 0 && config.source.key_check !== 'allow';
+  if (checkKeys && !args.deferKeyCheck) {
     hooks.heartbeat({ step: 'keys' });
     const problem = keyProblem(config, logicalDate, await source.checkKeys(planRequest, sourcePlan));
     if (problem) throw problem;
@@ -132,7 +138,34 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();
   const profileColumns = features.length + model.manifest.outputs.length;
   const chunksPerChild = ctx.chunksPerChild ?? DEFAULT_CHUNKS_PER_CHILD;
-  return { run, config, model: model.pin, ...(shadow && { shadow: shadow.pin }), profileColumns, chunksPerChild, chunks: sourcePlan.chunks, rowsPlanned: sourcePlan.rows, inputs: sourcePlan.inputs, startedAt };
+  return {
+    run,
+    config,
+    model: model.pin,
+    ...(shadow && { shadow: shadow.pin }),
+    profileColumns,
+    chunksPerChild,
+    ...(checkKeys && args.deferKeyCheck && { keyCheckDeferred: true }),
+    chunks: sourcePlan.chunks,
+    rowsPlanned: sourcePlan.rows,
+    inputs: sourcePlan.inputs,
+    startedAt,
+  };
+}
+
+export interface KeyCheckArgs {
+  run: RunRef;
+  config: PipelineConfig;
+  inputs: string[];
+  rowsPlanned: number;
+}
+
+/** The key check of a plan built with `deferKeyCheck`: throws the same InputError buildPlan would have. */
+export async function checkRunKeys(ctx: RunContext, args: KeyCheckArgs): Promise<void> {
+  const { run, config } = args;
+  const check = await ctx.connectors.source(config).checkKeys({ config, run, columns: config.source.key, chunkRows: 0 }, { chunks: [], rows: args.rowsPlanned, inputs: args.inputs, schema: {} });
+  const problem = keyProblem(config, run.logicalDate, check);
+  if (problem) throw problem;
 }
 
 /**
