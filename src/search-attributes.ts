@@ -21,6 +21,15 @@ export const SEARCH_ATTRIBUTES = {
 } as const;
 
 export const TASK_QUEUE = 'scoreline';
+
+/**
+ * Chunk activities have a task queue of their own, `<task queue>-chunks`, served by every worker beside
+ * its main queue: the main queue's slots then only ever hold short steps (plan, key check, commit,
+ * profile, finish, alerts), which never wait behind a worker full of chunks.
+ */
+export function chunkQueue(taskQueue: string): string {
+  return `${taskQueue}-chunks`;
+}
 export const BATCH_WORKFLOW = 'scorelineBatchRun';
 
 /** `scoreline/<pipeline>/<date>`: one run per pipeline and logical date at a time. */

@@ -18,7 +18,7 @@ import { defaultWorkerId, type RunContext } from './run/context';
 import { packageRoot } from './paths';
 import { InferencePool } from './scoring/pool';
 import { SessionCache } from './scoring/session';
-import { TASK_QUEUE } from './search-attributes';
+import { chunkQueue, TASK_QUEUE } from './search-attributes';
 import { codecFromEnv } from './security/codec';
 
 export interface WorkerConfig {
@@ -136,9 +136,11 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
   const codec = config.codec === undefined ? codecFromEnv() : (config.codec ?? undefined);
   let connection: NativeConnection | undefined;
   let worker: Worker;
+  let chunks: Worker;
   try {
     connection = await NativeConnection.connect({ address: config.address });
     worker = await createTemporalWorker(config, context, connection, slots, codec);
+    chunks = await createTemporalWorker(config, context, connection, slots, codec, 'chunks');
   } catch (err) {
     await metrics?.close();
     await connection?.close();
@@ -151,12 +153,15 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
   );
   const conn = connection;
   let running: Promise<void> | undefined;
+  const both = [worker, chunks];
+  const shutdownAll = () => both.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
   return {
     worker,
     context,
     connection: conn,
     metricsUrl: metrics?.url,
-    run: () => (running ??= worker.run().finally(async () => {
+    // Both queues or neither: when one stops (shutdown, fatal error), so does the other.
+    run: () => (running ??= Promise.all(both.map((w) => w.run().finally(shutdownAll))).then(() => undefined).finally(async () => {
       await metrics?.close();
       await context.sessions.close();
       await context.inference?.close();
@@ -164,7 +169,7 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
       await conn.close();
     })),
     shutdown: async () => {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
+      shutdownAll();
       await running;
     },
   };
@@ -177,14 +182,19 @@ function codecName(codec: PayloadCodec | undefined): string | null {
   return typeof keyId === 'string' ? `aes-256-gcm (key ${keyId})` : 'custom';
 }
 
-function createTemporalWorker(config: WorkerConfig, context: RunContext, connection: NativeConnection, slots: number, codec: PayloadCodec | undefined): Promise<Worker> {
+/**
+ * The main queue (workflows, and the short steps of a run) or the chunk queue (chunk activities only:
+ * `slots` of them bound the chunks, and so the memory, in flight). Both get every activity.
+ */
+function createTemporalWorker(config: WorkerConfig, context: RunContext, connection: NativeConnection, slots: number, codec: PayloadCodec | undefined, queue: 'main' | 'chunks' = 'main'): Promise<Worker> {
+  const taskQueue = config.taskQueue ?? TASK_QUEUE;
   return Worker.create({
     connection,
     namespace: config.namespace ?? 'default',
-    taskQueue: config.taskQueue ?? TASK_QUEUE,
+    taskQueue: queue === 'chunks' ? chunkQueue(taskQueue) : taskQueue,
     identity: context.workerId,
     activities: createActivities(context),
-    ...(config.workflowBundle ? { workflowBundle: config.workflowBundle } : { workflowsPath: workflowsPath() }),
+    ...(queue === 'chunks' ? {} : config.workflowBundle ? { workflowBundle: config.workflowBundle } : { workflowsPath: workflowsPath() }),
     maxConcurrentActivityTaskExecutions: slots,
     // With a codec, failure messages go into (encrypted) payloads too: src/security/failure-converter.js.
     ...(codec ? { dataConverter: { payloadCodecs: [codec], failureConverterPath: join(packageRoot(), 'src', 'security', 'failure-converter.js') } } : {}),

@@ -6,6 +6,7 @@
  */
 import {
   ActivityCancellationType,
+  type ActivityOptions,
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowFailure,
@@ -13,6 +14,7 @@ import {
   executeChild,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   sleep,
   workflowInfo,
@@ -21,6 +23,7 @@ import type { ScorelineActivities } from '../activities';
 import type { PipelineConfig } from '../src/config/pipeline';
 import { mergeAgreement, type Agreement } from '../src/profile/agreement';
 import { mergeProfiles, profiledChunk, type Profile } from '../src/profile/sketch';
+import { chunkQueue } from '../src/search-attributes';
 import type { Chunk, ChunkStats, PinnedModel, RunPlan, RunRef, RunTotals, StagedChunk } from '../src/types';
 import { describeError as describe } from './describe';
 
@@ -30,12 +33,21 @@ import { describeError as describe } from './describe';
  * WAIT_CANCELLATION_COMPLETED: on cancel/failure we wait until the activity stopped before removing
  * staged files, so nothing is written after the clean-up.
  */
-const { scoreChunk } = proxyActivities<ScorelineActivities>({
+const CHUNK_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '2 minutes',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { maximumAttempts: 4, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
-});
+};
+
+/**
+ * On the chunk queue (src/search-attributes.ts chunkQueue). patched(): a run that started when chunks
+ * shared the workflow's queue keeps scheduling them there.
+ */
+function chunkActivities() {
+  const queue = patched('chunk-queue') ? { taskQueue: chunkQueue(workflowInfo().taskQueue) } : {};
+  return proxyActivities<ScorelineActivities>({ ...CHUNK_OPTIONS, ...queue });
+}
 
 /** A step of the run that failed, and why: the run's error reads "<step> failed: <why>". */
 export class StepFailure {
@@ -108,6 +120,7 @@ export class ChunkTally {
 
 /** Bounded sliding window: at most `parallelism` chunk activities in flight; the first failure cancels the rest. */
 export async function scoreChunkWindow(w: ChunkWindow, chunks: Chunk[], watch: ChunkWatch, onChunk: (s: ChunkStats) => void): Promise<void> {
+  const { scoreChunk } = chunkActivities();
   let failure: StepFailure | undefined;
   const scope = new CancellationScope();
   await scope.run(async () => {
