@@ -306,6 +306,7 @@ forces one), each activity's lines with run_id, workflow_id and chunk. docs/obse
         // A warehouse source snapshots its input while planning (one billed query): drop it again.
         await ctx.connectors.source(config).cleanup?.(config, run);
         await ctx.sessions.close();
+        await ctx.connectors.close?.(); // warehouse connection pools, or the command would not exit
       }
     });
 
