@@ -2,9 +2,20 @@
  * `scoreline models …`: register versions, inspect the store, promote / roll back aliases
  * (docs/models.md). Everything goes through the ModelStoreBackend interface; the CLI uses the local one.
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
+import { assertLogicalDate, parseOverrideFlags } from '../config/pipeline';
+import { ConfigError, ModelError } from '../errors';
+import {
+  checkContract,
+  DEFAULT_SAMPLE_ROWS,
+  defaultConcurrency,
+  parseSize,
+  sampleSourceKind,
+  type ContractReport,
+  type SampleSource,
+} from '../models/contract';
 import {
   DEFAULT_ALIAS,
   HISTORY_FILE,
@@ -15,6 +26,7 @@ import {
   type AliasEvent,
   type ModelStoreBackend,
 } from '../models/store';
+import { contractReportText } from './contract-report';
 import { printJson } from './run-output';
 import { formatTable } from './table';
 
@@ -23,6 +35,31 @@ const openStore = (opts: { modelsDir: string }): ModelStoreBackend => new LocalM
 
 const columnsText = (columns: string[]) => (columns.length > 6 ? `${columns.slice(0, 3).join(', ')} … ${columns.at(-1)}` : columns.join(', '));
 const eventText = (e: AliasEvent) => `${e.time}  @${e.alias}  ${e.from ?? '(unset)'} → ${e.to}  ${e.action} by ${e.by}`;
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+const positiveInt = (flag: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${flag} ${v}: expected a whole number ≥ 1`);
+  return n;
+};
+
+/** `--sample-from`: a pipeline (name or YAML file; its source for `--date`), or a Parquet file, directory or glob. */
+async function sampleSourceFrom(opts: { sampleFrom: string; date?: string; set: string[] }): Promise<SampleSource> {
+  const from: string = opts.sampleFrom;
+  const date = opts.date === undefined ? undefined : assertLogicalDate(opts.date, '--date');
+  if (sampleSourceKind(from) === 'parquet') {
+    if (opts.set.length) throw new ConfigError(`--set changes a pipeline, but --sample-from ${from} is a Parquet path`);
+    if (from.includes('{{') && !date) throw new ConfigError(`--sample-from ${from} is templated: add --date YYYY-MM-DD for {{ ds }}`);
+    return { kind: 'parquet', path: from, logicalDate: date ?? new Date().toISOString().slice(0, 10) };
+  }
+  if (!date) throw new ConfigError(`--sample-from ${from} is a pipeline: add --date YYYY-MM-DD, the logical date whose input to sample`);
+  // main.ts imports this module; its pipeline lookup (file or name in the pipelines directory) is loaded when needed.
+  const { loadPipelineArg } = await import('./main.js');
+  const { config, origin } = loadPipelineArg(from, parseOverrideFlags(opts.set));
+  return { kind: 'pipeline', config, origin, logicalDate: date, projectDir: resolve(process.env.SCORELINE_PROJECT_DIR ?? process.cwd()) };
+}
+
+const SAMPLE_ONLY_FLAGS: Array<[string, string]> = [['date', '--date'], ['sampleRows', '--sample-rows'], ['memoryTarget', '--memory-target'], ['concurrency', '--concurrency'], ['workerBase', '--worker-base']];
 
 function changeText(c: AliasChange): string {
   if (!c.changed) return `${c.name}@${c.alias} already points at ${c.to}; nothing changed`;
@@ -57,8 +94,15 @@ Workers keep SCORELINE_MODEL_CACHE ONNX sessions per process and per inference t
     .option('--version <v>', 'version (default: the next integer after the highest one)')
     .option('--manifest <file>', 'scoreline.model.yaml mapping feature columns to inputs and outputs to columns (name, version, sha256 may be left out)')
     .option('--alias <alias>', 'also promote the new version to this alias (e.g. champion)')
-    .option('--dry-run', 'check and print the manifest that would be stored (with the guesses as comments), write nothing')
+    .option('--dry-run', 'check and print the manifest that would be stored (with the guesses as comments), write nothing; with --sample-from: run every check and print the report, write nothing')
     .option('--json', 'JSON output')
+    .option('--sample-from <source>', 'also check the model against real rows: a pipeline (name or YAML file; its source, keys and features: policy, for --date) or a Parquet file, directory or glob')
+    .option('--date <YYYY-MM-DD>', 'with --sample-from PIPELINE (required): the logical date whose input to sample; fills {{ ds }} in a Parquet path')
+    .option('--set <key=value>', 'with --sample-from PIPELINE: override a pipeline field (repeatable)', collect, [])
+    .option('--sample-rows <n>', `rows to read and score (default ${DEFAULT_SAMPLE_ROWS.toLocaleString('en-US')}: the first rows of the input, in plan order)`, positiveInt('--sample-rows'))
+    .option('--memory-target <size>', 'worker memory the suggested chunk_rows must stay under (default 1GiB; e.g. 768MiB, 2GiB)')
+    .option('--concurrency <n>', 'chunk activities per worker for the suggestion (default SCORELINE_WORKER_CONCURRENCY, else 2 × cores, as `scoreline worker`)', positiveInt('--concurrency'))
+    .option('--worker-base <size>', "a worker's memory besides chunks and sessions (default 440MiB, measured with `scoreline worker` on Node 20)")
     .addOption(storeOption())
     .addHelpText(
       'after',
@@ -66,15 +110,54 @@ Workers keep SCORELINE_MODEL_CACHE ONNX sessions per process and per inference t
 Guessing (no --manifest): one [N, F] input → feature columns f0…f(F-1) (zero-padded: f00…f31 for 32);
 [N, 1] inputs → a column named after each input; outputs [N] / [N, 1] → a column named after the output;
 [N, 2] (a binary classifier's probabilities) → column <output>_1 = class 1; non-tensor outputs (ZipMap) are skipped.
-To use other column names: --dry-run > m.yaml, edit m.yaml, register with --manifest m.yaml.`,
+To use other column names: --dry-run > m.yaml, edit m.yaml, register with --manifest m.yaml.
+
+Contract check (--sample-from): reads up to --sample-rows rows through the connector a run uses, checks every
+feature column is present and numeric and how it casts into its tensor under the cast policy (and the keys, for a
+pipeline), builds the tensors and scores the sample with ONNX Runtime, lists non-tensor outputs (ZipMap) and what a
+run does with them, measures time and memory per 1k rows, and suggests a chunk_rows that keeps a worker under
+--memory-target. Any problem exits 2 and registers nothing. docs/models.md "Contract check" explains the estimate.
+  scoreline models register churn.onnx --name churn --manifest m.yaml --sample-from churn-daily --date 2026-11-01
+  scoreline models register churn.onnx --name churn --sample-from 'data/customers/ds=2026-11-01/*.parquet' --dry-run`,
     )
     .action(async (modelPath: string, opts) => {
       const store = openStore(opts);
       const manifest = opts.manifest ? readManifestDraft(opts.manifest) : undefined;
+      const sampling = opts.sampleFrom !== undefined;
+      if (!sampling) {
+        for (const [key, flag] of SAMPLE_ONLY_FLAGS) if (opts[key] !== undefined) throw new ConfigError(`${flag} needs --sample-from`);
+        if (opts.set.length) throw new ConfigError('--set needs --sample-from PIPELINE');
+      }
+      let report: ContractReport | undefined;
+      if (sampling) {
+        const source = await sampleSourceFrom(opts);
+        const memoryTarget = opts.memoryTarget === undefined ? undefined : parseSize(opts.memoryTarget, '--memory-target');
+        const workerBase = opts.workerBase === undefined ? undefined : parseSize(opts.workerBase, '--worker-base');
+        // The model and manifest first (as without --sample-from), then the data; nothing is written yet.
+        const candidate = await store.register({ modelPath, name: opts.name, version: opts.version, manifest, dryRun: true });
+        report = await checkContract({
+          model: candidate.model,
+          source,
+          sampleRows: opts.sampleRows,
+          memoryTarget,
+          concurrency: opts.concurrency ?? defaultConcurrency(),
+          workerBase,
+        });
+        if (!report.ok) {
+          if (opts.json) printJson({ name: opts.name, registered: false, dry_run: Boolean(opts.dryRun), contract: report });
+          else process.stdout.write(contractReportText(report));
+          throw new ModelError(`model contract check failed, so nothing was registered:\n  - ${report.problems.join('\n  - ')}`);
+        }
+        if (opts.dryRun) {
+          if (opts.json) printJson({ ...candidate.model.pin, registered: false, dry_run: true, path: null, alias: null, inferred: candidate.inferred ?? null, manifest: candidate.model.manifest, contract: report });
+          else process.stdout.write(`${contractReportText(report)}\ndry run: every check passed; nothing was registered (without --sample-from, --dry-run prints the manifest)\n`);
+          return;
+        }
+      }
       const { model, inferred } = await store.register({ modelPath, name: opts.name, version: opts.version, manifest, dryRun: opts.dryRun });
       const change = opts.alias && !opts.dryRun ? await store.promote(model.pin.name, model.pin.version, { alias: opts.alias }) : undefined;
       if (opts.json) {
-        printJson({ ...model.pin, dry_run: Boolean(opts.dryRun), path: opts.dryRun ? null : model.modelPath, alias: change?.alias ?? null, inferred: inferred ?? null, manifest: model.manifest });
+        printJson({ ...model.pin, registered: !opts.dryRun, dry_run: Boolean(opts.dryRun), path: opts.dryRun ? null : model.modelPath, alias: change?.alias ?? null, inferred: inferred ?? null, manifest: model.manifest, ...(report && { contract: report }) });
         return;
       }
       if (opts.dryRun) {
@@ -87,6 +170,7 @@ To use other column names: --dry-run > m.yaml, edit m.yaml, register with --mani
         process.stdout.write(`${header.join('\n')}\n${stringify(draft)}`);
         return;
       }
+      if (report) process.stdout.write(`${contractReportText(report)}\n`);
       const lines = [`registered ${model.pin.name}:${model.pin.version} (sha256 ${model.pin.sha256})${change ? ` as @${change.alias}` : ''}`, `  ${model.modelPath}`];
       if (inferred) {
         lines.push(
