@@ -14,18 +14,36 @@ import type { NrtAuditGroup, NrtRequest } from '../src/nrt/protocol';
 import * as batch from '../src/run/batch';
 import type { RunContext } from '../src/run/context';
 import { profileRun, type ProfileArgs } from '../src/run/profile';
+import { changedDates, type ChangedDatesArgs } from '../src/run/backfill';
 import type { RunInput, RunRef } from '../src/types';
 
-function hooks(): batch.StepHooks {
+/**
+ * A run's step with its heartbeats: the step's own (between stages), and, when the activity has a
+ * heartbeat timeout, one every third of it repeating the last details while the step runs. So an attempt
+ * is given up (and retried elsewhere) when its worker died or its event loop stalled, not because one
+ * stage (a big chunk's inference, a slow warehouse commit) outlasted the timeout.
+ */
+async function withHeartbeats<T>(fn: (hooks: batch.StepHooks) => Promise<T>): Promise<T> {
   const ctx = Context.current();
-  return {
-    heartbeat: (details) => ctx.heartbeat(details),
+  let last: unknown;
+  const hooks: batch.StepHooks = {
+    heartbeat: (details) => {
+      last = details;
+      ctx.heartbeat(details);
+    },
     throwIfCancelled: () => {
       // The reason is the SDK's CancelledFailure: thrown, it reports the activity as cancelled.
       if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
     },
     attempt: ctx.info.attempt,
   };
+  const timeoutMs = ctx.info.heartbeatTimeoutMs;
+  const ticker = timeoutMs ? setInterval(() => ctx.heartbeat(last), Math.max(250, Math.floor(timeoutMs / 3))) : undefined;
+  try {
+    return await fn(hooks);
+  } finally {
+    if (ticker) clearInterval(ticker);
+  }
 }
 
 async function mapErrors<T>(fn: () => Promise<T>): Promise<T> {
@@ -42,14 +60,18 @@ async function mapErrors<T>(fn: () => Promise<T>): Promise<T> {
 /** The activity table, each call observed (src/obs/activity.ts: in-flight gauge, metrics, run-scoped logs). */
 export function createActivities(ctx: RunContext) {
   return instrumentActivities(ctx, {
-    planRun: (args: batch.PlanArgs) => mapErrors(() => batch.planRun(ctx, args, hooks())),
-    checkRunKeys: (args: batch.KeyCheckArgs) => mapErrors(() => batch.checkRunKeys(ctx, args)),
-    scoreChunk: (args: batch.ScoreArgs) => mapErrors(() => batch.scoreChunk(ctx, args, hooks())),
-    commitRun: (args: batch.CommitArgs) => mapErrors(() => batch.commitRun(ctx, args)),
-    finishRun: (args: batch.FinishArgs) => mapErrors(() => batch.finishRun(ctx, args)),
-    profileRun: (args: ProfileArgs) => mapErrors(() => profileRun(ctx, args)),
+    planRun: (args: batch.PlanArgs) => withHeartbeats((h) => mapErrors(() => batch.planRun(ctx, args, h))),
+    checkRunKeys: (args: batch.KeyCheckArgs) => withHeartbeats(() => mapErrors(() => batch.checkRunKeys(ctx, args))),
+    scoreChunk: (args: batch.ScoreArgs) => withHeartbeats((h) => mapErrors(() => batch.scoreChunk(ctx, args, h))),
+    commitRun: (args: batch.CommitArgs) => withHeartbeats(() => mapErrors(() => batch.commitRun(ctx, args))),
+    finishRun: (args: batch.FinishArgs) => withHeartbeats(() => mapErrors(() => batch.finishRun(ctx, args))),
+    profileRun: (args: ProfileArgs) => withHeartbeats(() => mapErrors(() => profileRun(ctx, args))),
+    // `rescore_window`: which of the previous days changed (workflows/scheduled.ts).
+    changedDates: (args: ChangedDatesArgs) => mapErrors(() => changedDates(ctx, args)),
     resolveAlertConfig: async (args: { input: RunInput }) => alerts.resolveAlertConfig(ctx, args),
     previousRunFailed: (args: { config: PipelineConfig; run: RunRef }) => mapErrors(() => alerts.previousRunFailed(ctx, args)),
+    // For a `stalled` alert: the server's view of the chunk activities in flight (worker, attempt, last heartbeat).
+    describeChunkActivities: (args: alerts.DescribeChunksArgs) => alerts.describeChunkActivities(Context.current().client, args),
     // Credentials come from this worker's environment, never from the arguments (which are in history).
     deliverAlert: (args: alerts.DeliverArgs) =>
       mapErrors(() => alerts.deliverAlert(args, { env: process.env, namespace: Context.current().info.namespace })),

@@ -285,7 +285,25 @@ export class BigQuerySource implements Source {
       const end = Math.min(rows, start + req.chunkRows);
       chunks.push({ index: chunks.length, rows: end - start, locator: { kind: 'table', table: tableId(snapshot), rowStart: start, rowEnd: end } });
     }
-    return { chunks, rows, inputs: [input], schema };
+    const fingerprint = rows === 0 ? 'bigquery:v1:0' : await this.snapshotFingerprint(tableId(snapshot), quoteTable(snapshot), req.columns, rows);
+    return { chunks, rows, inputs: [input], schema, ...(fingerprint && { fingerprint }) };
+  }
+
+  /**
+   * `bigquery:v1:<rows>:<h>`, h = BIT_XOR of FARM_FINGERPRINT of each snapshot row's needed columns as
+   * JSON: order-independent, covers every value the run reads. One query job over the snapshot (billed:
+   * its needed columns, like the key check). Undefined when the query fails: the date then counts as changed.
+   */
+  private async snapshotFingerprint(id: string, table: string, columns: string[], rows: number): Promise<string | undefined> {
+    try {
+      const sql = `SELECT CAST(BIT_XOR(FARM_FINGERPRINT(TO_JSON_STRING(STRUCT(${columns.map(quoteColumn).join(', ')})))) AS STRING) AS h FROM ${table}`;
+      const job = await runQuery(this.client, this.conn, { query: sql });
+      const [result] = (await job.getQueryResults({ skipParsing: true })) as unknown as [RawRow[]];
+      const h = result?.[0]?.f?.[0]?.v;
+      return h === undefined || h === null ? undefined : `bigquery:v1:${rows}:${String(h)}`;
+    } catch {
+      return undefined; // the planner then reports the fingerprint as unavailable and rescores the date
+    }
   }
 
   /**
@@ -790,9 +808,10 @@ const RUN_COLUMNS: Record<keyof RunAudit, AuditType> = {
   shadow_model_sha256: 'STRING',
   shadow_output: 'STRING',
   shadow_agreement: 'STRING',
+  input_fingerprint: 'STRING',
 };
 /** Run columns added after the first release of the audit contract: existing tables get them by ALTER. */
-const ADDED_RUN_COLUMNS = new Set<string>(['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement']);
+const ADDED_RUN_COLUMNS = new Set<string>(['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement', 'input_fingerprint']);
 const RUN_TABLE_COLUMNS: Record<string, AuditType> = { ...RUN_COLUMNS, updated_at: 'TIMESTAMP' };
 
 const CHUNK_COLUMNS: Record<keyof ChunkAudit, AuditType> = {

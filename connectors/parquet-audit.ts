@@ -41,6 +41,7 @@ const RUN_SCHEMA: Record<keyof RunAudit, arrow.DataType> = {
   shadow_model_sha256: new arrow.Utf8(),
   shadow_output: new arrow.Utf8(),
   shadow_agreement: new arrow.Utf8(),
+  input_fingerprint: new arrow.Utf8(),
 };
 
 const CHUNK_SCHEMA: Record<keyof ChunkAudit, arrow.DataType> = {

@@ -4,6 +4,7 @@
  * groups on `file_row_number`, so a chunk reads only its own row groups and only the needed columns.
  * Result vectors are copied into Arrow columns as typed arrays: no per-value JS objects on the hot path.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DuckDBConnection, DuckDBDataChunk, DuckDBVector } from '@duckdb/node-api';
@@ -86,7 +87,7 @@ export class ParquetSource implements Source {
           rows += rowEnd - rowStart;
         }
       }
-      return { chunks, rows, inputs, schema: schema ?? {} };
+      return { chunks, rows, inputs, schema: schema ?? {}, fingerprint: parquetFingerprint(inputs, rows) };
     });
   }
 
@@ -140,6 +141,20 @@ export class ParquetSource implements Source {
       return new arrow.RecordBatch(children);
     });
   }
+}
+
+/**
+ * `parquet:v1:<sha256>` of each planned file's path, size and modification time, plus the row count:
+ * free (a stat per file). Any rewrite, touch, added or removed file changes it; a file rewritten with
+ * the same bytes still counts as changed (mtime), and a content change that keeps size and mtime
+ * (e.g. `touch -r`) is not seen.
+ */
+export function parquetFingerprint(files: string[], rows: number): string {
+  const stats = files.map((f) => {
+    const st = statSync(f);
+    return [f, st.size, st.mtimeMs];
+  });
+  return `parquet:v1:${createHash('sha256').update(JSON.stringify({ files: stats, rows })).digest('hex')}`;
 }
 
 async function runInput(con: DuckDBConnection, sql: string, params: (string | number)[], what: string) {

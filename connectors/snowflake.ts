@@ -498,7 +498,24 @@ export class SnowflakeSource implements Source {
       chunks.push({ index: chunks.length, rows: end - start, locator: { kind: 'table', table, rowStart: start, rowEnd: end } });
     }
     const schema = Object.fromEntries(req.columns.map((c) => [c, { type: typeName(byName.get(c)!), numeric: isNumericColumn(byName.get(c)!) }]));
-    return { chunks, rows, inputs: [`snowflake://${this.sessions.account}/${what.replace(/^snowflake table /, '')}`], schema };
+    const fingerprint = await this.snapshotFingerprint(snapshot, req.columns, rows);
+    return { chunks, rows, inputs: [`snowflake://${this.sessions.account}/${what.replace(/^snowflake table /, '')}`], schema, ...(fingerprint && { fingerprint }) };
+  }
+
+  /**
+   * `snowflake:v1:<rows>:<h>`, h = BITXOR_AGG of HASH of each snapshot row's needed columns:
+   * order-independent, covers every value the run reads; one scan of the snapshot (billed warehouse
+   * time). (Not HASH_AGG: the emulator lacks it, and one form everywhere keeps fingerprints comparable.)
+   * Undefined when the query fails: the date then counts as changed.
+   */
+  private async snapshotFingerprint(snapshot: Required<SnowflakeName>, columns: string[], rows: number): Promise<string | undefined> {
+    try {
+      const [row] = (await this.sessions.use((s) => s.run(`SELECT TO_VARCHAR(BITXOR_AGG(HASH(${columns.map(columnIdent).join(', ')}))) AS "H" FROM ${quoteName(snapshot)}`))).rows;
+      const h = row?.H;
+      return h === undefined || h === null ? `snowflake:v1:${rows}` : `snowflake:v1:${rows}:${String(h)}`;
+    } catch {
+      return undefined; // the planner then reports the fingerprint as unavailable and rescores the date
+    }
   }
 
   /**
@@ -889,10 +906,11 @@ const RUN_COLUMNS: Record<keyof RunAudit, string> = {
   shadow_model_sha256: 'VARCHAR',
   shadow_output: 'VARCHAR',
   shadow_agreement: 'VARCHAR',
+  input_fingerprint: 'VARCHAR',
 };
 
 /** Run columns added after the first release of the audit contract: existing tables get them by ALTER. */
-const ADDED_RUN_COLUMNS: (keyof RunAudit)[] = ['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement'];
+const ADDED_RUN_COLUMNS: (keyof RunAudit)[] = ['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement', 'input_fingerprint'];
 
 const CHUNK_COLUMNS: Record<keyof ChunkAudit, string> = {
   run_id: 'VARCHAR',

@@ -22,6 +22,12 @@ export interface SourcePlan {
   inputs: string[];
   /** The columns asked for: the backend's type name, and whether it can feed a numeric tensor. */
   schema: Record<string, { type: string; numeric: boolean }>;
+  /**
+   * What the planned input is, cheaply (docs/output-schema.md, input_fingerprint): equal fingerprints
+   * mean the input is taken as unchanged, so a backfill with --skip-unchanged does not rescore it.
+   * Absent when the source cannot tell (the date is then always rescored).
+   */
+  fingerprint?: string;
 }
 
 /** What `Source.checkKeys` found: the key columns' duplicates and NULLs in the planned input. */

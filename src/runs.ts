@@ -151,7 +151,16 @@ function pinnedModel(wf: Omit<WorkflowExecutionInfo, 'raw'>): RunSummary['model'
 export interface RunDetails extends RunSummary {
   /** The workflow's phase (planning, scoring, committing, …), from the `progress` query. */
   phase: string | null;
-  progress: { chunks_done: number; chunks_total: number; rows_done: number; rows_planned: number; rows_out: number } | null;
+  progress: {
+    chunks_done: number;
+    chunks_total: number;
+    /** Counted from finished chunks' stats. */
+    rows_done: number;
+    rows_planned: number;
+    rows_out: number;
+    /** An estimate, never a fact: when scoring ends at the throughput so far (null until measurable, and after scoring). */
+    estimate: { finish_at: string; rows_per_s: number; as_of: string } | null;
+  } | null;
   counts: { rows_in: number; rows_out: number; rows_rejected: number; rows_imputed: number; chunks: number } | null;
   model: { name: string; version: string; sha256: string; ref: string } | null;
   output: string | null;
@@ -179,7 +188,19 @@ export async function describeRun(client: ScorelineClient, id: string): Promise<
     pipeline: p?.pipeline || summary.pipeline,
     logical_date: p?.logicalDate || summary.logical_date,
     phase: p?.phase ?? null,
-    progress: p ? { chunks_done: p.chunksDone, chunks_total: p.chunksTotal, rows_done: p.rowsDone, rows_planned: p.rowsPlanned, rows_out: p.rowsOut } : null,
+    progress: p
+      ? {
+          chunks_done: p.chunksDone,
+          chunks_total: p.chunksTotal,
+          rows_done: p.rowsDone,
+          rows_planned: p.rowsPlanned,
+          rows_out: p.rowsOut,
+          estimate:
+            p.phase === 'scoring' && p.estimate
+              ? { finish_at: new Date(p.estimate.finishAtMs).toISOString(), rows_per_s: p.estimate.rowsPerSec, as_of: new Date(p.estimate.asOfMs).toISOString() }
+              : null,
+        }
+      : null,
     counts: result ? { rows_in: result.rowsIn, rows_out: result.rowsOut, rows_rejected: result.rowsRejected, rows_imputed: result.rowsImputed, chunks: result.chunks } : null,
     model: model ? { name: model.name, version: model.version, sha256: model.sha256, ref: model.ref } : null,
     output: result?.output ?? null,

@@ -70,6 +70,8 @@ export interface RunPlan {
   rowsPlanned: number;
   /** Input files / tables the plan read, for the audit trail. */
   inputs: string[];
+  /** The source's input fingerprint (SourcePlan.fingerprint), recorded in the audit row; absent when the source cannot give one. */
+  fingerprint?: string;
   startedAt: string;
 }
 
@@ -197,12 +199,22 @@ export interface RunProgress {
   pipeline: string;
   logicalDate: string;
   chunksTotal: number;
+  /** Chunks whose stats the run has (for a run scored in child workflows: as last reported, at most 5 s old). */
   chunksDone: number;
+  /** Rows the plan counted in the input. */
   rowsPlanned: number;
+  /** Input rows of the chunks in `chunksDone`: counted from their stats, never estimated. */
   rowsDone: number;
   rowsOut: number;
   startedAtMs: number;
+  /** When the plan returned and chunks started. */
+  scoringStartedAtMs?: number;
   updatedAtMs: number;
+  /**
+   * An estimate, not a fact: when scoring will end at the throughput since the first chunk finished
+   * (src/alerts/eta.ts), as of the last chunk stats. Absent until two updates measured a rate.
+   */
+  estimate?: { finishAtMs: number; rowsPerSec: number; asOfMs: number };
   model?: PinnedModel;
   error?: string;
 }
@@ -234,6 +246,8 @@ export interface RunAudit {
   shadow_model_sha256: string | null;
   shadow_output: string | null;
   shadow_agreement: string | null;
+  /** What the run read, as the source fingerprints it (docs/output-schema.md); NULL for older rows and sources without one. */
+  input_fingerprint: string | null;
 }
 
 export interface ChunkAudit {

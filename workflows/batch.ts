@@ -20,32 +20,50 @@ import type { ScorelineActivities } from '../activities';
 import { SA_MODEL, SA_MODEL_VERSION, SA_PIPELINE, SA_SCHEDULED_START } from '../src/search-attributes';
 import type { Profile } from '../src/profile/sketch';
 import type { CommitStats, DriftSummary, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals } from '../src/types';
+import { ThroughputMeter } from '../src/alerts/eta';
+import { parseDuration } from '../src/alerts/duration';
 import { RunAlerts } from './alerts';
 import { ChunkTally, groupProgressSignal, scoreChunkWindow, scoreInChildren, slowChunkSignal, StepFailure, type ChunkWindow } from './chunks';
 import { describeError as describe } from './describe';
 
 export const progressQuery = defineQuery<RunProgress>('progress');
 
-/** Planning reads metadata and may snapshot a warehouse query; bad config/input is not retried. */
-const { planRun, checkRunKeys } = proxyActivities<ScorelineActivities>({
-  startToCloseTimeout: '10 minutes',
-  retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
-});
-
-/** Commit and finish are idempotent, so they may retry generously. */
-const { commitRun, finishRun } = proxyActivities<ScorelineActivities>({
-  startToCloseTimeout: '10 minutes',
-  retry: { maximumAttempts: 10, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
-});
-
 /**
- * Profile + drift of a committed run: a few small queries. Its failure never fails the run (the output
- * is committed by then); the run's result and audit say the profile is missing.
+ * A run's steps heartbeat on their own while they run (activities/index.ts), so a step whose worker died
+ * is retried after the pipeline's `heartbeat_timeout` (default below) instead of its start-to-close timeout.
  */
-const { profileRun } = proxyActivities<ScorelineActivities>({
-  startToCloseTimeout: '5 minutes',
-  retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
-});
+const DEFAULT_HEARTBEAT_TIMEOUT = '2 minutes';
+
+function runSteps(heartbeatTimeout: string) {
+  /** Planning reads metadata and may snapshot a warehouse query; bad config/input is not retried. */
+  const { planRun, checkRunKeys } = proxyActivities<ScorelineActivities>({
+    startToCloseTimeout: '10 minutes',
+    heartbeatTimeout,
+    retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+  });
+  /** Commit and finish are idempotent, so they may retry generously. */
+  const { commitRun, finishRun } = proxyActivities<ScorelineActivities>({
+    startToCloseTimeout: '10 minutes',
+    heartbeatTimeout,
+    retry: { maximumAttempts: 10, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+  });
+  /**
+   * Profile + drift of a committed run: a few small queries. Its failure never fails the run (the output
+   * is committed by then); the run's result and audit say the profile is missing.
+   */
+  const { profileRun } = proxyActivities<ScorelineActivities>({
+    startToCloseTimeout: '5 minutes',
+    heartbeatTimeout,
+    retry: { maximumAttempts: 5, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+  });
+  return { planRun, checkRunKeys, commitRun, finishRun, profileRun };
+}
+
+/** `heartbeat_timeout` before the plan validated the pipeline: from the run's inline pipeline or `--set`, if it reads as one. */
+function requestedHeartbeat(input: RunInput): string {
+  const raw = input.overrides?.heartbeat_timeout ?? (input.config as { heartbeat_timeout?: unknown } | undefined)?.heartbeat_timeout;
+  return typeof raw === 'string' && (parseDuration(raw) ?? 0) >= 1000 ? raw : DEFAULT_HEARTBEAT_TIMEOUT;
+}
 
 export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const info = workflowInfo();
@@ -73,6 +91,8 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   };
   setHandler(progressQuery, () => progress);
   const alerts = new RunAlerts(input, provisional, startedAtMs);
+  let steps = runSteps(requestedHeartbeat(input));
+  const { planRun } = steps;
 
   let plan: RunPlan | undefined;
   const tally = new ChunkTally();
@@ -86,18 +106,25 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     // patched(): a run started before the deferred key check replays with the check inside its plan.
     const deferKeyCheck = patched('deferred-key-check');
     plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs, deferKeyCheck }));
+    steps = runSteps(plan.config.heartbeat_timeout ?? DEFAULT_HEARTBEAT_TIMEOUT);
+    const { commitRun } = steps;
     Object.assign(progress, {
       phase: 'scoring',
       logicalDate: plan.run.logicalDate,
       chunksTotal: plan.chunks.length,
       rowsPlanned: plan.rowsPlanned,
       model: plan.model,
+      scoringStartedAtMs: Date.now(),
       updatedAtMs: Date.now(),
     });
     tagRun(plan);
     alerts.planned(plan);
-    await scoreCheckingKeys(plan, () => scoreAllChunks(plan!, alerts, tally, progress));
+    await scoreCheckingKeys(plan, steps, async () => {
+      await scoreAllChunks(plan!, alerts, tally, progress);
+      alerts.scoringDone(); // the key check may still be running: finishing no chunks then is no stall
+    });
     progress.phase = 'committing';
+    delete progress.estimate;
     staged.sort((a, b) => a.index - b.index);
     shadowStaged.sort((a, b) => a.index - b.index);
     // Once the commit starts it finishes (or fails) on its own terms: a cancel arriving mid-commit
@@ -122,7 +149,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     // Alerts, clean-up and audit run even when the workflow itself is being cancelled.
     const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status, step: failure.step, error: describe(failure.error) }));
     await CancellationScope.nonCancellable(() =>
-      finishRun({ input, run: plan?.run ?? provisional, plan: plan && summarize(plan), status, error: message, totals, startedAtMs, alerts: sent, shadow: shadowArgs() }),
+      steps.finishRun({ input, run: plan?.run ?? provisional, plan: plan && summarize(plan), status, error: message, totals, startedAtMs, alerts: sent, shadow: shadowArgs() }),
     );
     if (cancelled) throw isCancellation(failure.error) ? failure.error : new CancelledFailure('run cancelled');
     throw ApplicationFailure.nonRetryable(message, 'ScorelineRunFailed');
@@ -131,10 +158,10 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const summary = summarize(plan);
   // patched(): runs started by an older worker replay without this step.
   const profile = tally.profile;
-  const drift = profile && patched('run-profile-v1') ? await CancellationScope.nonCancellable(() => profileStep(plan!, profile)) : undefined;
+  const drift = profile && patched('run-profile-v1') ? await CancellationScope.nonCancellable(() => profileStep(steps, plan!, profile)) : undefined;
   const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status: 'succeeded', drift }));
   const result = await CancellationScope.nonCancellable(() =>
-    finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs, alerts: sent, shadow: shadowArgs() }),
+    steps.finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs, alerts: sent, shadow: shadowArgs() }),
   );
   if (drift) result.drift = drift;
   progress.phase = 'succeeded';
@@ -149,9 +176,9 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   return result;
 }
 
-async function profileStep(plan: RunPlan, profile: Profile): Promise<DriftSummary> {
+async function profileStep(steps: ReturnType<typeof runSteps>, plan: RunPlan, profile: Profile): Promise<DriftSummary> {
   try {
-    return await profileRun({ run: plan.run, config: plan.config, model: plan.model, profile });
+    return await steps.profileRun({ run: plan.run, config: plan.config, model: plan.model, profile });
   } catch (err) {
     return { reference: null, columns: [], breached: [], error: `profile not stored: ${describe(err)}` };
   }
@@ -169,7 +196,7 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
  * Scores the chunks while the key check (one scan of the input's keys) runs beside them; bad keys stop
  * the scoring (waiting until the chunk activities stopped) and fail the run as its plan would have.
  */
-async function scoreCheckingKeys(plan: RunPlan, score: () => Promise<void>): Promise<void> {
+async function scoreCheckingKeys(plan: RunPlan, { checkRunKeys }: ReturnType<typeof runSteps>, score: () => Promise<void>): Promise<void> {
   if (!plan.keyCheckDeferred) return score();
   const scoring = new CancellationScope();
   let keyFailure: StepFailure | undefined;
@@ -193,9 +220,14 @@ function summarize(plan: RunPlan): PlanSummary {
  */
 async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, tally: ChunkTally, progress: RunProgress): Promise<void> {
   const w: ChunkWindow = { run: plan.run, config: plan.config, model: plan.model, shadow: plan.shadow, chunksTotal: plan.chunks.length, profileColumns: plan.profileColumns ?? 0 };
+  // Throughput for the progress estimate and `late` alerts: computed here, on chunk stats (no timers).
+  const meter = new ThroughputMeter();
   const show = (extra: RunTotals = EMPTY_TOTALS) => {
     const t = tally.totals;
     Object.assign(progress, { chunksDone: t.chunksDone + extra.chunksDone, rowsDone: t.rowsIn + extra.rowsIn, rowsOut: t.rowsOut + extra.rowsOut, updatedAtMs: Date.now() });
+    const estimate = meter.observe(progress.updatedAtMs, progress.rowsDone, progress.rowsPlanned);
+    if (estimate) progress.estimate = estimate;
+    alerts.progressed(progress);
   };
   const perChild = plan.chunksPerChild;
   if (perChild && plan.chunks.length > perChild && patched('chunk-groups-v1')) {
@@ -204,7 +236,13 @@ async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, tally: ChunkTall
     setHandler(groupProgressSignal, ({ group, totals }) => {
       if (group === current) show(totals); // a late signal of a finished group is already counted
     });
-    return scoreInChildren(plan, w, perChild, (group) => ((current = group), alerts.chunkSlaMs()), (g) => {
+    const starting = (group: number) => {
+      current = group;
+      const first = plan.chunks[group * perChild].index;
+      alerts.groupStarting(group, first, plan.chunks[Math.min(plan.chunks.length, (group + 1) * perChild) - 1].index);
+      return alerts.chunkSlaMs();
+    };
+    return scoreInChildren(plan, w, perChild, starting, (g) => {
       tally.merge(g);
       show();
     });

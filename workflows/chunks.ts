@@ -6,6 +6,7 @@
  */
 import {
   ActivityCancellationType,
+  ActivityFailure,
   type ActivityOptions,
   ApplicationFailure,
   CancellationScope,
@@ -17,9 +18,12 @@ import {
   patched,
   proxyActivities,
   sleep,
+  TimeoutFailure,
   workflowInfo,
 } from '@temporalio/workflow';
+import { RetryState, TimeoutType } from '@temporalio/common';
 import type { ScorelineActivities } from '../activities';
+import { parseDuration } from '../src/alerts/duration';
 import type { PipelineConfig } from '../src/config/pipeline';
 import { mergeAgreement, type Agreement } from '../src/profile/agreement';
 import { mergeProfiles, profiledChunk, type Profile } from '../src/profile/sketch';
@@ -42,11 +46,38 @@ const CHUNK_OPTIONS: ActivityOptions = {
 
 /**
  * On the chunk queue (src/search-attributes.ts chunkQueue). patched(): a run that started when chunks
- * shared the workflow's queue keeps scheduling them there.
+ * shared the workflow's queue keeps scheduling them there. The pipeline's `chunk_timeout` bounds each
+ * attempt (a run without one keeps the default, so runs started before it existed replay unchanged).
  */
-function chunkActivities() {
+function chunkActivities(config: PipelineConfig) {
   const queue = patched('chunk-queue') ? { taskQueue: chunkQueue(workflowInfo().taskQueue) } : {};
-  return proxyActivities<ScorelineActivities>({ ...CHUNK_OPTIONS, ...queue });
+  const timeout = config.chunk_timeout ? { startToCloseTimeout: parseDuration(config.chunk_timeout)! } : {};
+  // `heartbeat_timeout`: how soon a chunk whose worker died is retried (the activity heartbeats on its own).
+  const heartbeat = config.heartbeat_timeout ? { heartbeatTimeout: parseDuration(config.heartbeat_timeout)! } : {};
+  return proxyActivities<ScorelineActivities>({ ...CHUNK_OPTIONS, ...timeout, ...heartbeat, ...queue });
+}
+
+/**
+ * A chunk activity that timed out says so in words that name the chunk and the limit; any other error
+ * is passed on as it is.
+ */
+function chunkFailure(err: unknown, chunk: Chunk, config: PipelineConfig): unknown {
+  const timeout = err instanceof ActivityFailure && err.cause instanceof TimeoutFailure ? err.cause : undefined;
+  if (!timeout) return err;
+  const l = chunk.locator;
+  const where = `chunk ${chunk.index} (${l.kind === 'parquet' ? l.file : l.table} rows ${l.rowStart}..${l.rowEnd - 1})`;
+  const attempts = err instanceof ActivityFailure && err.retryState === RetryState.MAXIMUM_ATTEMPTS_REACHED ? `; gave up after ${CHUNK_OPTIONS.retry!.maximumAttempts} attempts` : '';
+  let message: string;
+  if (timeout.timeoutType === TimeoutType.HEARTBEAT) {
+    message = `${where} sent no heartbeat for ${config.heartbeat_timeout ?? CHUNK_OPTIONS.heartbeatTimeout}: the worker scoring it died or hung${attempts}`;
+  } else if (timeout.timeoutType === TimeoutType.START_TO_CLOSE) {
+    const limit = config.chunk_timeout ? `chunk_timeout ${config.chunk_timeout}` : `${CHUNK_OPTIONS.startToCloseTimeout} (the default chunk_timeout)`;
+    message = `${where} did not finish within ${limit}${attempts}`;
+  } else {
+    return err;
+  }
+  // No cause: describeError reads the innermost message, which would be the SDK's "activity StartToClose timeout".
+  return ApplicationFailure.create({ message, type: 'ScorelineChunkTimeout', nonRetryable: true });
 }
 
 /** A step of the run that failed, and why: the run's error reads "<step> failed: <why>". */
@@ -120,7 +151,7 @@ export class ChunkTally {
 
 /** Bounded sliding window: at most `parallelism` chunk activities in flight; the first failure cancels the rest. */
 export async function scoreChunkWindow(w: ChunkWindow, chunks: Chunk[], watch: ChunkWatch, onChunk: (s: ChunkStats) => void): Promise<void> {
-  const { scoreChunk } = chunkActivities();
+  const { scoreChunk } = chunkActivities(w.config);
   let failure: StepFailure | undefined;
   const scope = new CancellationScope();
   await scope.run(async () => {
@@ -134,7 +165,7 @@ export async function scoreChunkWindow(w: ChunkWindow, chunks: Chunk[], watch: C
           (s) => onChunk(s),
           (err) => {
             if (!failure) {
-              failure = new StepFailure(`score chunk ${chunk.index}`, err);
+              failure = new StepFailure(`score chunk ${chunk.index}`, chunkFailure(err, chunk, w.config));
               scope.cancel();
             }
           },
@@ -210,6 +241,11 @@ export async function scorelineChunkGroup(input: ChunkGroupInput): Promise<Chunk
   return tally.result();
 }
 
+/** The child workflow scoring one group of a run's chunks. */
+export function chunkGroupWorkflowId(runWorkflowId: string, runId: string, group: number): string {
+  return `${runWorkflowId}/${runId}/chunks-${group}`;
+}
+
 /**
  * A large run's chunks, `chunksPerChild` per child workflow, one child at a time (each keeps
  * `parallelism` chunks in flight). A failed chunk fails its child and so the run, with the chunk's step.
@@ -230,7 +266,7 @@ export async function scoreInChildren(
       onGroup(
         await executeChild(scorelineChunkGroup, {
           // Unique per run: a rerun of the same date reuses the parent's workflow id, never its run id.
-          workflowId: `${workflowId}/${plan.run.runId}/chunks-${group}`,
+          workflowId: chunkGroupWorkflowId(workflowId, plan.run.runId, group),
           args: [{ window: w, chunks, group, parentWorkflowId: workflowId, chunkSlaMs }],
         }),
       );

@@ -12,14 +12,16 @@ import {
   ApplicationFailure,
   isCancellation,
   ParentClosePolicy,
+  proxyActivities,
   startChild,
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError, type TypedSearchAttributes } from '@temporalio/common';
-import { logicalDateIn } from '../src/schedules/logical-date';
-import type { ScheduledRunMemo, ScheduledRunResult } from '../src/schedules/types';
+import type { ScorelineActivities } from '../activities';
+import { addDays, logicalDateIn } from '../src/schedules/logical-date';
+import type { RescoredDate, ScheduledRunMemo, ScheduledRunResult } from '../src/schedules/types';
 import { BATCH_WORKFLOW, batchWorkflowId, SA_LOGICAL_DATE, SA_MODEL, SA_PIPELINE, SA_SCHEDULED_START, SA_TRIGGER } from '../src/search-attributes';
 import type { RunInput, RunResult } from '../src/types';
 import { describeError } from './describe';
@@ -68,13 +70,89 @@ export async function scorelineScheduledRun(input: RunInput): Promise<ScheduledR
   }
   upsertMemo({ ...memo, run_id: child.firstExecutionRunId });
 
+  // `rescore_window: Nd`: beside the date's run, re-check the N days before it (late-arriving data).
+  // Only pipelines that set it run this code, so histories of other schedules are unchanged.
+  const windowDays = rescoreWindowDays(input.config);
+  const rescoring = windowDays > 0 ? rescoreWindow(input, logicalDate, windowDays, tagged, info.typedSearchAttributes) : undefined;
+
+  let result: RunResult | undefined;
+  let failure: unknown;
   try {
-    const result = (await child.result()) as RunResult;
-    return { outcome: 'ran', logicalDate, workflowId, result };
+    result = (await child.result()) as RunResult;
   } catch (err) {
-    if (isCancellation(err)) throw err; // this workflow was cancelled (and with it, the run)
-    throw ApplicationFailure.nonRetryable(`batch run ${workflowId} did not succeed: ${describeError(err)}`, 'ScorelineRunFailed');
+    failure = err;
   }
+  const rescored = rescoring && (await rescoring);
+  if (rescored) upsertMemo({ ...memo, run_id: child.firstExecutionRunId, rescored: rescored.map((r) => `${r.logicalDate}: ${r.outcome}`).join(', ') });
+  if (failure !== undefined) {
+    if (isCancellation(failure)) throw failure; // this workflow was cancelled (and with it, the run)
+    throw ApplicationFailure.nonRetryable(`batch run ${workflowId} did not succeed: ${describeError(failure)}`, 'ScorelineRunFailed');
+  }
+  return { outcome: 'ran', logicalDate, workflowId, result: result!, ...(rescored && { rescored }) };
+}
+
+/** Planning reads metadata (a stat per file; a snapshot and one aggregate query for a warehouse). */
+const { changedDates } = proxyActivities<ScorelineActivities>({
+  startToCloseTimeout: '10 minutes',
+  retry: { maximumAttempts: 3, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+/** `3d` → 3; 0 when the pipeline sets no rescore_window (validated by the pipeline schema). */
+function rescoreWindowDays(config: unknown): number {
+  const window = (config as { rescore_window?: unknown } | undefined)?.rescore_window;
+  const m = typeof window === 'string' ? /^(\d+)d$/.exec(window) : null;
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * The `rescore_window` re-check: one activity tells which of the previous days changed (input
+ * fingerprint or model sha256 against the date's last succeeded run), then each changed day is
+ * rescored as its own batch run `scoreline/<pipeline>/<date>`, one after another. Never throws: the
+ * scheduled run's outcome stays that of its own date; each rescore's outcome is in the result and memo
+ * (and a failed rescore alerts like any failed run).
+ */
+async function rescoreWindow(input: RunInput, logicalDate: string, days: number, tagged: boolean, attrs: TypedSearchAttributes): Promise<RescoredDate[]> {
+  const dates: string[] = [];
+  for (let i = days; i >= 1; i--) dates.push(addDays(logicalDate, -i));
+  let plan: Awaited<ReturnType<typeof changedDates>>;
+  try {
+    plan = await changedDates({ input: { ...input, trigger: 'schedule' }, dates });
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    return dates.map((d) => ({ logicalDate: d, outcome: 'error' as const, reason: `re-check failed: ${describeError(err)}` }));
+  }
+  const out: RescoredDate[] = [];
+  for (const d of plan) {
+    if (!d.run) {
+      out.push({ logicalDate: d.logical_date, outcome: 'unchanged', reason: d.reason });
+      continue;
+    }
+    const workflowId = batchWorkflowId(input.pipeline, d.logical_date);
+    const dateValue = new Date(`${d.logical_date}T00:00:00Z`);
+    try {
+      const child = await startChild(BATCH_WORKFLOW, {
+        workflowId,
+        args: [{ ...input, date: d.logical_date, trigger: 'schedule' } satisfies RunInput],
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        typedSearchAttributes: tagged
+          ? ([{ key: SA_PIPELINE, value: input.pipeline }, { key: SA_LOGICAL_DATE, value: dateValue }, { key: SA_TRIGGER, value: 'schedule' }, ...modelAttribute(attrs)] as never)
+          : undefined,
+        memo: { pipeline: input.pipeline, logical_date: d.logical_date, rescore_of: logicalDate, reason: d.reason },
+      });
+      try {
+        await child.result();
+        out.push({ logicalDate: d.logical_date, outcome: 'succeeded', reason: d.reason, workflowId });
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        out.push({ logicalDate: d.logical_date, outcome: 'failed', reason: `${d.reason}; the rescore failed: ${describeError(err)}`, workflowId });
+      }
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      out.push({ logicalDate: d.logical_date, outcome: 'skipped', reason: `${workflowId} is already running`, workflowId });
+    }
+  }
+  return out;
 }
 
 function modelAttribute(attrs: TypedSearchAttributes): { key: typeof SA_MODEL; value: string }[] {

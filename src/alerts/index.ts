@@ -11,6 +11,7 @@ import { deliver, type DeliveryOptions } from './channels';
 import type { AlertFacts } from './events';
 
 export { parseDuration } from './duration';
+export { describeChunkActivities, type DescribeChunksArgs, type PendingChunk } from './stall';
 export type { AlertChannel, AlertsConfig } from './config';
 export type { AlertFacts, AlertRecord } from './events';
 

@@ -3,9 +3,9 @@
  * tests pin the exact bytes. The caller passes in the run link and any key the payload must carry.
  */
 import { createHmac } from 'node:crypto';
-import { formatDuration } from '../cli/progress';
+import { formatDuration, formatRate } from '../cli/progress';
 import { parseDuration } from './duration';
-import { alertKey, type AlertFacts, type AlertKind } from './events';
+import { alertKey, type AlertFacts, type AlertKind, type RecoveredFrom, type StallFacts, type StuckChunk } from './events';
 
 interface EventStyle {
   emoji: string;
@@ -20,6 +20,8 @@ export const EVENT_STYLE: Record<AlertKind, EventStyle> = {
   slow: { emoji: ':large_orange_circle:', severity: 'warning', resolves: false },
   recovered: { emoji: ':large_green_circle:', severity: 'info', resolves: true },
   drift: { emoji: ':chart_with_upwards_trend:', severity: 'warning', resolves: false },
+  late: { emoji: ':hourglass_flowing_sand:', severity: 'warning', resolves: false },
+  stalled: { emoji: ':double_vertical_bar:', severity: 'error', resolves: false },
   test: { emoji: ':test_tube:', severity: 'info', resolves: false },
 };
 
@@ -46,8 +48,22 @@ export function headline(a: AlertFacts): string {
       return a.chunk
         ? `${run} is slow: chunk ${a.chunk.index} has been running for ${formatDuration(a.chunk.elapsedMs)} (chunk SLA ${a.chunk.sla}); run time ${formatDuration(a.durationMs)}`
         : `${run} is slow: running for ${durationVsSla(a)}`;
+    case 'late': {
+      const p = a.projection;
+      if (!p) return `${run} is projected to finish late`;
+      return (
+        `${run} is projected to finish late: ETA ${isoSeconds(p.eta)} (estimate), ${formatDuration(p.lateByMs)} past its ${p.limit === 'deadline' ? `deadline ${p.limitText} (${isoSeconds(p.deadline)})` : `SLA ${p.limitText} (${isoSeconds(p.deadline)})`}; ` +
+        `${count(p.rowsDone)}/${count(p.rowsPlanned)} rows at ${formatRate(p.rowsPerSec)}, ${p.chunksDone}/${p.chunksTotal} chunks`
+      );
+    }
+    case 'stalled': {
+      const st = a.stall;
+      if (!st) return `${run} is stalled`;
+      const since = st.lastChunkAt ? 'no chunk has finished for' : 'no chunk has finished since scoring started,';
+      return `${run} is stalled: ${since} ${formatDuration(st.idleMs)} (stall_after ${st.after}), ${st.chunksDone}/${st.chunksTotal} chunks done; ${stuckChunks(st)}`;
+    }
     case 'recovered':
-      return `${run} recovered: succeeded in ${durationVsSla(a)}${a.recoveredFrom === 'failed' ? ' after the previous run failed' : a.recoveredFrom === 'slow' ? ' after being slow' : ''}`;
+      return `${run} recovered: succeeded in ${durationVsSla(a)}${RECOVERED_FROM[a.recoveredFrom ?? ''] ?? ''}`;
     case 'drift': {
       const d = a.drift;
       if (!d) return `${run} drifted`;
@@ -57,6 +73,37 @@ export function headline(a: AlertFacts): string {
     case 'test':
       return `Test alert from Scoreline for pipeline ${a.pipeline}: this channel works`;
   }
+}
+
+const RECOVERED_FROM: Record<string, string> = {
+  failed: ' after the previous run failed',
+  slow: ' after being slow',
+  late: ' after being projected late',
+  stalled: ' after stalling',
+};
+
+/** `2026-11-02T05:00:00Z`: ISO 8601 to the second. */
+function isoSeconds(iso: string): string {
+  return iso.replace(/\.\d{3}Z$/, 'Z');
+}
+
+function count(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** `in flight: chunk 20 since …Z on worker w1 (attempt 2, last heartbeat at read)`, or the group's range. */
+export function stuckChunks(st: StallFacts): string {
+  if (st.inFlight.length === 0) {
+    return st.group
+      ? `chunks ${st.group.firstChunk}–${st.group.lastChunk} are being scored by child workflow group ${st.group.index} since ${isoSeconds(st.group.since)} (the server did not say which are in flight)`
+      : 'no chunk in flight (waiting for a worker to take one?)';
+  }
+  const one = (c: StuckChunk) => {
+    const facts = [c.attempt !== null ? `attempt ${c.attempt}` : '', c.step ? `last heartbeat at ${c.step}` : ''].filter(Boolean).join(', ');
+    return `chunk ${c.index ?? '?'}${c.since ? ` since ${isoSeconds(c.since)}` : ''}${c.worker ? ` on worker ${c.worker}` : ''}${facts ? ` (${facts})` : ''}`;
+  };
+  const shown = st.inFlight.slice(0, 5).map(one).join('; ');
+  return `in flight: ${shown}${st.inFlight.length > 5 ? `; and ${st.inFlight.length - 5} more` : ''}`;
 }
 
 function driftScore(c: { psi: number | null; meanShift: number | null }): string {
@@ -81,7 +128,31 @@ export interface WebhookBody {
   sla: string | null;
   sla_ms: number | null;
   chunk: { index: number; elapsed_ms: number; sla: string; sla_ms: number } | null;
-  recovered_from: 'failed' | 'slow' | null;
+  recovered_from: RecoveredFrom | null;
+  /** For `late`: an estimate from the throughput so far. */
+  projection: {
+    eta: string;
+    deadline: string;
+    limit: 'deadline' | 'sla';
+    limit_text: string;
+    late_by_ms: number;
+    rows_done: number;
+    rows_planned: number;
+    rows_per_s: number;
+    chunks_done: number;
+    chunks_total: number;
+  } | null;
+  /** For `stalled`: how long nothing finished and what is in flight. */
+  stall: {
+    after: string;
+    after_ms: number;
+    idle_ms: number;
+    last_chunk_at: string | null;
+    chunks_done: number;
+    chunks_total: number;
+    in_flight: { index: number | null; since: string | null; worker: string | null; attempt: number | null; step: string | null; last_heartbeat_at: string | null }[];
+    group: { index: number; first_chunk: number; last_chunk: number; since: string } | null;
+  } | null;
   drift: { reference: string; psi_threshold: number; mean_shift_threshold: number | null; columns: { column: string; role: string; psi: number | null; mean_shift: number | null }[]; count: number } | null;
   model: string | null;
   occurred_at: string;
@@ -109,6 +180,8 @@ export function webhookBody(a: AlertFacts, link: string): WebhookBody {
     sla_ms: a.sla ? (parseDuration(a.sla) ?? null) : null,
     chunk: a.chunk ? { index: a.chunk.index, elapsed_ms: a.chunk.elapsedMs, sla: a.chunk.sla, sla_ms: parseDuration(a.chunk.sla) ?? 0 } : null,
     recovered_from: a.recoveredFrom ?? null,
+    projection: a.projection ? projectionJson(a.projection) : null,
+    stall: a.stall ? stallJson(a.stall) : null,
     drift: a.drift
       ? {
           reference: a.drift.reference,
@@ -122,6 +195,34 @@ export function webhookBody(a: AlertFacts, link: string): WebhookBody {
     occurred_at: a.occurredAt,
     run_url: link,
     key: alertKey(a),
+  };
+}
+
+function projectionJson(p: NonNullable<AlertFacts['projection']>): NonNullable<WebhookBody['projection']> {
+  return {
+    eta: p.eta,
+    deadline: p.deadline,
+    limit: p.limit,
+    limit_text: p.limitText,
+    late_by_ms: p.lateByMs,
+    rows_done: p.rowsDone,
+    rows_planned: p.rowsPlanned,
+    rows_per_s: p.rowsPerSec,
+    chunks_done: p.chunksDone,
+    chunks_total: p.chunksTotal,
+  };
+}
+
+function stallJson(st: StallFacts): NonNullable<WebhookBody['stall']> {
+  return {
+    after: st.after,
+    after_ms: parseDuration(st.after) ?? 0,
+    idle_ms: st.idleMs,
+    last_chunk_at: st.lastChunkAt,
+    chunks_done: st.chunksDone,
+    chunks_total: st.chunksTotal,
+    in_flight: st.inFlight.map((c) => ({ index: c.index, since: c.since, worker: c.worker, attempt: c.attempt, step: c.step, last_heartbeat_at: c.lastHeartbeatAt })),
+    group: st.group ? { index: st.group.index, first_chunk: st.group.firstChunk, last_chunk: st.group.lastChunk, since: st.group.since } : null,
   };
 }
 
@@ -153,6 +254,13 @@ export function slackMessage(a: AlertFacts, link: string): { text: string; block
   ];
   if (a.step) fields.push(field('Failed step', a.step));
   if (a.chunk) fields.push(field('Slow chunk', `${a.chunk.index}: ${formatDuration(a.chunk.elapsedMs)} (chunk SLA ${a.chunk.sla})`));
+  if (a.projection) {
+    const p = a.projection;
+    fields.push(field('ETA (estimate)', `${isoSeconds(p.eta)}, ${formatDuration(p.lateByMs)} late`));
+    fields.push(field(p.limit === 'deadline' ? 'Deadline' : 'SLA', `${p.limitText} (${isoSeconds(p.deadline)})`));
+    fields.push(field('Rows', `${count(p.rowsDone)} of ${count(p.rowsPlanned)} at ${formatRate(p.rowsPerSec)}`));
+  }
+  if (a.stall) fields.push(field('Stuck', stuckChunks(a.stall)));
   if (a.model) fields.push(field('Model', a.model));
   if (a.drift) fields.push(field('Drifted columns', a.drift.columns.map((c) => `${c.column}: ${driftScore(c)}`).join('\n')));
   const blocks: SlackBlock[] = [
@@ -187,8 +295,8 @@ export interface PagerDutyEvent {
 }
 
 /**
- * Events API v2: `failed`/`slow` trigger (one incident per pipeline and logical date, deduplicated by
- * key), `recovered` resolves it. A test alert is a trigger followed by a resolve of its own test key.
+ * Events API v2: `failed`/`slow`/`late`/`stalled` trigger (one incident per pipeline and logical date,
+ * deduplicated by key), `recovered` resolves it. A test alert is a trigger followed by a resolve of its own test key.
  */
 export function pagerdutyEvents(a: AlertFacts, routingKey: string, link: string): PagerDutyEvent[] {
   const dedupKey = alertKey(a);
@@ -214,6 +322,8 @@ export function pagerdutyEvents(a: AlertFacts, routingKey: string, link: string)
         duration: durationVsSla(a),
         duration_ms: a.durationMs,
         chunk: a.chunk ?? null,
+        projection: a.projection ? projectionJson(a.projection) : null,
+        stall: a.stall ? stallJson(a.stall) : null,
         drift: a.drift ?? null,
         model: a.model ?? null,
         run_id: a.runId,

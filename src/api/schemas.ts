@@ -59,7 +59,19 @@ export const RunSummary = z
 
 export const RunDetails = RunSummary.extend({
   phase: z.string().nullable().describe('planning, scoring, committing, succeeded, failed, cancelled (the `progress` query)'),
-  progress: z.object({ chunks_done: z.number(), chunks_total: z.number(), rows_done: z.number(), rows_planned: z.number(), rows_out: z.number() }).nullable(),
+  progress: z
+    .object({
+      chunks_done: z.number(),
+      chunks_total: z.number(),
+      rows_done: z.number().describe('input rows of the finished chunks, counted from their stats'),
+      rows_planned: z.number(),
+      rows_out: z.number(),
+      estimate: z
+        .object({ finish_at: z.string(), rows_per_s: z.number(), as_of: z.string() })
+        .nullable()
+        .describe('an estimate, not a measurement: when scoring ends at the throughput since the first chunk finished, as of the last chunk stats; null until two updates measured a rate, and once scoring is over'),
+    })
+    .nullable(),
   counts: z.object({ rows_in: z.number(), rows_out: z.number(), rows_rejected: z.number(), rows_imputed: z.number(), chunks: z.number() }).nullable(),
   model: z.object({ name: z.string(), version: z.string(), sha256: z.string(), ref: z.string() }).nullable(),
   output: z.string().nullable(),

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { loadPipelineFile, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
+import { assertLogicalDate, loadPipelineFile, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
 import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
 import { resolvePipeline, type RunContext } from '../run/context';
@@ -178,12 +178,35 @@ forces one), each activity's lines with run_id, workflow_id and chunk. docs/obse
     .description('Run a pipeline for one logical date through Temporal; shows progress, exits 0 on success, 1 if the run failed.')
     .argument('<pipeline>', 'pipeline YAML file, or a pipeline name in the pipelines directory')
     .option('--date <YYYY-MM-DD>', 'logical date (default: today, UTC)')
+    .option('--dates <FROM..TO>', 'a range of logical dates (inclusive), one run after another; unchanged dates are skipped (see --force)')
+    .option('--skip-unchanged', 'score only dates whose input fingerprint or model sha256 changed since their last succeeded run (default with --dates)')
+    .option('--no-skip-unchanged', 'score every date of --dates')
+    .option('--force', 'score every date even when unchanged (the plan still says which are)')
+    .option('--dry-run', 'print the plan (changed / unchanged / new per date, and why) and start nothing')
     .option('--set <key=value>', 'override a pipeline field, e.g. --set chunk_rows=1000 (repeatable)', collect, [])
     .option('--json', 'print one JSON summary object as the last line')
     .option('--no-wait', 'start the run, print its ids and return')
+    .addHelpText(
+      'after',
+      `
+With --dates (or --skip-unchanged / --dry-run), the plan is printed first: each date is "unchanged" when its
+last succeeded run read the same input (input fingerprint) with the same model (sha256) as a run now would,
+and is then skipped. Planning reads the source's metadata and the audit table from this machine, like validate.
+
+  $ scoreline run churn --dates 2026-11-01..2026-11-03
+  plan for churn (skipping unchanged dates):
+    2026-11-01  unchanged  skip   same input and model as run 0193…
+    2026-11-02  changed    score  input fingerprint differs
+    2026-11-03  new        score  no succeeded run yet
+  scoring 2 dates, skipping 1 unchanged`,
+    )
     .action(async (pipeline: string, opts) => {
       const overrides = parseOverrideFlags(opts.set);
       const { config, raw } = loadPipelineArg(pipeline, overrides);
+      if (opts.dates || opts.skipUnchanged === true || opts.dryRun || opts.force) {
+        process.exitCode = await runDates(config, raw, overrides, opts);
+        return;
+      }
       const date = opts.date ?? new Date().toISOString().slice(0, 10);
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
@@ -223,7 +246,10 @@ forces one), each activity's lines with run_id, workflow_id and chunk. docs/obse
           pipeline: p?.pipeline ?? null,
           logical_date: p?.logicalDate ?? null,
           chunks: p ? `${p.chunksDone}/${p.chunksTotal}` : null,
+          // Done is counted from finished chunks' stats; the ETA is an estimate and labelled so.
           rows: p ? `${p.rowsDone}/${p.rowsPlanned}` : null,
+          eta_estimate: p?.phase === 'scoring' && p.estimate ? new Date(p.estimate.finishAtMs).toISOString() : null,
+          rows_per_s_estimate: p?.phase === 'scoring' && p.estimate ? p.estimate.rowsPerSec : null,
           rows_out: p?.rowsOut ?? null,
           model: p?.model ? `${p.model.name}:${p.model.version}` : null,
           started: desc.startTime.toISOString(),
@@ -363,10 +389,67 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
       else process.stdout.write(`${formatTable(rows)}\n`);
     });
 
-  registerScheduleCommands(program, loadPipelineArg);
+  registerScheduleCommands(program, loadPipelineArg, localContext);
   registerApiCommands(program, loadPipelineArg);
 
   return program;
+}
+
+/**
+ * `scoreline run --dates FROM..TO` (or one --date with --skip-unchanged / --dry-run / --force): plan each
+ * date (src/run/backfill.ts), print the plan, then run the dates to score one after another.
+ */
+async function runDates(
+  config: PipelineConfig,
+  raw: unknown,
+  overrides: Record<string, string>,
+  opts: { date?: string; dates?: string; skipUnchanged?: boolean; force?: boolean; dryRun?: boolean; json?: boolean; wait: boolean },
+): Promise<number> {
+  const backfill = await import('../run/backfill.js');
+  if (opts.dates && opts.date) throw new ConfigError('--date and --dates: give one of them');
+  const range = opts.dates ? backfill.parseDateRange(opts.dates) : undefined;
+  const single = opts.date ?? new Date().toISOString().slice(0, 10);
+  const from = assertLogicalDate(range?.from ?? single, '--dates');
+  const to = assertLogicalDate(range?.to ?? single, '--dates');
+  if (to < from) throw new ConfigError(`--dates ${from}..${to}: the first date is after the last`);
+  const dates = backfill.datesBetween(from, to);
+  if (dates.length > 366) throw new ConfigError(`--dates ${from}..${to} spans ${dates.length} days; at most 366 at a time`);
+  const ctx = await localContext();
+  let plan: Awaited<ReturnType<typeof backfill.planBackfill>>;
+  try {
+    plan = await backfill.planBackfill(ctx, { config, raw: raw ?? config, dates, overrides, skipUnchanged: opts.skipUnchanged ?? true, force: opts.force });
+  } finally {
+    await ctx.sessions.close();
+    await ctx.connectors.close?.();
+  }
+  if (!opts.json) process.stdout.write(`${backfill.backfillPlanLines(plan, { dryRun: opts.dryRun, force: opts.force }).join('\n')}\n`);
+  if (opts.dryRun || plan.to_run.length === 0) {
+    if (opts.json) printJson({ plan, runs: [] });
+    return EXIT.ok;
+  }
+  const client = await ScorelineClient.connect(clientConfigFromEnv());
+  const results: Record<string, unknown>[] = [];
+  let failed = false;
+  try {
+    for (const date of plan.to_run) {
+      const handle = await client.startRun({ config, raw: raw ?? config, date, overrides, trigger: 'cli' as Trigger });
+      if (!opts.wait) {
+        results.push({ logical_date: date, workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running' });
+        if (!opts.json) process.stdout.write(`started ${handle.workflowId} (run id ${handle.firstExecutionRunId})\n`);
+        continue;
+      }
+      const reporter = new ProgressReporter(process.stderr, !opts.json);
+      const result = await client.wait(handle, (p) => reporter.update(p));
+      reporter.done();
+      results.push(resultJson(result));
+      if (!opts.json) process.stdout.write(`${summaryLinesFor(result, process.env.SCORELINE_UI_URL).join('\n')}\n`);
+      if (result.status !== 'succeeded') failed = true;
+    }
+  } finally {
+    await client.close();
+  }
+  if (opts.json) printJson({ plan, runs: results });
+  return failed ? EXIT.runFailed : EXIT.ok;
 }
 
 /** One line of `runs list`: what a person scans for (the JSON form is GET /v1/runs's object). */

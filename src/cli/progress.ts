@@ -22,8 +22,9 @@ export function progressLine(p: RunProgress, nowMs: number, width = 24): string 
   const filled = Math.round(Math.min(1, fraction) * width);
   const elapsed = Math.max(1, nowMs - p.startedAtMs);
   const rate = (p.rowsDone / elapsed) * 1000;
-  const remaining = p.rowsPlanned - p.rowsDone;
-  const eta = rate > 0 && remaining > 0 ? ` ETA ${formatDuration((remaining / rate) * 1000)}` : '';
+  // The workflow's estimate (throughput since the first chunk finished; src/alerts/eta.ts), said to be one.
+  const left = p.phase === 'scoring' && p.estimate ? p.estimate.finishAtMs - nowMs : undefined;
+  const eta = left !== undefined ? ` ETA ~${formatDuration(Math.max(0, left))} (estimate)` : '';
   const phase = p.phase === 'scoring' ? '' : ` ${p.phase}`;
   return (
     `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${p.chunksDone}/${p.chunksTotal} chunks ` +

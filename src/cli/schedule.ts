@@ -18,6 +18,10 @@ import {
   type ScheduleInfo,
 } from '../schedules';
 import { OVERLAP_POLICIES, type OverlapPolicy } from '../schedules/config';
+import { scheduledRunInput } from '../schedules';
+import { ConfigError } from '../errors';
+import type { BackfillPlan } from '../run/backfill';
+import { resolvePipeline, type RunContext } from '../run/context';
 import { printJson } from './run-output';
 import { formatTable } from './table';
 
@@ -74,7 +78,7 @@ export function describeLines(s: ScheduleInfo): string[] {
   return lines;
 }
 
-export function registerScheduleCommands(program: Command, loadPipeline: LoadPipeline): void {
+export function registerScheduleCommands(program: Command, loadPipeline: LoadPipeline, localContext?: () => Promise<RunContext>): void {
   const schedule = program
     .command('schedule')
     .description("Temporal Schedules that run a pipeline on its file's schedule: section (cron, timezone, overlap, catch-up).")
@@ -193,19 +197,66 @@ A date that is already running is never started twice: the action then ends as "
     .requiredOption('--from <YYYY-MM-DD>', 'first date')
     .requiredOption('--to <YYYY-MM-DD>', 'last date (inclusive)')
     .addOption(new Option('--overlap <policy>', 'buffer_all: one date after another; allow_all: all at once').choices([...OVERLAP_POLICIES]).default('buffer_all'))
+    .option('--skip-unchanged', 'run only dates whose input fingerprint or model sha256 changed since their last succeeded run (the default)')
+    .option('--no-skip-unchanged', 'run every date of the range')
+    .option('--force', 'run every date even when unchanged (the plan still says which are)')
+    .option('--dry-run', 'print the plan (changed / unchanged / new per date, and why) and start nothing')
     .option('--json', 'print one JSON object')
     .addHelpText(
       'after',
       `
 Each date runs once, at the first time the cron has on that date; dates the cron never hits (e.g. the
-weekend of a weekday cron) are listed and skipped. A date already running is not started twice. A date
-that ran before is run again and its partition replaced (sink mode replace-partition).`,
+weekend of a weekday cron) are listed and skipped. A date already running is not started twice.
+
+The plan is printed first. A date is "unchanged" when its last succeeded run read the same input (input
+fingerprint) with the same model (sha256) as a run now would: it is skipped unless --force (or
+--no-skip-unchanged). A changed or new date is run again and its partition replaced (sink mode
+replace-partition). Planning uses the pipeline the schedule embeds, and reads the source's metadata and
+the audit table from this machine, like validate.
+
+  $ scoreline schedule backfill churn --from 2026-11-01 --to 2026-11-03
+  plan for churn (skipping unchanged dates):
+    2026-11-01  unchanged  skip   same input and model as run 0193…
+    2026-11-02  changed    score  input fingerprint differs
+    2026-11-03  unchanged  skip   same input and model as run 0193…
+  scoring 1 date, skipping 2 unchanged`,
     )
     .action(async (name: string, opts) => {
-      const r = await withClient((sc) => backfillSchedule(sc, name, opts.from, opts.to, { overlap: opts.overlap as OverlapPolicy }));
-      if (opts.json) printJson(r);
+      const skip = (opts.skipUnchanged ?? true) && !opts.force;
+      const overlap = opts.overlap as OverlapPolicy;
+      const out = await withClient(async (sc) => {
+        // Which dates have a scheduled time (and the range checks), before planning them.
+        const all = await backfillSchedule(sc, name, opts.from, opts.to, { overlap, dryRun: true });
+        let plan: BackfillPlan | undefined;
+        if (skip || opts.dryRun || opts.force) {
+          if (!localContext) throw new ConfigError('internal: schedule backfill cannot plan without a local context');
+          // Loaded here: planning pulls in the run's planner, which the other commands need not load.
+          const { planBackfill } = await import('../run/backfill.js');
+          const input = await scheduledRunInput(sc, name);
+          const ctx = await localContext();
+          try {
+            const config = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
+            plan = await planBackfill(ctx, { config, raw: input.config, dates: all.runs.map((x) => x.logical_date), overrides: input.overrides, skipUnchanged: skip, force: opts.force });
+          } finally {
+            await ctx.sessions.close();
+            await ctx.connectors.close?.();
+          }
+        }
+        const only = plan?.to_run;
+        if (opts.dryRun || (only && only.length === 0)) return { plan, backfill: { ...all, runs: all.runs.filter((x) => !only || only.includes(x.logical_date)) }, started: false };
+        return { plan, backfill: await backfillSchedule(sc, name, opts.from, opts.to, { overlap, only }), started: true };
+      });
+      const r = out.backfill;
+      if (opts.json) printJson({ ...r, ...(out.plan && { plan: out.plan }), dry_run: Boolean(opts.dryRun) });
       else {
-        const lines = [`backfill ${r.schedule_id} ${r.from} … ${r.to} (${r.overlap}): ${r.runs.length} run${r.runs.length === 1 ? '' : 's'}`];
+        const { backfillPlanLines } = await import('../run/backfill.js');
+        const lines = out.plan ? backfillPlanLines(out.plan, { dryRun: opts.dryRun, force: opts.force }) : [];
+        if (!out.started) {
+          if (r.dates_without_runs.length) lines.push(`no scheduled time on: ${r.dates_without_runs.join(', ')}`);
+          process.stdout.write(`${lines.join('\n')}\n`);
+          return;
+        }
+        lines.push(`backfill ${r.schedule_id} ${r.from} … ${r.to} (${r.overlap}): ${r.runs.length} run${r.runs.length === 1 ? '' : 's'}`);
         if (r.runs.length) lines.push(formatTable(r.runs.map((x) => ({ logical_date: x.logical_date, scheduled_at: x.scheduled_at, run: x.run_workflow_id }))));
         if (r.dates_without_runs.length) lines.push(`no scheduled time on: ${r.dates_without_runs.join(', ')}`);
         lines.push(`follow with: scoreline schedule describe ${name}   or   scoreline runs list --pipeline ${r.schedule_id.slice('scoreline/'.length)}`);

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseDocument, parse as parseYamlScalar } from 'yaml';
 import { z } from 'zod';
 import { alertsSchema } from '../alerts/config';
+import { DURATION_HINT, parseDuration } from '../alerts/duration';
 import { ConfigError } from '../errors';
 import { scheduleSchema } from '../schedules/config';
 
@@ -143,11 +144,35 @@ export const pipelineSchema = z.strictObject({
   /** Rows per chunk (one activity each), or `auto`: ~32 MiB of float32 features per chunk (see chunkRowsFor). */
   chunk_rows: z.union([z.literal('auto'), z.number().int().min(1).max(10_000_000)], { error: 'expected a row count (1 to 10,000,000) or "auto"' }).default('auto'),
   parallelism: z.number().int().min(1).max(256).default(4),
+  /**
+   * How long one attempt at a chunk may take (the chunk activity's start-to-close timeout; default 30m).
+   * An attempt that runs out is retried like any failed chunk attempt (4 attempts in all); the last one
+   * fails the run, naming the chunk.
+   */
+  chunk_timeout: z
+    .string()
+    .refine((s) => parseDuration(s) !== undefined, { error: (iss) => `expected ${DURATION_HINT}, got ${JSON.stringify(iss.input)}` })
+    .optional(),
+  /**
+   * How long a step of a run (plan, chunk, commit, finish) may go without a heartbeat before Temporal
+   * gives that attempt up and retries it, on any worker (default 2m). Every step heartbeats on its own
+   * every third of this while it runs, so this is how soon the work of a killed worker moves on
+   * (docs/reliability.md).
+   */
+  heartbeat_timeout: z
+    .string()
+    .refine((s) => (parseDuration(s) ?? 0) >= 1000, { error: (iss) => `expected ${DURATION_HINT} of at least 1s, got ${JSON.stringify(iss.input)}` })
+    .optional(),
   features: featurePolicy.default({ nulls: 'error', impute_values: {}, cast: 'strict' }),
   /** Who hears about failed, slow and recovered runs, and how (docs/alerts.md); none by default. */
   alerts: alertsSchema.optional(),
   /** When Temporal Schedules run the pipeline (docs/schedules.md); applied with `scoreline schedule apply`. */
   schedule: scheduleSchema.optional(),
+  /**
+   * Late-arriving data: each scheduled run also re-checks the previous N days (`3d`) and rescores those
+   * whose input fingerprint or model sha256 changed since their last succeeded run (docs/schedules.md).
+   */
+  rescore_window: z.string().regex(/^([1-9]|[12]\d|3[01])d$/, 'expected a number of days from 1d to 31d, e.g. 3d').optional(),
   /** Profile every run's features and predictions into `scoreline_run_profiles` (docs/drift.md). */
   profile: z.boolean().default(true),
   /** What counts as drift, against which reference (docs/drift.md); a `drift` alert needs `alerts.on: [drift]`. */

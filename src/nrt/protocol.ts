@@ -92,6 +92,7 @@ export function nrtAuditRow(
     shadow_model_sha256: null,
     shadow_output: null,
     shadow_agreement: null,
+    input_fingerprint: null,
   };
 }
 

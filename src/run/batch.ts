@@ -89,6 +89,13 @@ export interface PlanArgs {
    * whole input, so it need not hold up the first chunk); the commit waits for it. `validate` checks now.
    */
   deferKeyCheck?: boolean;
+  /**
+   * Only what a backfill needs to tell changed from unchanged (src/run/backfill.ts): the pinned model
+   * (alias resolved to its sha256) and the source's plan with its fingerprint; the model is not loaded
+   * into a session, and no key check runs. Still no side effects beyond the source's plan (a warehouse
+   * snapshot, which the caller drops with `cleanup`).
+   */
+  fingerprintOnly?: boolean;
 }
 
 /**
@@ -103,11 +110,11 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   const store = modelStoreFor(ctx, config);
   const model = await store.resolve(config.model);
   hooks.heartbeat({ step: 'model', model: model.pin });
-  await ctx.sessions.get(model); // loads the session and checks the manifest against the model
+  if (!args.fingerprintOnly) await ctx.sessions.get(model); // loads the session and checks the manifest against the model
   checkOutputColumns(config, model.manifest.outputs.map((o) => o.column), `pipeline ${config.name} with model ${model.pin.name}:${model.pin.version}`);
   // The challenger is pinned at plan time like the model; a promotion mid-run changes neither.
   const shadow = config.shadow ? await store.resolve(config.shadow) : undefined;
-  if (shadow) {
+  if (shadow && !args.fingerprintOnly) {
     await ctx.sessions.get(shadow);
     checkOutputColumns(config, shadow.manifest.outputs.map((o) => o.column), `pipeline ${config.name} with shadow model ${shadow.pin.name}:${shadow.pin.version}`);
   }
@@ -130,7 +137,7 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   checkRunSize(config, sourcePlan.chunks, sourcePlan.rows, sourcePlan.inputs.length, chunkRows);
   // Last: the only step that scans the input (its key columns), after every cheaper check passed.
   const checkKeys = sourcePlan.rows > 0 && config.source.key_check !== 'allow';
-  if (checkKeys && !args.deferKeyCheck) {
+  if (checkKeys && !args.deferKeyCheck && !args.fingerprintOnly) {
     hooks.heartbeat({ step: 'keys' });
     const problem = keyProblem(config, logicalDate, await source.checkKeys(planRequest, sourcePlan));
     if (problem) throw problem;
@@ -149,6 +156,7 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     chunks: sourcePlan.chunks,
     rowsPlanned: sourcePlan.rows,
     inputs: sourcePlan.inputs,
+    ...(sourcePlan.fingerprint && { fingerprint: sourcePlan.fingerprint }),
     startedAt,
   };
 }
@@ -227,7 +235,13 @@ export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks 
   await ctx.connectors
     .audit(plan.config)
     .recordRun(
-      runAuditRow(plan.run, plan.model, 'running', { startedAt: plan.startedAt, rowsIn: plan.rowsPlanned, chunks: plan.chunks.length, shadow: plan.shadow && { model: plan.shadow } }),
+      runAuditRow(plan.run, plan.model, 'running', {
+        startedAt: plan.startedAt,
+        rowsIn: plan.rowsPlanned,
+        chunks: plan.chunks.length,
+        shadow: plan.shadow && { model: plan.shadow },
+        inputFingerprint: plan.fingerprint,
+      }),
     );
   return plan;
 }
@@ -488,6 +502,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       error: args.error,
       alerts: args.alerts,
       shadow: result.shadow,
+      inputFingerprint: plan?.fingerprint,
     }),
   );
   // Best effort, after the audit row: a snapshot that cannot be dropped must not turn a committed run
@@ -521,6 +536,7 @@ export function runAuditRow(
     error?: string;
     alerts?: AlertRecord[];
     shadow?: { model: PinnedModel; output?: string; agreement?: AgreementSummary };
+    inputFingerprint?: string;
   },
 ): RunAudit {
   return {
@@ -548,6 +564,7 @@ export function runAuditRow(
     shadow_model_sha256: f.shadow?.model.sha256 ?? null,
     shadow_output: f.shadow?.output ?? null,
     shadow_agreement: f.shadow?.agreement ? JSON.stringify(f.shadow.agreement) : null,
+    input_fingerprint: f.inputFingerprint ?? null,
   };
 }
 

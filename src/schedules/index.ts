@@ -15,6 +15,7 @@ import { OVERLAP_POLICIES, type OverlapPolicy } from './config';
 import { addDays, logicalDateIn, startOfDateIn } from './logical-date';
 import { currentFields, desiredSchedule, diffFields, formatMs, fromTemporalOverlap, toTemporalOverlap, type FieldChange } from './spec';
 import { scheduleIdFor, type ScheduledRunMemo } from './types';
+import type { RunInput } from '../types';
 
 export { scheduleIdFor } from './types';
 export type { FieldChange } from './spec';
@@ -265,7 +266,19 @@ export const MAX_BACKFILL_DAYS = 366;
  * run, so it reads and replaces exactly that partition. `buffer_all` (default) runs the dates one after
  * another; `allow_all` starts them together. A date already running is skipped, not started twice.
  */
-export async function backfillSchedule(sc: ScorelineClient, name: string, from: string, to: string, opts: { overlap?: OverlapPolicy } = {}): Promise<BackfillResult> {
+export async function backfillSchedule(
+  sc: ScorelineClient,
+  name: string,
+  from: string,
+  to: string,
+  opts: {
+    overlap?: OverlapPolicy;
+    /** Only these dates of the range (e.g. the changed ones of a fingerprint-aware backfill); default all. */
+    only?: string[];
+    /** Work out the runs, start none. */
+    dryRun?: boolean;
+  } = {},
+): Promise<BackfillResult> {
   const pipeline = pipelineOfSchedule(name);
   assertLogicalDate(from, '--from');
   assertLogicalDate(to, '--to');
@@ -291,6 +304,10 @@ export async function backfillSchedule(sc: ScorelineClient, name: string, from: 
     const date = logicalDateIn(t, timezone);
     if (date >= from && date <= to && !firstPerDate.has(date)) firstPerDate.set(date, t);
   }
+  const dates: string[] = [];
+  for (let d = from; d <= to; d = addDays(d, 1)) dates.push(d);
+  const withoutRuns = dates.filter((d) => !firstPerDate.has(d));
+  if (opts.only) for (const d of [...firstPerDate.keys()]) if (!opts.only.includes(d)) firstPerDate.delete(d);
   const jitterMs = desc.spec.jitter ?? 0;
   const periods = [...firstPerDate.values()].map((t) => {
     // The server matches a backfill period against jittered times; stop before the date's next time.
@@ -298,17 +315,28 @@ export async function backfillSchedule(sc: ScorelineClient, name: string, from: 
     const end = Math.min(t.getTime() + jitterMs, next ? next.getTime() - 1_000 : Infinity);
     return { start: t, end: new Date(Math.max(end, t.getTime())), overlap: toTemporalOverlap(overlap) };
   });
-  if (periods.length > 0) await withSchedule(sc, pipeline, (h) => h.backfill(periods));
-  const dates: string[] = [];
-  for (let d = from; d <= to; d = addDays(d, 1)) dates.push(d);
+  if (periods.length > 0 && !opts.dryRun) await withSchedule(sc, pipeline, (h) => h.backfill(periods));
   return {
     schedule_id: scheduleId,
     from,
     to,
     overlap,
     runs: [...firstPerDate].map(([date, t]) => ({ logical_date: date, scheduled_at: t.toISOString(), run_workflow_id: batchWorkflowId(pipeline, date) })),
-    dates_without_runs: dates.filter((d) => !firstPerDate.has(d)),
+    dates_without_runs: withoutRuns,
   };
+}
+
+/**
+ * The run input a schedule's action embeds (the pipeline as applied, its timezone): what a backfill
+ * of it would run, so a fingerprint-aware backfill plans with exactly that config.
+ */
+export async function scheduledRunInput(sc: ScorelineClient, name: string): Promise<RunInput> {
+  const pipeline = pipelineOfSchedule(name);
+  const desc = await describeRequired(sc, pipeline);
+  const action = desc.action as { type: string; args?: unknown[] };
+  const input = action.type === 'startWorkflow' ? (action.args?.[0] as RunInput | undefined) : undefined;
+  if (!input || typeof input !== 'object' || !input.config) throw new ConfigError(`schedule ${scheduleIdFor(pipeline)} does not embed a pipeline; apply it again with: scoreline schedule apply <pipeline file>`);
+  return input;
 }
 
 /** Delete the schedule. Runs it already started go on; their batch runs and outputs are untouched. */

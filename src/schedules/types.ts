@@ -26,9 +26,20 @@ export interface ScheduledRunMemo {
   run_workflow_id?: string;
   outcome?: 'started' | 'skipped';
   reason?: string;
+  /** `rescore_window`: each re-checked day and its outcome, e.g. `2026-11-01: succeeded, 2026-11-02: unchanged`. */
+  rescored?: string;
 }
 
 /** Result of a scheduled-run workflow: the batch run's result, or why no run was started for the date. */
 export type ScheduledRunResult =
-  | { outcome: 'ran'; logicalDate: string; workflowId: string; result: RunResult }
+  | { outcome: 'ran'; logicalDate: string; workflowId: string; result: RunResult; rescored?: RescoredDate[] }
   | { outcome: 'skipped'; logicalDate: string; workflowId: string; reason: string };
+
+/** One day of a `rescore_window` re-check: skipped as unchanged, rescored (and how it ended), or not run. */
+export interface RescoredDate {
+  logicalDate: string;
+  /** unchanged: nothing to do · succeeded / failed: the rescore's outcome · skipped: that date was already running · error: the re-check itself failed. */
+  outcome: 'unchanged' | 'succeeded' | 'failed' | 'skipped' | 'error';
+  reason: string;
+  workflowId?: string;
+}

@@ -153,6 +153,8 @@ describe('alerts', () => {
       sla_ms: null,
       chunk: null,
       recovered_from: null,
+      projection: null,
+      stall: null,
       drift: null,
       model: 'churn-gbt:1',
       occurred_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),

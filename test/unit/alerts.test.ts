@@ -6,6 +6,8 @@ import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { buildRequests, redact } from '../../src/alerts/channels';
 import { parseDuration } from '../../src/alerts/duration';
+import { deadlineAfter, parseDeadline } from '../../src/alerts/deadline';
+import { estimateFinish, ThroughputMeter } from '../../src/alerts/eta';
 import { alertKey, channelsFor, type AlertFacts } from '../../src/alerts/events';
 import { headline, pagerdutyEvents, runLink, signBody, slackEscape, slackMessage, webhookBody } from '../../src/alerts/payloads';
 import { parsePipeline } from '../../src/config/pipeline';
@@ -70,7 +72,7 @@ describe('alerts: config', () => {
     const parse = (alerts: unknown) => () => parsePipeline({ ...base, alerts }, 'p.yaml');
     expect(parse({ sla: '30', channels: [{ kind: 'slack' }] })).toThrow('p.yaml: alerts.sla: expected a duration such as 30m, 1h30m, 90s or 500ms, got "30"');
     expect(parse({ on: ['slow'], channels: [{ kind: 'slack' }] })).toThrow('p.yaml: alerts.sla: required when "on" includes slow');
-    expect(parse({ on: ['exploded'], channels: [{ kind: 'slack' }] })).toThrow('p.yaml: alerts.on.0: expected one of "failed", "slow", "recovered", "drift", got "exploded"');
+    expect(parse({ on: ['exploded'], channels: [{ kind: 'slack' }] })).toThrow('p.yaml: alerts.on.0: expected one of "failed", "slow", "recovered", "drift", "late", "stalled", got "exploded"');
     expect(parse({ channels: [] })).toThrow('p.yaml: alerts.channels:');
     expect(parse({ channels: [{ kind: 'slack', url: 'https://hooks.slack.com/x' }] })).toThrow('p.yaml: alerts.channels.0: unknown field "url"');
     expect(parse({ channels: [{ kind: 'slack', url_env: 'https://hooks.slack.com/services/T/B/X' }] })).toThrow(
@@ -94,6 +96,66 @@ describe('alerts: config', () => {
     expect(channelsFor(c, 'failed').map((x) => x.name)).toEqual(['slack', 'pagerduty']);
     expect(channelsFor({ ...c, on: ['failed'] }, 'recovered')).toEqual([]);
     expect(channelsFor(null, 'failed')).toEqual([]);
+  });
+});
+
+describe('alerts: late and stalled config', () => {
+  it('deadline, stall_after and chunk_timeout: defaults subscribe late and stalled only when configured', () => {
+    const c = parsePipeline({ ...base, chunk_timeout: '20m', alerts: { deadline: '06:00 Europe/Berlin', stall_after: '10m', channels: [{ kind: 'slack' }] } }, 'p.yaml');
+    expect(c.alerts?.on).toEqual(['failed', 'late', 'stalled', 'recovered']);
+    expect(c.chunk_timeout).toBe('20m');
+    expect(parsePipeline({ ...base, alerts: { sla: '30m', deadline: '06:00', channels: [{ kind: 'slack' }] } }, 'p.yaml').alerts?.on).toEqual(['failed', 'slow', 'late', 'recovered']);
+    // sla alone keeps its old default (no late unless listed), and no chunk_timeout keeps the default timeout
+    expect(parsePipeline({ ...base, alerts: { sla: '30m', channels: [{ kind: 'slack' }] } }, 'p.yaml').alerts?.on).toEqual(['failed', 'slow', 'recovered']);
+    expect(parsePipeline(base, 'p.yaml').chunk_timeout).toBeUndefined();
+    expect(parsePipeline({ ...base, alerts: { sla: '30m', on: ['late'], channels: [{ kind: 'slack' }] } }, 'p.yaml').alerts?.on).toEqual(['late']);
+  });
+
+  it('errors name the field', () => {
+    const parse = (alerts: unknown, over = {}) => () => parsePipeline({ ...base, ...over, alerts }, 'p.yaml');
+    const ch = [{ kind: 'slack' }];
+    expect(parse({ deadline: '6am', channels: ch })).toThrow('p.yaml: alerts.deadline: expected a time of day HH:MM and an IANA zone, such as "06:00 Europe/Berlin" (no zone: UTC), got "6am"');
+    expect(parse({ deadline: '25:00 UTC', channels: ch })).toThrow('p.yaml: alerts.deadline: expected a time of day');
+    expect(parse({ deadline: '06:00 Europe/Berlim', channels: ch })).toThrow('p.yaml: alerts.deadline: unknown time zone "Europe/Berlim"');
+    expect(parse({ deadline: '06:00 europe/berlin', channels: ch })).toThrow('(did you mean Europe/Berlin?)');
+    expect(parse({ stall_after: '10', channels: ch })).toThrow('p.yaml: alerts.stall_after: expected a duration such as 30m');
+    expect(parse({ on: ['late'], channels: ch })).toThrow('p.yaml: alerts.deadline: required when "on" includes late');
+    expect(parse({ on: ['stalled'], channels: ch })).toThrow('p.yaml: alerts.stall_after: required when "on" includes stalled');
+    expect(parse(undefined, { chunk_timeout: '20' })).toThrow('p.yaml: chunk_timeout: expected a duration such as 30m, 1h30m, 90s or 500ms, got "20"');
+  });
+});
+
+describe('deadline: the next time of day in a zone at or after the run started', () => {
+  const at = (iso: string) => Date.parse(iso);
+  const next = (text: string, startIso: string) => new Date(deadlineAfter(parseDeadline(text)!, at(startIso))).toISOString();
+
+  it('same day when the time is still ahead, the next day when it has passed', () => {
+    // Berlin is UTC+1 in November: 06:00 there is 05:00Z.
+    expect(next('06:00 Europe/Berlin', '2026-11-01T23:30:00Z')).toBe('2026-11-02T05:00:00.000Z'); // 00:30 Berlin on 11-02
+    expect(next('06:00 Europe/Berlin', '2026-11-02T05:00:00Z')).toBe('2026-11-02T05:00:00.000Z'); // at the deadline: that one
+    expect(next('06:00 Europe/Berlin', '2026-11-02T05:00:01Z')).toBe('2026-11-03T05:00:00.000Z');
+    expect(next('06:00', '2026-11-02T05:00:00Z')).toBe('2026-11-02T06:00:00.000Z'); // no zone: UTC
+    expect(next('23:15 America/New_York', '2026-07-01T12:00:00Z')).toBe('2026-07-02T03:15:00.000Z'); // EDT, UTC−4
+  });
+
+  it('across DST changes: the wall clock of the zone, not a fixed offset', () => {
+    // Europe/Berlin goes to summer time on 2026-03-29 (02:00 → 03:00): 06:00 is 04:00Z from that day on.
+    expect(next('06:00 Europe/Berlin', '2026-03-28T12:00:00Z')).toBe('2026-03-29T04:00:00.000Z');
+    expect(next('06:00 Europe/Berlin', '2026-03-27T12:00:00Z')).toBe('2026-03-28T05:00:00.000Z');
+    // 02:30 does not exist that night: the end of the gap.
+    expect(next('02:30 Europe/Berlin', '2026-03-28T12:00:00Z')).toBe('2026-03-29T01:00:00.000Z');
+  });
+});
+
+describe('eta: throughput since the first rows were done', () => {
+  it('needs two observations; projects the rows left at the rate between them', () => {
+    const meter = new ThroughputMeter();
+    expect(meter.observe(1_000, 0, 10_000)).toBeUndefined(); // nothing done yet
+    expect(meter.observe(5_000, 1_000, 10_000)).toBeUndefined(); // the first chunk's latency is not throughput
+    // 1,000 more rows in 2 s: 500 rows/s, 8,000 rows left → 16 s from now
+    expect(meter.observe(7_000, 2_000, 10_000)).toEqual({ finishAtMs: 23_000, rowsPerSec: 500, asOfMs: 7_000 });
+    expect(estimateFinish({ atMs: 0, rows: 10 }, 0, 20, 100)).toBeUndefined();
+    expect(estimateFinish({ atMs: 0, rows: 10 }, 1_000, 100, 100)).toEqual({ finishAtMs: 1_000, rowsPerSec: 90, asOfMs: 1_000 });
   });
 });
 
@@ -135,12 +197,90 @@ describe('payloads', () => {
       sla_ms: 1_800_000,
       chunk: null,
       recovered_from: null,
+      projection: null,
+      stall: null,
       drift: null,
       model: 'churn-gbt:1',
       occurred_at: '2026-11-02T02:02:05.000Z',
       run_url: LINK,
       key: 'scoreline/churn-daily/2026-11-01',
     });
+  });
+
+  const late: AlertFacts = {
+    ...failed,
+    event: 'late',
+    status: 'running',
+    step: undefined,
+    error: undefined,
+    durationMs: 600_000,
+    projection: {
+      eta: '2026-11-02T05:40:00.000Z',
+      deadline: '2026-11-02T05:00:00.000Z',
+      limit: 'deadline',
+      limitText: '06:00 Europe/Berlin',
+      lateByMs: 2_400_000,
+      rowsDone: 1_200_000,
+      rowsPlanned: 5_000_000,
+      rowsPerSec: 1_500,
+      chunksDone: 12,
+      chunksTotal: 50,
+    },
+  };
+  const stalled: AlertFacts = {
+    ...failed,
+    event: 'stalled',
+    status: 'running',
+    step: undefined,
+    error: undefined,
+    stall: {
+      after: '10m',
+      idleMs: 612_000,
+      lastChunkAt: '2026-11-02T02:00:00.000Z',
+      chunksDone: 19,
+      chunksTotal: 40,
+      inFlight: [{ index: 20, since: '2026-11-02T02:00:00.000Z', worker: 'host-1@123', attempt: 2, step: 'read', lastHeartbeatAt: '2026-11-02T02:00:01.000Z' }],
+    },
+  };
+
+  it('late and stalled: headline, webhook fields, Slack fields, PagerDuty severity', () => {
+    expect(headline(late)).toBe(
+      'churn-daily 2026-11-01 is projected to finish late: ETA 2026-11-02T05:40:00Z (estimate), 40m00s past its deadline 06:00 Europe/Berlin (2026-11-02T05:00:00Z); 1,200,000/5,000,000 rows at 1.5k rows/s, 12/50 chunks',
+    );
+    expect(headline(stalled)).toBe(
+      'churn-daily 2026-11-01 is stalled: no chunk has finished for 10m12s (stall_after 10m), 19/40 chunks done; in flight: chunk 20 since 2026-11-02T02:00:00Z on worker host-1@123 (attempt 2, last heartbeat at read)',
+    );
+    expect(headline({ ...stalled, stall: { ...stalled.stall!, inFlight: [], group: { index: 3, firstChunk: 75, lastChunk: 99, since: '2026-11-02T01:50:00.000Z' } } })).toContain(
+      'chunks 75–99 are being scored by child workflow group 3 since 2026-11-02T01:50:00Z',
+    );
+    expect(webhookBody(late, LINK).projection).toEqual({
+      eta: '2026-11-02T05:40:00.000Z',
+      deadline: '2026-11-02T05:00:00.000Z',
+      limit: 'deadline',
+      limit_text: '06:00 Europe/Berlin',
+      late_by_ms: 2_400_000,
+      rows_done: 1_200_000,
+      rows_planned: 5_000_000,
+      rows_per_s: 1_500,
+      chunks_done: 12,
+      chunks_total: 50,
+    });
+    expect(webhookBody(stalled, LINK).stall).toEqual({
+      after: '10m',
+      after_ms: 600_000,
+      idle_ms: 612_000,
+      last_chunk_at: '2026-11-02T02:00:00.000Z',
+      chunks_done: 19,
+      chunks_total: 40,
+      in_flight: [{ index: 20, since: '2026-11-02T02:00:00.000Z', worker: 'host-1@123', attempt: 2, step: 'read', last_heartbeat_at: '2026-11-02T02:00:01.000Z' }],
+      group: null,
+    });
+    const fields = (slackMessage(late, LINK).blocks[1] as { fields: { text: string }[] }).fields.map((f) => f.text);
+    expect(fields).toContain('*ETA (estimate)*\n2026-11-02T05:40:00Z, 40m00s late');
+    expect(fields).toContain('*Deadline*\n06:00 Europe/Berlin (2026-11-02T05:00:00Z)');
+    expect(pagerdutyEvents(late, 'RK', LINK)[0].payload!.severity).toBe('warning');
+    expect(pagerdutyEvents(stalled, 'RK', LINK)[0]).toMatchObject({ event_action: 'trigger', dedup_key: 'scoreline/churn-daily/2026-11-01', payload: { severity: 'error', class: 'stalled' } });
+    expect(headline({ ...failed, event: 'recovered', status: 'succeeded', step: undefined, error: undefined, recoveredFrom: 'stalled' })).toMatch(/ after stalling$/);
   });
 
   it('signature is HMAC-SHA256 of the exact body, hex, prefixed sha256=', () => {
