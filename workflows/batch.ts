@@ -23,7 +23,7 @@ import type { CommitStats, DriftSummary, PlanSummary, RunInput, RunPlan, RunProg
 import { ThroughputMeter } from '../src/alerts/eta';
 import { parseDuration } from '../src/alerts/duration';
 import { RunAlerts } from './alerts';
-import { ChunkTally, groupProgressSignal, scoreChunkWindow, scoreInChildren, slowChunkSignal, StepFailure, type ChunkWindow } from './chunks';
+import { ChunkTally, emptyTotals, groupProgressSignal, scoreChunkWindow, scoreInChildren, slowChunkSignal, StepFailure, type ChunkWindow } from './chunks';
 import { describeError as describe } from './describe';
 
 export const progressQuery = defineQuery<RunProgress>('progress');
@@ -222,7 +222,7 @@ async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, tally: ChunkTall
   const w: ChunkWindow = { run: plan.run, config: plan.config, model: plan.model, shadow: plan.shadow, chunksTotal: plan.chunks.length, profileColumns: plan.profileColumns ?? 0 };
   // Throughput for the progress estimate and `late` alerts: computed here, on chunk stats (no timers).
   const meter = new ThroughputMeter();
-  const show = (extra: RunTotals = EMPTY_TOTALS) => {
+  const show = (extra: RunTotals = emptyTotals()) => {
     const t = tally.totals;
     Object.assign(progress, { chunksDone: t.chunksDone + extra.chunksDone, rowsDone: t.rowsIn + extra.rowsIn, rowsOut: t.rowsOut + extra.rowsOut, updatedAtMs: Date.now() });
     const estimate = meter.observe(progress.updatedAtMs, progress.rowsDone, progress.rowsPlanned);
@@ -253,7 +253,6 @@ async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, tally: ChunkTall
   });
 }
 
-const EMPTY_TOTALS: RunTotals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
 
 /** Search attributes only when the starter set ours (i.e. they are registered on this cluster). */
 function tagRun(plan: RunPlan): void {

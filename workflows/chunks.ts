@@ -103,25 +103,30 @@ export interface ChunkWindow {
 export type ChunkWatch = (index: number, work: Promise<ChunkStats>) => Promise<ChunkStats>;
 
 /** What scored chunks add up to: the staged files to commit, counts, the profile, shadow agreement. */
+export function emptyTotals(): RunTotals {
+  return { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
+}
+
+function addTotals(t: RunTotals, d: RunTotals): void {
+  t.chunksDone += d.chunksDone;
+  t.rowsIn += d.rowsIn;
+  t.rowsOut += d.rowsOut;
+  t.rowsRejected += d.rowsRejected;
+  t.rowsImputed += d.rowsImputed;
+  for (const k of ['read', 'convert', 'infer', 'write'] as const) t.stageMs[k] += d.stageMs[k];
+}
+
 export class ChunkTally {
   readonly staged: StagedChunk[] = [];
   readonly shadowStaged: StagedChunk[] = [];
-  readonly totals: RunTotals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
+  readonly totals = emptyTotals();
   profile?: Profile;
   agreement?: Agreement;
 
   add(s: ChunkStats): void {
     this.staged.push({ index: s.index, rows: s.rowsOut, file: s.stagedFile });
-    const t = this.totals;
-    t.chunksDone += 1;
-    t.rowsIn += s.rowsIn;
-    t.rowsOut += s.rowsOut;
-    t.rowsRejected += s.rowsRejected;
-    t.rowsImputed += s.rowsImputed;
-    t.stageMs.read += s.readMs;
-    t.stageMs.convert += s.convertMs;
-    t.stageMs.infer += s.inferMs;
-    t.stageMs.write += s.writeMs;
+    const stageMs = { read: s.readMs, convert: s.convertMs, infer: s.inferMs, write: s.writeMs };
+    addTotals(this.totals, { chunksDone: 1, rowsIn: s.rowsIn, rowsOut: s.rowsOut, rowsRejected: s.rowsRejected, rowsImputed: s.rowsImputed, stageMs });
     if (s.profile) this.profile = mergeProfiles(this.profile, s.profile);
     if (s.shadow) {
       this.shadowStaged.push({ index: s.index, rows: s.shadow.rowsOut, file: s.shadow.stagedFile });
@@ -133,13 +138,7 @@ export class ChunkTally {
   merge(g: ChunkGroupResult): void {
     this.staged.push(...g.staged);
     this.shadowStaged.push(...g.shadowStaged);
-    const t = this.totals;
-    t.chunksDone += g.totals.chunksDone;
-    t.rowsIn += g.totals.rowsIn;
-    t.rowsOut += g.totals.rowsOut;
-    t.rowsRejected += g.totals.rowsRejected;
-    t.rowsImputed += g.totals.rowsImputed;
-    for (const k of ['read', 'convert', 'infer', 'write'] as const) t.stageMs[k] += g.totals.stageMs[k];
+    addTotals(this.totals, g.totals);
     if (g.profile) this.profile = mergeProfiles(this.profile, g.profile);
     if (g.agreement) this.agreement = mergeAgreement(this.agreement, g.agreement);
   }
