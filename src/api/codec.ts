@@ -42,7 +42,8 @@ function fromJson(p: JsonPayloadT): Payload {
 }
 
 function toJson(p: Payload): { metadata: Record<string, string>; data: string } {
-  const b64 = (bytes: Uint8Array | null | undefined) => (bytes ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') : '');
+  // Buffer.from copies any array-like: protobufjs decodes empty bytes (a `binary/null` payload's data) as [].
+  const b64 = (bytes: Uint8Array | null | undefined) => (bytes ? Buffer.from(bytes).toString('base64') : '');
   return { metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, b64(v)])), data: b64(p.data) };
 }
 

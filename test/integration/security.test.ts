@@ -396,7 +396,7 @@ parallelism: 2
         data: Buffer.from(payload.data!).toString('base64'),
       }));
       const decHistory = await http(api.url, 'POST', '/codec/decode', { body: { payloads: fromHistory } });
-      expect(decHistory.status).toBe(200);
+      expect(decHistory.status, decHistory.text).toBe(200);
       expect(found(JSON.stringify(decHistory.json), textForms(DESCRIPTION_MARKER))).not.toEqual([]);
     });
 

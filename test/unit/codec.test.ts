@@ -123,3 +123,16 @@ describe('codec endpoint settings', () => {
     expect(() => parseCorsOrigins('https://ui.example.com/path')).toThrow(/is not an origin/);
   });
 });
+
+describe('codec endpoint handler', () => {
+  it('decodes a payload with no data (an activity that returns nothing: binary/null)', async () => {
+    const { codecRoutes } = await import('../../src/api/codec');
+    const codec = new AesGcmCodec(parseCodecKeys(`a:${KEY_A}`));
+    const [encrypted] = await codec.encode([defaultPayloadConverter.toPayload(undefined)]);
+    const wire = { metadata: Object.fromEntries(Object.entries(encrypted.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])), data: Buffer.from(encrypted.data!).toString('base64') };
+    const decode = codecRoutes({ codec, auth: 'none', corsOrigins: [] }).find((r) => String(r.path).endsWith('/decode'))!;
+    const res = (await decode.handler({ body: { payloads: [wire] } } as never)) as { status: number; body: { payloads: { metadata: Record<string, string>; data: string }[] } };
+    expect(res.status).toBe(200);
+    expect(res.body.payloads).toEqual([{ metadata: { encoding: Buffer.from('binary/null').toString('base64') }, data: '' }]);
+  });
+});
