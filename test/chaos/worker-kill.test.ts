@@ -1,0 +1,135 @@
+/**
+ * Chaos: `kill -9` of the only worker process, again and again, while 30 runs (three pipelines, one of
+ * them appending, × ten dates) read, infer, stage and commit; a fresh worker process is started after each
+ * kill. Every run must still succeed with each input row scored exactly once, the earlier partition of its
+ * date replaced (or, appending, kept beside it), nothing staged left behind, and audit rows that end in
+ * `succeeded` with one chunk row per chunk.
+ *
+ * The worker is `node bin/scoreline.js worker` (dist/), configured by environment like a deployment; the
+ * server is the real Temporal dev server. Kills are aimed three ways, in turn: at a random moment, at the
+ * moment a chunk's Parquet file is being written (a temporary file of that worker appears in staging), and
+ * at the moment a commit moves the earlier partition aside (`<run>.replaced` appears). After each kill the
+ * server is asked which activity attempts the dead worker held; the summary line counts them by phase.
+ * The seed of the random choices is printed (SCORELINE_CHAOS_SEED repeats it).
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ScorelineClient } from '../../src/client';
+import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
+import { startStack, type Stack } from '../../src/dev/stack';
+import { TASK_QUEUE } from '../../src/search-attributes';
+import type { RunResult } from '../../src/types';
+import {
+  activityOutcomes,
+  expectExactlyOnce,
+  killRepeatedly,
+  killSummary,
+  random,
+  seedEarlierPartition,
+  startWorkerProcess,
+  type ChaosPipeline,
+  type ChaosRun,
+  type WorkerProcess,
+} from '../helpers/chaos';
+import { cleanup, copyModels, demoData, query, REPO, tempProject } from '../helpers/project';
+
+const ROWS = 40_960;
+const ROW_GROUP = 2_048;
+const CHUNK_ROWS = 4_096; // two row groups: 10 chunks a run
+const CHUNKS = ROWS / CHUNK_ROWS;
+const DATES = Array.from({ length: 10 }, (_, i) => `2026-12-${String(i + 1).padStart(2, '0')}`);
+const PIPELINES: ChaosPipeline[] = [
+  { name: 'chaos-gbt', model: 'churn-gbt@champion', table: 'chaos_gbt' },
+  { name: 'chaos-mlp', model: 'churn-mlp@champion', table: 'chaos_mlp' },
+  { name: 'chaos-append', model: 'churn-gbt@champion', table: 'chaos_append', mode: 'append' },
+];
+/** Files of the partition an earlier run left for each date (replaced, or kept beside an append). */
+const EARLIER_FILES = 40;
+/** How soon the server gives up a dead worker's attempt (the pipeline's heartbeat_timeout). */
+const HEARTBEAT_TIMEOUT = '4s';
+const MIN_KILLS = 15;
+const MAX_KILLS = 20;
+const SEED = Number(process.env.SCORELINE_CHAOS_SEED ?? Date.now() % 1_000_000);
+
+let project: string;
+let stack: Stack;
+let client: ScorelineClient;
+const workers: WorkerProcess[] = [];
+
+function raw(p: ChaosPipeline): PipelineInput {
+  return {
+    name: p.name,
+    source: { kind: 'parquet', path: 'data/customers/ds={{ ds }}/*.parquet', key: ['customer_id'] },
+    model: p.model,
+    sink: { kind: 'parquet', path: `out/${p.table}`, mode: p.mode ?? 'replace-partition' },
+    chunk_rows: CHUNK_ROWS,
+    parallelism: 3,
+    heartbeat_timeout: HEARTBEAT_TIMEOUT,
+  };
+}
+
+const newWorker = () => startWorkerProcess({ address: stack.address, projectDir: project });
+
+beforeAll(async () => {
+  project = tempProject('scoreline-chaos-kill-');
+  copyModels(project);
+  await demoData(project, DATES, ROWS, ROW_GROUP);
+  for (const p of PIPELINES) for (const d of DATES) await seedEarlierPartition(project, p.table, d, EARLIER_FILES);
+  // Only the server here: every worker is a process of its own.
+  stack = await startStack({ projectDir: project, toolsDir: REPO, dbFilename: join(project, '.scoreline', 'temporal.db'), headless: true, startWorker: false });
+  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+});
+
+afterAll(async () => {
+  for (const w of workers) await w.kill();
+  await client?.close();
+  await stack?.stop();
+  if (project) cleanup(project);
+});
+
+describe('kill -9 of the worker process', () => {
+  it(`${DATES.length * PIPELINES.length} runs survive ${MIN_KILLS}+ kills at random points, each input row scored exactly once`, async () => {
+    console.log(`chaos seed ${SEED} (SCORELINE_CHAOS_SEED=${SEED} repeats the same choices)`);
+    const started = Date.now();
+    const runs: ChaosRun[] = [];
+    for (const d of DATES) {
+      for (const p of PIPELINES) {
+        const handle = await client.startRun({ config: parsePipeline(raw(p), 'chaos'), raw: raw(p), date: d, trigger: 'test' });
+        runs.push({ pipeline: p, date: d, workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
+      }
+    }
+    workers.push(await newWorker());
+    const chaos = await killRepeatedly({ client: client.client, project, runs, workers, startWorker: newWorker, rand: random(SEED), minKills: MIN_KILLS, maxKills: MAX_KILLS });
+    const chaosMs = Date.now() - started;
+
+    const results = new Map<string, RunResult>();
+    for (const r of runs) results.set(r.workflowId, await client.wait(client.client.workflow.getHandle(r.workflowId, r.runId)));
+    // How a chunk's time splits into its stages (chunk audit rows): how likely a kill is to land in each.
+    const [stageMs] = await query(
+      `SELECT round(sum(read_ms)) AS read, round(sum(convert_ms)) AS convert, round(sum(infer_ms)) AS infer, round(sum(write_ms)) AS write FROM read_parquet('${project}/out/scoreline_run_chunks/*/*.parquet')`,
+    );
+    const summary = killSummary(chaos);
+    console.log(`chaos summary ${JSON.stringify({ seed: SEED, ...summary, chaosSeconds: Math.round(chaosMs / 1000), totalSeconds: Math.round((Date.now() - started) / 1000), chunkStageMs: stageMs })}`);
+
+    // Every run: exactly once, the earlier partition replaced (or kept beside an append), clean staging,
+    // audit rows ending in succeeded.
+    let retried = 0;
+    let finishRetriedAfterWriting = 0;
+    for (const r of runs) {
+      const { succeededRows } = await expectExactlyOnce(project, r, results.get(r.workflowId)!, ROWS, CHUNKS, EARLIER_FILES);
+      if (succeededRows > 1) finishRetriedAfterWriting++;
+      retried += (await activityOutcomes(client.client, r.workflowId, r.runId)).filter((o) => o.attempts > 1).length;
+    }
+    console.log(`chaos audit: ${finishRetriedAfterWriting} run(s) hold more than one "succeeded" row (a finish retried after it wrote); ${retried} activities completed on a later attempt`);
+
+    // The kills really landed: enough of them, on at least 20 of the runs (an attempt of theirs died with a
+    // worker), the dead workers' attempts retried, and in the phases aimed at (a chunk being staged, a commit).
+    const phases = summary.phases as Record<string, number>;
+    expect(chaos.kills.length).toBeGreaterThanOrEqual(MIN_KILLS);
+    expect(summary.runsThatLostAnAttempt).toBeGreaterThanOrEqual(20);
+    expect(chaos.kills.flatMap((k) => k.lost).filter((a) => a.activity === 'scoreChunk').length).toBeGreaterThanOrEqual(5);
+    expect(retried).toBeGreaterThanOrEqual(5);
+    expect(phases['scoreChunk: staging its Parquet file'] ?? 0).toBeGreaterThanOrEqual(1);
+    expect(phases.commitRun ?? 0).toBeGreaterThanOrEqual(1);
+  }, 300_000);
+});
