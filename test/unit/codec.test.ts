@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { parseCodecAuth, parseCorsOrigins } from '../../src/api/codec';
+import { codecRoutes, parseCodecAuth, parseCorsOrigins } from '../../src/api/codec';
 import { packageRoot } from '../../src/paths';
 import { AesGcmCodec, codecFromEnv, ENCODING_ENCRYPTED, parseCodecKeys } from '../../src/security/codec';
 
@@ -126,7 +126,6 @@ describe('codec endpoint settings', () => {
 
 describe('codec endpoint handler', () => {
   it('decodes a payload with no data (an activity that returns nothing: binary/null)', async () => {
-    const { codecRoutes } = await import('../../src/api/codec');
     const codec = new AesGcmCodec(parseCodecKeys(`a:${KEY_A}`));
     const [encrypted] = await codec.encode([defaultPayloadConverter.toPayload(undefined)]);
     const wire = { metadata: Object.fromEntries(Object.entries(encrypted.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])), data: Buffer.from(encrypted.data!).toString('base64') };
