@@ -18,8 +18,7 @@
  *   npm run bench -- --nrt [--json] [--nrt-designs update,eager] [--nrt-requests 200]
  *                 only the near-real-time latency bench (bench/nrt.ts)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -27,10 +26,8 @@ import * as ort from 'onnxruntime-node';
 import { ScorelineClient } from '../src/client';
 import { formatTable } from '../src/cli/table';
 import { readPipelineYaml, parsePipeline } from '../src/config/pipeline';
-import { generateDemoData } from '../src/demo/generate-data';
 import { startStack } from '../src/dev/stack';
 import { ParquetSource } from '../connectors/parquet-source';
-import { withConnection } from '../src/io/duckdb';
 import { featureColumns } from '../src/models/manifest';
 import { buildFeeds } from '../src/scoring/tensor';
 import { ModelStore } from '../src/models/store';
@@ -39,6 +36,7 @@ import { InferencePool } from '../src/scoring/pool';
 import { createSession } from '../src/scoring/session';
 import { TASK_QUEUE } from '../src/search-attributes';
 import type { RunResult } from '../src/types';
+import { arg, ensureDataset, log } from './common';
 import { benchNrt } from './nrt';
 import { cpuSeconds, peakRssMb, startWorkerProcess, threadCpu } from './process';
 import { benchScale } from './scale';
@@ -54,27 +52,6 @@ const CHUNK = 65_536;
 const MODELS: Record<string, string> = { mlp: 'churn-mlp@champion', gbt: 'churn-gbt@champion' };
 
 type Row = Record<string, string | number | null>;
-
-function arg(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-
-const log = (m: string) => process.stderr.write(`${m}\n`);
-
-async function ensureData(rows: number): Promise<string> {
-  const dir = join(DATA, 'customers');
-  const file = join(dir, `ds=${DATE}`, 'part-0.parquet');
-  let have = 0;
-  if (existsSync(file)) {
-    have = await withConnection(async (con) => Number((await con.runAndReadAll('SELECT count(*) AS n FROM read_parquet($1)', [file])).getRowObjects()[0].n));
-  }
-  if (have !== rows) {
-    log(`generating ${rows.toLocaleString('en-US')} rows × 32 features → ${file}`);
-    await generateDemoData({ dir, dates: [DATE], rowsPerDate: rows });
-  }
-  return file;
-}
 
 /** The feature matrix as one row-major Float32Array, read once (outside every timed section). */
 async function loadTensor(file: string, rows: number): Promise<Float32Array> {
@@ -193,7 +170,7 @@ async function main(argv: string[]): Promise<void> {
   const emit = (row: Row) => json && process.stdout.write(`${JSON.stringify(row)}\n`);
   log(`machine: ${availableParallelism()} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}, onnxruntime-node ${ort.env.versions.node ?? ''}`);
 
-  const file = await ensureData(rows);
+  const file = await ensureDataset(join(DATA, 'customers'), DATE, rows);
 
   if (!argv.includes('--skip-libs')) {
     log('\n== Parquet libraries (each case in its own process) ==');

@@ -12,18 +12,17 @@
  * The last line (--json) is `{"case":"scale-summary", ...}`.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ScorelineClient } from '../src/client';
 import { formatTable } from '../src/cli/table';
 import { parsePipeline, type PipelineInput } from '../src/config/pipeline';
-import { generateDemoData } from '../src/demo/generate-data';
 import { startStack } from '../src/dev/stack';
 import { withConnection } from '../src/io/duckdb';
 import { packageRoot } from '../src/paths';
 import { TASK_QUEUE } from '../src/search-attributes';
 import type { RunResult } from '../src/types';
+import { arg, ensureDataset, log } from './common';
 import { peakRssMb, startWorkerProcess } from './process';
 
 const ROOT = packageRoot(__dirname);
@@ -32,26 +31,7 @@ const MODELS: Record<string, string> = { mlp: 'churn-mlp@champion', gbt: 'churn-
 
 type Row = Record<string, string | number | null>;
 
-const log = (m: string) => process.stderr.write(`${m}\n`);
 const round = (v: number, d = 2) => Math.round(v * 10 ** d) / 10 ** d;
-
-function arg(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-
-/** One partition of `rows` generated rows under `dir` (kept between bench runs). */
-async function dataset(dir: string, rows: number): Promise<string> {
-  const file = join(dir, `ds=${DATE}`, 'part-0.parquet');
-  if (existsSync(file)) {
-    const have = await withConnection(async (con) => Number((await con.runAndReadAll('SELECT count(*) AS n FROM read_parquet($1)', [file])).getRowObjects()[0].n));
-    if (have === rows) return dir;
-    rmSync(dir, { recursive: true, force: true });
-  }
-  log(`generating ${rows.toLocaleString('en')} rows in ${dir} …`);
-  await generateDemoData({ dir, dates: [DATE], rowsPerDate: rows, rowGroupSize: 65_536, seed: 7 });
-  return dir;
-}
 
 export async function benchScale(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
@@ -59,9 +39,11 @@ export async function benchScale(argv: string[]): Promise<void> {
   const model = arg(argv, '--scale-model') ?? 'mlp';
   const data = join(arg(argv, '--data') ?? join(ROOT, 'bench', '.data'), 'scale');
   const emit = (row: Row) => json && process.stdout.write(`${JSON.stringify(row)}\n`);
-  const small = await dataset(join(data, 'customers-1m'), Math.min(1_000_000, bigRows));
-  const big = await dataset(join(data, `customers-${bigRows}`), bigRows);
-  const many = await dataset(join(data, 'customers-200k'), 200_000);
+  // Each in a directory of its own (kept between runs); the runs read the directory's partition.
+  const dataset = async (name: string, rows: number) => (await ensureDataset(join(data, name), DATE, rows, 7), join(data, name));
+  const small = await dataset('customers-1m', Math.min(1_000_000, bigRows));
+  const big = await dataset(`customers-${bigRows}`, bigRows);
+  const many = await dataset('customers-200k', 200_000);
 
   const stack = await startStack({ projectDir: ROOT, dbFilename: null, headless: true, startWorker: false, log });
   const client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
