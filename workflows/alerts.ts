@@ -16,6 +16,7 @@ import type { PendingChunk } from '../src/alerts/stall';
 import type { PipelineConfig } from '../src/config/pipeline';
 import type { DriftSummary, RunInput, RunPlan, RunProgress, RunRef, RunStatus } from '../src/types';
 import { chunkGroupWorkflowId } from './chunks';
+import { startTimer } from './timer';
 import { describeError } from './describe';
 
 /** Reads the pipeline file or the audit table on the worker: quick, and only needed at the run's end. */
@@ -311,16 +312,7 @@ export class RunAlerts {
 
   /** A timer in its own scope: cancelled when what it races finishes, or with the run. */
   private startTimer(ms: number, onFire: () => void, timers = this.timers): CancellationScope {
-    const scope = new CancellationScope();
-    timers.add(scope);
-    scope
-      .run(() => sleep(Math.max(1, ms)))
-      .then(
-        () => onFire(),
-        () => undefined, // cancelled: the run or the chunk finished first
-      )
-      .finally(() => timers.delete(scope));
-    return scope;
+    return startTimer(ms, onFire, timers);
   }
 
   /** `slow` fires at most once per run, whichever SLA (run or chunk) runs out first. */

@@ -17,7 +17,6 @@ import {
   isCancellation,
   patched,
   proxyActivities,
-  sleep,
   TimeoutFailure,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -30,6 +29,7 @@ import { mergeProfiles, profiledChunk, type Profile } from '../src/profile/sketc
 import { chunkQueue } from '../src/search-attributes';
 import type { Chunk, ChunkStats, PinnedModel, RunPlan, RunRef, RunTotals, StagedChunk } from '../src/types';
 import { describeError as describe } from './describe';
+import { startTimer } from './timer';
 
 /**
  * One chunk: read → tensor → ONNX → stage. Heartbeats between stages; a worker that dies is noticed
@@ -213,15 +213,11 @@ export async function scorelineChunkGroup(input: ChunkGroupInput): Promise<Chunk
   const watch: ChunkWatch = (index, work) => {
     if (input.chunkSlaMs === undefined || slowSent) return work;
     const startedAt = Date.now();
-    const timer = new CancellationScope();
-    timer.run(() => sleep(input.chunkSlaMs!)).then(
-      () => {
-        if (slowSent) return;
-        slowSent = true;
-        void parent.signal(slowChunkSignal, { index, elapsedMs: Date.now() - startedAt }).catch(() => undefined);
-      },
-      () => undefined, // the chunk finished first
-    );
+    const timer = startTimer(input.chunkSlaMs, () => {
+      if (slowSent) return;
+      slowSent = true;
+      void parent.signal(slowChunkSignal, { index, elapsedMs: Date.now() - startedAt }).catch(() => undefined);
+    });
     return work.finally(() => timer.cancel());
   };
   try {
