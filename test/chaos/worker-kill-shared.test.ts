@@ -10,25 +10,24 @@
  * victim, and at a commit moving a partition aside (by whichever worker: the victim is not always the one
  * committing, and the summary says what the victim really held).
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ScorelineClient } from '../../src/client';
-import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
-import { startStack, type Stack } from '../../src/dev/stack';
-import { TASK_QUEUE } from '../../src/search-attributes';
-import type { RunResult } from '../../src/types';
+import type { ScorelineClient } from '../../src/client';
+import type { PipelineInput } from '../../src/config/pipeline';
 import {
+  chaosFixture,
+  closeChaosFixture,
   expectExactlyOnce,
   killRepeatedly,
   killSummary,
   random,
-  seedEarlierPartition,
+  startChaosRuns,
   startWorkerProcess,
+  waitForRuns,
+  type ChaosFixture,
   type ChaosPipeline,
-  type ChaosRun,
   type WorkerProcess,
 } from '../helpers/chaos';
-import { cleanup, copyModels, demoData, query, REPO, tempProject } from '../helpers/project';
+import { query } from '../helpers/project';
 
 const ROWS = 40_960;
 const ROW_GROUP = 2_048;
@@ -46,7 +45,7 @@ const MAX_KILLS = 10;
 const SEED = Number(process.env.SCORELINE_CHAOS_SEED ?? Date.now() % 1_000_000);
 
 let project: string;
-let stack: Stack;
+let fixture: ChaosFixture | undefined;
 let client: ScorelineClient;
 const workers: WorkerProcess[] = [];
 
@@ -63,35 +62,20 @@ function raw(p: ChaosPipeline): PipelineInput {
 }
 
 // Two processes on two cores: one inference thread and two chunk slots each.
-const newWorker = () => startWorkerProcess({ address: stack.address, projectDir: project, env: { SCORELINE_INFERENCE_THREADS: '1', SCORELINE_WORKER_CONCURRENCY: '2' } });
+const newWorker = () => startWorkerProcess({ address: fixture!.stack.address, projectDir: project, env: { SCORELINE_INFERENCE_THREADS: '1', SCORELINE_WORKER_CONCURRENCY: '2' } });
 
 beforeAll(async () => {
-  project = tempProject('scoreline-chaos-shared-');
-  copyModels(project);
-  await demoData(project, DATES, ROWS, ROW_GROUP);
-  for (const p of PIPELINES) for (const d of DATES) await seedEarlierPartition(project, p.table, d, EARLIER_FILES);
-  stack = await startStack({ projectDir: project, toolsDir: REPO, dbFilename: join(project, '.scoreline', 'temporal.db'), headless: true, startWorker: false });
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  fixture = await chaosFixture('scoreline-chaos-shared-', { dates: DATES, pipelines: PIPELINES, rows: ROWS, rowGroup: ROW_GROUP, earlierFiles: EARLIER_FILES });
+  ({ project, client } = fixture);
 });
 
-afterAll(async () => {
-  for (const w of workers) await w.kill();
-  await client?.close();
-  await stack?.stop();
-  if (project) cleanup(project);
-});
+afterAll(() => closeChaosFixture(fixture ?? {}, workers));
 
 describe('kill -9 of one of two workers sharing the task queue', () => {
   it(`${DATES.length * PIPELINES.length} runs survive ${MIN_KILLS}+ kills of one worker while the other works on, exactly once`, async () => {
     console.log(`chaos seed ${SEED} (SCORELINE_CHAOS_SEED=${SEED} repeats the same choices)`);
     const started = Date.now();
-    const runs: ChaosRun[] = [];
-    for (const d of DATES) {
-      for (const p of PIPELINES) {
-        const handle = await client.startRun({ config: parsePipeline(raw(p), 'chaos'), raw: raw(p), date: d, trigger: 'test' });
-        runs.push({ pipeline: p, date: d, workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
-      }
-    }
+    const runs = await startChaosRuns(client, DATES, PIPELINES, raw);
     workers.push(...(await Promise.all([newWorker(), newWorker()])));
     const identities = new Set(workers.map((w) => w.identity));
     const rand = random(SEED);
@@ -113,8 +97,7 @@ describe('kill -9 of one of two workers sharing the task queue', () => {
     });
     const chaosMs = Date.now() - started;
 
-    const results = new Map<string, RunResult>();
-    for (const r of runs) results.set(r.workflowId, await client.wait(client.client.workflow.getHandle(r.workflowId, r.runId)));
+    const results = await waitForRuns(client, runs);
     console.log(`chaos summary ${JSON.stringify({ seed: SEED, ...killSummary(chaos), chaosSeconds: Math.round(chaosMs / 1000), totalSeconds: Math.round((Date.now() - started) / 1000) })}`);
 
     for (const r of runs) await expectExactlyOnce(project, r, results.get(r.workflowId)!, ROWS, CHUNKS, EARLIER_FILES);

@@ -12,26 +12,25 @@
  * server is asked which activity attempts the dead worker held; the summary line counts them by phase.
  * The seed of the random choices is printed (SCORELINE_CHAOS_SEED repeats it).
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ScorelineClient } from '../../src/client';
-import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
-import { startStack, type Stack } from '../../src/dev/stack';
-import { TASK_QUEUE } from '../../src/search-attributes';
-import type { RunResult } from '../../src/types';
+import type { ScorelineClient } from '../../src/client';
+import type { PipelineInput } from '../../src/config/pipeline';
 import {
   activityOutcomes,
+  chaosFixture,
+  closeChaosFixture,
   expectExactlyOnce,
   killRepeatedly,
   killSummary,
   random,
-  seedEarlierPartition,
+  startChaosRuns,
   startWorkerProcess,
+  waitForRuns,
+  type ChaosFixture,
   type ChaosPipeline,
-  type ChaosRun,
   type WorkerProcess,
 } from '../helpers/chaos';
-import { cleanup, copyModels, demoData, query, REPO, tempProject } from '../helpers/project';
+import { query } from '../helpers/project';
 
 const ROWS = 40_960;
 const ROW_GROUP = 2_048;
@@ -52,7 +51,7 @@ const MAX_KILLS = 20;
 const SEED = Number(process.env.SCORELINE_CHAOS_SEED ?? Date.now() % 1_000_000);
 
 let project: string;
-let stack: Stack;
+let fixture: ChaosFixture | undefined;
 let client: ScorelineClient;
 const workers: WorkerProcess[] = [];
 
@@ -68,42 +67,25 @@ function raw(p: ChaosPipeline): PipelineInput {
   };
 }
 
-const newWorker = () => startWorkerProcess({ address: stack.address, projectDir: project });
+const newWorker = () => startWorkerProcess({ address: fixture!.stack.address, projectDir: project });
 
 beforeAll(async () => {
-  project = tempProject('scoreline-chaos-kill-');
-  copyModels(project);
-  await demoData(project, DATES, ROWS, ROW_GROUP);
-  for (const p of PIPELINES) for (const d of DATES) await seedEarlierPartition(project, p.table, d, EARLIER_FILES);
-  // Only the server here: every worker is a process of its own.
-  stack = await startStack({ projectDir: project, toolsDir: REPO, dbFilename: join(project, '.scoreline', 'temporal.db'), headless: true, startWorker: false });
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  fixture = await chaosFixture('scoreline-chaos-kill-', { dates: DATES, pipelines: PIPELINES, rows: ROWS, rowGroup: ROW_GROUP, earlierFiles: EARLIER_FILES });
+  ({ project, client } = fixture);
 });
 
-afterAll(async () => {
-  for (const w of workers) await w.kill();
-  await client?.close();
-  await stack?.stop();
-  if (project) cleanup(project);
-});
+afterAll(() => closeChaosFixture(fixture ?? {}, workers));
 
 describe('kill -9 of the worker process', () => {
   it(`${DATES.length * PIPELINES.length} runs survive ${MIN_KILLS}+ kills at random points, each input row scored exactly once`, async () => {
     console.log(`chaos seed ${SEED} (SCORELINE_CHAOS_SEED=${SEED} repeats the same choices)`);
     const started = Date.now();
-    const runs: ChaosRun[] = [];
-    for (const d of DATES) {
-      for (const p of PIPELINES) {
-        const handle = await client.startRun({ config: parsePipeline(raw(p), 'chaos'), raw: raw(p), date: d, trigger: 'test' });
-        runs.push({ pipeline: p, date: d, workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
-      }
-    }
+    const runs = await startChaosRuns(client, DATES, PIPELINES, raw);
     workers.push(await newWorker());
     const chaos = await killRepeatedly({ client: client.client, project, runs, workers, startWorker: newWorker, rand: random(SEED), minKills: MIN_KILLS, maxKills: MAX_KILLS });
     const chaosMs = Date.now() - started;
 
-    const results = new Map<string, RunResult>();
-    for (const r of runs) results.set(r.workflowId, await client.wait(client.client.workflow.getHandle(r.workflowId, r.runId)));
+    const results = await waitForRuns(client, runs);
     // How a chunk's time splits into its stages (chunk audit rows): how likely a kill is to land in each.
     const [stageMs] = await query(
       `SELECT round(sum(read_ms)) AS read, round(sum(convert_ms)) AS convert, round(sum(infer_ms)) AS infer, round(sum(write_ms)) AS write FROM read_parquet('${project}/out/scoreline_run_chunks/*/*.parquet')`,

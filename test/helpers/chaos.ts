@@ -17,7 +17,11 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { expect } from 'vitest';
 import type { RunResult } from '../../src/types';
-import { query, REPO } from './project';
+import { ScorelineClient } from '../../src/client';
+import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
+import { startStack, type Stack } from '../../src/dev/stack';
+import { TASK_QUEUE } from '../../src/search-attributes';
+import { cleanup, copyModels, demoData, query, REPO, tempProject } from './project';
 
 // ---------------------------------------------------------------------------------------------------
 // Polling
@@ -651,4 +655,47 @@ export function killSummary(r: KillLoopResult): Record<string, unknown> {
     killsPostponedForALastAttempt: r.postponed,
     workerStartMs: Math.round(r.startMs.reduce((n, x) => n + x, 0) / Math.max(1, r.startMs.length)),
   };
+}
+
+/** The two kill tests' fixture: a project with every date's input and an earlier partition, and only the Temporal server (every worker is a process of its own). */
+export interface ChaosFixture {
+  project: string;
+  stack: Stack;
+  client: ScorelineClient;
+}
+
+export async function chaosFixture(prefix: string, o: { dates: string[]; pipelines: ChaosPipeline[]; rows: number; rowGroup: number; earlierFiles: number }): Promise<ChaosFixture> {
+  const project = tempProject(prefix);
+  copyModels(project);
+  await demoData(project, o.dates, o.rows, o.rowGroup);
+  for (const p of o.pipelines) for (const d of o.dates) await seedEarlierPartition(project, p.table, d, o.earlierFiles);
+  const stack = await startStack({ projectDir: project, toolsDir: REPO, dbFilename: join(project, '.scoreline', 'temporal.db'), headless: true, startWorker: false });
+  const client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  return { project, stack, client };
+}
+
+export async function closeChaosFixture(f: Partial<ChaosFixture>, workers: WorkerProcess[]): Promise<void> {
+  for (const w of workers) await w.kill();
+  await f.client?.close();
+  await f.stack?.stop();
+  if (f.project) cleanup(f.project);
+}
+
+/** One run per date and pipeline, all started before any worker polls. */
+export async function startChaosRuns(client: ScorelineClient, dates: string[], pipelines: ChaosPipeline[], raw: (p: ChaosPipeline) => PipelineInput): Promise<ChaosRun[]> {
+  const runs: ChaosRun[] = [];
+  for (const d of dates) {
+    for (const p of pipelines) {
+      const handle = await client.startRun({ config: parsePipeline(raw(p), 'chaos'), raw: raw(p), date: d, trigger: 'test' });
+      runs.push({ pipeline: p, date: d, workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
+    }
+  }
+  return runs;
+}
+
+/** Each run's result, by workflow id. */
+export async function waitForRuns(client: ScorelineClient, runs: ChaosRun[]): Promise<Map<string, RunResult>> {
+  const results = new Map<string, RunResult>();
+  for (const r of runs) results.set(r.workflowId, await client.wait(client.client.workflow.getHandle(r.workflowId, r.runId)));
+  return results;
 }
