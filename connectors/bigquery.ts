@@ -175,6 +175,9 @@ export function isNotFound(err: unknown): boolean {
 function isPermanent(err: unknown): boolean {
   const r = reason(err);
   const code = (err as SdkError)?.code;
+  // Busy, not wrong: retried. bqemulator's engine answers two concurrent queries (a chunk read beside
+  // the key check) with a 400 "Resource In Use Error: connection is busy".
+  if (r === 'resourceInUse' || /resource in use|connection is busy/i.test(sdkMessage(err))) return false;
   return isNotFound(err) || isAuthError(err) || r === 'invalidQuery' || r === 'invalid' || r === 'accessDenied' || code === 400 || code === 403;
 }
 
