@@ -733,6 +733,24 @@ export class BigQuerySink implements Sink {
     return { ds: this.client.date(run.logicalDate), run_id: run.runId };
   }
 
+  async pendingQuarantined(run: RunRef, quarantine: Sink, of: string, keys: string[]): Promise<string[][]> {
+    if (!(quarantine instanceof BigQuerySink)) throw new Error('internal: a bigquery sink with a quarantine table elsewhere');
+    const table = quarantine.target;
+    const exists = async (ref: TableRef) => (await this.table(ref).exists())[0];
+    try {
+      if (!(await exists(table))) return [];
+      const k = keys.map(quoteColumn);
+      const notScored = (await exists(this.target))
+        ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteTable(this.target)} o WHERE o.ds = q.ds AND ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
+        : '';
+      const sql = `SELECT ${k.map((c, i) => `CAST(q.${c} AS STRING) AS k${i}`).join(', ')} FROM ${quoteTable(table)} q WHERE q.ds = @ds AND q.run_id = @run_id${notScored}`;
+      const [rows] = await this.client.query({ query: sql, params: { ds: this.client.date(run.logicalDate), run_id: of }, location: this.conn.location });
+      return (rows as Record<string, unknown>[]).map((r) => keys.map((_, i) => String(r[`k${i}`])));
+    } catch (err) {
+      throw new SinkError(`bigquery://${tableId(table)}: reading the quarantined rows of run ${of} failed: ${sdkMessage(err)}`, !isPermanent(err), { cause: err });
+    }
+  }
+
   /** Rows of this run in the partition (only asked when a retried commit finds its staging gone). */
   private async committedRows(run: RunRef): Promise<number> {
     const sql = `SELECT COUNT(*) AS n FROM ${quoteTable(this.target)} WHERE ds = @ds AND run_id = @run_id`;
@@ -812,9 +830,10 @@ const RUN_COLUMNS: Record<keyof RunAudit, AuditType> = {
   shadow_output: 'STRING',
   shadow_agreement: 'STRING',
   input_fingerprint: 'STRING',
+  rows_quarantined: 'INT64',
 };
 /** Run columns added after the first release of the audit contract: existing tables get them by ALTER. */
-const ADDED_RUN_COLUMNS = new Set<string>(['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement', 'input_fingerprint']);
+const ADDED_RUN_COLUMNS = new Set<string>(['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement', 'input_fingerprint', 'rows_quarantined']);
 const RUN_TABLE_COLUMNS: Record<string, AuditType> = { ...RUN_COLUMNS, updated_at: 'TIMESTAMP' };
 
 const CHUNK_COLUMNS: Record<keyof ChunkAudit, AuditType> = {

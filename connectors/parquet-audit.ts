@@ -42,6 +42,7 @@ const RUN_SCHEMA: Record<keyof RunAudit, arrow.DataType> = {
   shadow_output: new arrow.Utf8(),
   shadow_agreement: new arrow.Utf8(),
   input_fingerprint: new arrow.Utf8(),
+  rows_quarantined: new arrow.Int64(),
 };
 
 const CHUNK_SCHEMA: Record<keyof ChunkAudit, arrow.DataType> = {

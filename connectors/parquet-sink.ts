@@ -9,7 +9,8 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { SinkError } from '../src/errors';
+import { errorMessage, SinkError } from '../src/errors';
+import { quoteIdent, sqlString, withConnection } from '../src/io/duckdb';
 import { writeParquetFile } from '../src/io/parquet-write';
 import type { OutputBatch } from '../src/run/batch';
 import type { CommitStats, RunRef, StagedChunk } from '../src/types';
@@ -41,7 +42,7 @@ export class ParquetSink implements Sink {
     return this.partitionDir(run.logicalDate);
   }
 
-  private partitionDir(logicalDate: string): string {
+  partitionDir(logicalDate: string): string {
     return join(this.tableDir, `ds=${logicalDate}`);
   }
 
@@ -137,6 +138,24 @@ export class ParquetSink implements Sink {
     if (existsSync(replaced) && !existsSync(target)) await fs.rename(replaced, target);
     await fs.rm(staging, { recursive: true, force: true });
     await fs.rm(replaced, { recursive: true, force: true });
+  }
+
+  async pendingQuarantined(run: RunRef, quarantine: Sink, of: string, keys: string[]): Promise<string[][]> {
+    if (!(quarantine instanceof ParquetSink)) throw new Error('internal: a parquet sink with a quarantine table elsewhere');
+    const files = async (dir: string) => (existsSync(dir) ? (await fs.readdir(dir)).some((f) => f.endsWith('.parquet')) : false);
+    const quarantined = quarantine.partitionDir(run.logicalDate);
+    if (!(await files(quarantined))) return [];
+    const output = this.partitionDir(run.logicalDate);
+    const k = keys.map(quoteIdent);
+    const notScored = (await files(output))
+      ? ` AND NOT EXISTS (SELECT 1 FROM read_parquet(${sqlString(join(output, '*.parquet'))}) o WHERE ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
+      : '';
+    const sql = `SELECT ${k.map((c) => `CAST(q.${c} AS VARCHAR)`).join(', ')} FROM read_parquet(${sqlString(join(quarantined, '*.parquet'))}) q WHERE q.run_id = $1${notScored}`;
+    try {
+      return await withConnection(async (con) => (await con.runAndReadAll(sql, [of])).getRows().map((r) => r.map(String)));
+    } catch (err) {
+      throw new SinkError(`${quarantined}: could not read the quarantined rows of run ${of}: ${errorMessage(err)}`, false, { cause: err });
+    }
   }
 }
 

@@ -23,7 +23,7 @@ import { ConfigError, InputError, ScorelineError, SinkError } from '../src/error
 import type { OutputBatch } from '../src/run/batch';
 import type { Chunk, ChunkAudit, CommitStats, ProfileAudit, RunAudit, RunRef, StagedChunk } from '../src/types';
 import { profileAuditRow } from '../src/profile/rows';
-import { SHADOW_SUFFIX } from '../src/run/shadow';
+import { SIBLING_SUFFIXES } from '../src/run/shadow';
 import { keyCheckColumns, keyCheckSql, readKeyCheck } from './key-check';
 import type { AuditStore, KeyCheck, PlanRequest, ProfiledRun, ProfiledRunsQuery, Sink, Source, SourcePlan, StagedFile } from './types';
 
@@ -649,12 +649,13 @@ export class SnowflakeSink implements Sink {
 
   /**
    * Staging lives beside the output table: rows keyed by chunk, and one row per chunk for its constants.
-   * Named by run; a shadow table's (`…_SHADOW`) also by a hash of its name, so one run can stage for the
-   * output and its shadow while the output's staging keeps the name earlier releases used.
+   * Named by run; a shadow or quarantine table's (`…_SHADOW`, `…_QUARANTINE`) also by a hash of its name,
+   * so one run can stage for the output and its siblings while the output's staging keeps the name earlier
+   * releases used.
    */
   private staging(run: RunRef): { rows: SnowflakeName; chunks: SnowflakeName } {
-    const shadow = this.table.name.toUpperCase().endsWith(SHADOW_SUFFIX.toUpperCase());
-    const suffix = shadow ? `_${createHash('sha256').update(this.table.name).digest('hex').slice(0, 8).toUpperCase()}` : '';
+    const sibling = SIBLING_SUFFIXES.some((s) => this.table.name.toUpperCase().endsWith(s.toUpperCase()));
+    const suffix = sibling ? `_${createHash('sha256').update(this.table.name).digest('hex').slice(0, 8).toUpperCase()}` : '';
     const base = `SCORELINE_STAGE_${runToken(run)}${suffix}`;
     return { rows: { ...this.table, name: base }, chunks: { ...this.table, name: `${base}_CHUNKS` } };
   }
@@ -843,6 +844,23 @@ export class SnowflakeSink implements Sink {
       throw wrapError(err, `snowflake staging of run ${run.runId}: drop failed`, 'sink');
     });
   }
+
+  async pendingQuarantined(run: RunRef, quarantine: Sink, of: string, keys: string[]): Promise<string[][]> {
+    if (!(quarantine instanceof SnowflakeSink)) throw new Error('internal: a snowflake sink with a quarantine table elsewhere');
+    const table = quarantine.table;
+    try {
+      if (!(await this.describe(table))) return [];
+      const k = keys.map(columnIdent);
+      const notScored = (await this.describe(this.table))
+        ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteName(this.table)} o WHERE o."DS" = q."DS" AND ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
+        : '';
+      const sql = `SELECT ${k.map((c, i) => `TO_VARCHAR(q.${c}) AS "K${i}"`).join(', ')} FROM ${quoteName(table)} q WHERE q."DS" = CAST(? AS DATE) AND q."RUN_ID" = ?${notScored}`;
+      const { rows } = await this.sessions.use((s) => s.run(sql, [run.logicalDate, of]));
+      return rows.map((r) => keys.map((_, i) => String(r[`K${i}`])));
+    } catch (err) {
+      throw wrapError(err, `${displayName(table)}: reading the quarantined rows of run ${of} failed`, 'sink');
+    }
+  }
 }
 
 /** "number of rows deleted" / "number of rows inserted" of a DML result. */
@@ -907,10 +925,11 @@ const RUN_COLUMNS: Record<keyof RunAudit, string> = {
   shadow_output: 'VARCHAR',
   shadow_agreement: 'VARCHAR',
   input_fingerprint: 'VARCHAR',
+  rows_quarantined: 'NUMBER(38,0)',
 };
 
 /** Run columns added after the first release of the audit contract: existing tables get them by ALTER. */
-const ADDED_RUN_COLUMNS: (keyof RunAudit)[] = ['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement', 'input_fingerprint'];
+const ADDED_RUN_COLUMNS: (keyof RunAudit)[] = ['alerts', 'shadow_model', 'shadow_model_sha256', 'shadow_output', 'shadow_agreement', 'input_fingerprint', 'rows_quarantined'];
 
 const CHUNK_COLUMNS: Record<keyof ChunkAudit, string> = {
   run_id: 'VARCHAR',

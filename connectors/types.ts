@@ -78,6 +78,13 @@ export interface Sink {
   commit(run: RunRef, staged: StagedChunk[]): Promise<CommitStats>;
   /** Remove everything the run staged; idempotent. */
   abort(run: RunRef): Promise<void>;
+  /**
+   * `run --only-quarantined`: the keys of the rows run `of` set aside in `quarantine` (the sink of this
+   * table's quarantine table, same backend: src/run/shadow.ts) for the run's date that this table's
+   * partition does not hold yet, each key column's value as text. Empty when there are none or the
+   * quarantine table is missing.
+   */
+  pendingQuarantined(run: RunRef, quarantine: Sink, of: string, keys: string[]): Promise<string[][]>;
   /** Where the output lands, for summaries. */
   location(run: RunRef): string;
 }

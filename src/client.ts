@@ -85,9 +85,9 @@ export class ScorelineClient {
   }
 
   /** Start a batch run for one logical date. A date already running is refused, never run twice at once. */
-  async startRun(opts: { config: PipelineConfig; raw: unknown; date: string; overrides?: Record<string, string>; trigger: Trigger }): Promise<WorkflowHandleWithFirstExecutionRunId> {
+  async startRun(opts: { config: PipelineConfig; raw: unknown; date: string; overrides?: Record<string, string>; trigger: Trigger; onlyQuarantined?: string }): Promise<WorkflowHandleWithFirstExecutionRunId> {
     const date = assertLogicalDate(opts.date, `pipeline ${opts.config.name}`);
-    const input: RunInput = { pipeline: opts.config.name, config: opts.raw, date, overrides: opts.overrides, trigger: opts.trigger };
+    const input: RunInput = { pipeline: opts.config.name, config: opts.raw, date, overrides: opts.overrides, trigger: opts.trigger, ...(opts.onlyQuarantined && { onlyQuarantined: opts.onlyQuarantined }) };
     const workflowId = batchWorkflowId(opts.config.name, date);
     const typedSearchAttributes = (await this.hasSearchAttributes())
       ? ([

@@ -7,7 +7,7 @@
 import { WorkflowFailedError, type WorkflowExecutionInfo } from '@temporalio/client';
 import type { ScorelineClient } from './client';
 import { DATE_PATTERN, NAME_PATTERN } from './config/pipeline';
-import { ConfigError } from './errors';
+import { ConfigError, ScorelineError } from './errors';
 import { BATCH_WORKFLOW } from './search-attributes';
 import type { RunProgress, RunResult, Trigger } from './types';
 
@@ -161,10 +161,31 @@ export interface RunDetails extends RunSummary {
     /** An estimate, never a fact: when scoring ends at the throughput so far (null until measurable, and after scoring). */
     estimate: { finish_at: string; rows_per_s: number; as_of: string } | null;
   } | null;
-  counts: { rows_in: number; rows_out: number; rows_rejected: number; rows_imputed: number; chunks: number } | null;
+  counts: { rows_in: number; rows_out: number; rows_rejected: number; rows_imputed: number; rows_quarantined: number; chunks: number } | null;
   model: { name: string; version: string; sha256: string; ref: string } | null;
   output: string | null;
   error: string | null;
+}
+
+/**
+ * The logical date of a run whose quarantined rows are to be rescored (`run --only-quarantined`), asked
+ * of Temporal; `date`, when given, must agree (and is used alone once the run is past retention).
+ */
+export async function rescoreDate(client: ScorelineClient, pipeline: string, runId: string, date?: string): Promise<string> {
+  let run: RunDetails;
+  try {
+    run = await describeRun(client, runId);
+  } catch (err) {
+    if (date && err instanceof ScorelineError && err.code === 'NOT_FOUND') return date; // past Temporal's retention: the quarantine table still knows it
+    if (err instanceof ScorelineError && err.code === 'NOT_FOUND') throw new ConfigError(`${err.message}; give its logical date too (--date / "date") if it is past Temporal's retention`);
+    throw err;
+  }
+  const problem =
+    run.pipeline !== pipeline ? `is a run of pipeline ${run.pipeline}, not ${pipeline}` :
+    date && run.logical_date !== date ? `scored ${run.logical_date}, not ${date}` :
+    run.status !== 'succeeded' ? `has not succeeded (${run.status}${run.error ? `: ${run.error}` : ''}); only a succeeded run's quarantined rows can be rescored` : undefined;
+  if (problem) throw new ConfigError(`run ${runId} ${problem}`);
+  return run.logical_date;
 }
 
 /** One run by run id (UUID) or workflow id: Temporal's status, live progress, and the result once finished. */
@@ -201,7 +222,7 @@ export async function describeRun(client: ScorelineClient, id: string): Promise<
               : null,
         }
       : null,
-    counts: result ? { rows_in: result.rowsIn, rows_out: result.rowsOut, rows_rejected: result.rowsRejected, rows_imputed: result.rowsImputed, chunks: result.chunks } : null,
+    counts: result ? { rows_in: result.rowsIn, rows_out: result.rowsOut, rows_rejected: result.rowsRejected, rows_imputed: result.rowsImputed, rows_quarantined: result.rowsQuarantined ?? 0, chunks: result.chunks } : null,
     model: model ? { name: model.name, version: model.version, sha256: model.sha256, ref: model.ref } : null,
     output: result?.output ?? null,
     error,

@@ -22,6 +22,12 @@ export interface RunInput {
   /** Dotted-path overrides applied to the pipeline file before validation, e.g. {"chunk_rows": "1000"}. */
   overrides?: Record<string, string>;
   trigger?: Trigger;
+  /**
+   * `run --only-quarantined RUN_ID`: score only the rows that run set aside in the quarantine table (and
+   * the output does not hold yet), append them to the date's output, and replace the date's quarantine
+   * rows with those that still cannot be scored.
+   */
+  onlyQuarantined?: string;
 }
 
 export interface PinnedModel {
@@ -73,6 +79,8 @@ export interface RunPlan {
   /** The source's input fingerprint (SourcePlan.fingerprint), recorded in the audit row; absent when the source cannot give one. */
   fingerprint?: string;
   startedAt: string;
+  /** A rescore of this run's quarantined rows (RunInput.onlyQuarantined): chunks score only those rows. */
+  rescoreOf?: string;
 }
 
 export interface ChunkStats {
@@ -97,6 +105,11 @@ export interface ChunkStats {
   profileMs?: number;
   /** The challenger's staged output and its agreement with the model, when the pipeline has `shadow:`. */
   shadow?: { stagedFile: string; rowsOut: number; agreement: Agreement };
+  /**
+   * Rows set aside under the error budget (`max_rejected`): their staged quarantine file, how many, and
+   * the first one in words (`column "f03" row 17 (key 1017): NULL …`) for the run's error if over budget.
+   */
+  quarantine?: { stagedFile: string; rows: number; first: string };
 }
 
 export interface CommitStats {
@@ -124,6 +137,8 @@ export interface RunTotals {
   rowsOut: number;
   rowsRejected: number;
   rowsImputed: number;
+  /** Rows set aside in the quarantine table under the error budget (absent in runs from before it existed). */
+  rowsQuarantined?: number;
   stageMs: { read: number; convert: number; infer: number; write: number };
 }
 
@@ -152,6 +167,12 @@ export interface RunResult {
   drift?: DriftSummary;
   /** Shadow scoring: the challenger, where its predictions went, and how well it agreed with the model. */
   shadow?: { model: PinnedModel; output?: string; agreement: AgreementSummary };
+  /** Rows that could not be scored, set aside under the error budget (`max_rejected`). */
+  rowsQuarantined?: number;
+  /** Where the quarantined rows went (the sink + `_quarantine`), or why they could not be stored. */
+  quarantine?: { output?: string; rows: number; error?: string };
+  /** The run whose quarantined rows this run rescored (`--only-quarantined`). */
+  rescoreOf?: string;
 }
 
 /** What the profile step found: per-column drift against the reference, and which columns crossed a threshold. */
@@ -248,6 +269,8 @@ export interface RunAudit {
   shadow_agreement: string | null;
   /** What the run read, as the source fingerprints it (docs/output-schema.md); NULL for older rows and sources without one. */
   input_fingerprint: string | null;
+  /** Rows set aside in the quarantine table under the error budget; NULL for older rows. */
+  rows_quarantined: number | null;
 }
 
 export interface ChunkAudit {

@@ -22,6 +22,7 @@ import type { Profile } from '../src/profile/sketch';
 import type { CommitStats, DriftSummary, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals } from '../src/types';
 import { ThroughputMeter } from '../src/alerts/eta';
 import { parseDuration } from '../src/alerts/duration';
+import { describeBudget, quarantines, rejectBudget } from '../src/run/budget';
 import { RunAlerts } from './alerts';
 import { ChunkTally, emptyTotals, groupProgressSignal, scoreChunkWindow, scoreInChildren, slowChunkSignal, StepFailure, type ChunkWindow } from './chunks';
 import { describeError as describe } from './describe';
@@ -102,6 +103,9 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   let shadowCommit: CommitStats | undefined;
   let shadowError: string | undefined;
   const shadowArgs = () => ({ commit: shadowCommit, agreement: tally.agreement, error: shadowError });
+  // The error budget (`max_rejected`): the quarantine table's commit, or why it could not be written.
+  let quarantineCommit: CommitStats | undefined;
+  let quarantineError: string | undefined;
   try {
     // patched(): a run started before the deferred key check replays with the check inside its plan.
     const deferKeyCheck = patched('deferred-key-check');
@@ -123,10 +127,10 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
       await scoreAllChunks(plan!, alerts, tally, progress);
       alerts.scoringDone(); // the key check may still be running: finishing no chunks then is no stall
     });
+    checkErrorBudget(plan, tally);
     progress.phase = 'committing';
     delete progress.estimate;
-    staged.sort((a, b) => a.index - b.index);
-    shadowStaged.sort((a, b) => a.index - b.index);
+    for (const list of [staged, shadowStaged, tally.quarantineStaged]) list.sort((a, b) => a.index - b.index);
     // Once the commit starts it finishes (or fails) on its own terms: a cancel arriving mid-commit
     // must not race the partition swap, and a committed run is reported as succeeded.
     commit = await step('commit', () => CancellationScope.nonCancellable(() => commitRun({ run: plan!.run, config: plan!.config, staged })));
@@ -135,6 +139,14 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     if (plan.shadow) {
       shadowCommit = await CancellationScope.nonCancellable(() => commitRun({ run: plan!.run, config: plan!.config, staged: shadowStaged, shadow: true })).catch((err) => {
         shadowError = `shadow commit failed: ${describe(err)}`;
+        return undefined;
+      });
+    }
+    // The quarantined rows replace the date's in the quarantine table, an empty set too (a rerun that
+    // rejects nothing clears them). After the output, like the shadow table: the run stands on its output.
+    if (quarantines(plan.config.max_rejected)) {
+      quarantineCommit = await CancellationScope.nonCancellable(() => commitRun({ run: plan!.run, config: plan!.config, staged: tally.quarantineStaged, quarantine: true })).catch((err) => {
+        quarantineError = `quarantine table not written: ${describe(err)}`;
         return undefined;
       });
     }
@@ -161,7 +173,18 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const drift = profile && patched('run-profile-v1') ? await CancellationScope.nonCancellable(() => profileStep(steps, plan!, profile)) : undefined;
   const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status: 'succeeded', drift }));
   const result = await CancellationScope.nonCancellable(() =>
-    steps.finishRun({ input, run: summary.run, plan: summary, status: 'succeeded', totals, commit, startedAtMs, alerts: sent, shadow: shadowArgs() }),
+    steps.finishRun({
+      input,
+      run: summary.run,
+      plan: summary,
+      status: 'succeeded',
+      totals,
+      commit,
+      startedAtMs,
+      alerts: sent,
+      shadow: shadowArgs(),
+      ...((quarantineCommit || quarantineError) && { quarantine: { commit: quarantineCommit, error: quarantineError } }),
+    }),
   );
   if (drift) result.drift = drift;
   progress.phase = 'succeeded';
@@ -172,6 +195,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     output: result.output ?? null,
     model: `${plan.model.name}:${plan.model.version}`,
     ...(drift && { drifted_columns: drift.breached.map((c) => c.column) }),
+    ...(result.rowsQuarantined && { rows_quarantined: result.rowsQuarantined }),
   });
   return result;
 }
@@ -209,6 +233,25 @@ async function scoreCheckingKeys(plan: RunPlan, { checkRunKeys }: ReturnType<typ
   if (scored.status === 'rejected') throw scored.reason;
 }
 
+/**
+ * Over the error budget (`max_rejected`) the run fails before anything is committed, saying how many rows
+ * could not be scored, what the budget allowed, and the first such row.
+ */
+function checkErrorBudget(plan: RunPlan, tally: ChunkTally): void {
+  const rejected = tally.totals.rowsQuarantined ?? 0;
+  const budget = rejectBudget(plan.config.max_rejected, plan.rowsPlanned);
+  if (rejected <= budget) return;
+  const share = plan.rowsPlanned > 0 ? ` (${((100 * rejected) / plan.rowsPlanned).toPrecision(2)}% of ${plan.rowsPlanned})` : '';
+  throw new StepFailure(
+    'score',
+    ApplicationFailure.nonRetryable(
+      `${rejected} rows could not be scored${share}, over the error budget max_rejected: ${describeBudget(plan.config.max_rejected, plan.rowsPlanned)}; nothing was committed. ` +
+        `First: ${tally.firstQuarantined?.text ?? 'unknown'}`,
+      'ScorelineErrorBudget',
+    ),
+  );
+}
+
 function summarize(plan: RunPlan): PlanSummary {
   return { ...plan, chunks: plan.chunks.length };
 }
@@ -219,7 +262,15 @@ function summarize(plan: RunPlan): PlanSummary {
  * patched(): a run started before child groups existed replays the way it ran.
  */
 async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, tally: ChunkTally, progress: RunProgress): Promise<void> {
-  const w: ChunkWindow = { run: plan.run, config: plan.config, model: plan.model, shadow: plan.shadow, chunksTotal: plan.chunks.length, profileColumns: plan.profileColumns ?? 0 };
+  const w: ChunkWindow = {
+    run: plan.run,
+    config: plan.config,
+    model: plan.model,
+    shadow: plan.shadow,
+    chunksTotal: plan.chunks.length,
+    profileColumns: plan.profileColumns ?? 0,
+    ...(plan.rescoreOf && { onlyQuarantinedOf: plan.rescoreOf }),
+  };
   // Throughput for the progress estimate and `late` alerts: computed here, on chunk stats (no timers).
   const meter = new ThroughputMeter();
   const show = (extra: RunTotals = emptyTotals()) => {

@@ -97,6 +97,8 @@ export interface ChunkWindow {
   /** Chunks in the whole run and columns per profile: decide which chunks are profiled. */
   chunksTotal: number;
   profileColumns: number;
+  /** A rescore of this run's quarantined rows (RunPlan.rescoreOf). */
+  onlyQuarantinedOf?: string;
 }
 
 /** Races one chunk against its `chunk_sla`; the run's alerts decide what firing means. */
@@ -113,12 +115,16 @@ function addTotals(t: RunTotals, d: RunTotals): void {
   t.rowsOut += d.rowsOut;
   t.rowsRejected += d.rowsRejected;
   t.rowsImputed += d.rowsImputed;
+  if (d.rowsQuarantined) t.rowsQuarantined = (t.rowsQuarantined ?? 0) + d.rowsQuarantined;
   for (const k of ['read', 'convert', 'infer', 'write'] as const) t.stageMs[k] += d.stageMs[k];
 }
 
 export class ChunkTally {
   readonly staged: StagedChunk[] = [];
   readonly shadowStaged: StagedChunk[] = [];
+  /** Chunks with rows set aside under the error budget, and the first such row (lowest chunk) in words. */
+  readonly quarantineStaged: StagedChunk[] = [];
+  firstQuarantined?: { index: number; text: string };
   readonly totals = emptyTotals();
   profile?: Profile;
   agreement?: Agreement;
@@ -126,7 +132,12 @@ export class ChunkTally {
   add(s: ChunkStats): void {
     this.staged.push({ index: s.index, rows: s.rowsOut, file: s.stagedFile });
     const stageMs = { read: s.readMs, convert: s.convertMs, infer: s.inferMs, write: s.writeMs };
-    addTotals(this.totals, { chunksDone: 1, rowsIn: s.rowsIn, rowsOut: s.rowsOut, rowsRejected: s.rowsRejected, rowsImputed: s.rowsImputed, stageMs });
+    const rowsQuarantined = s.quarantine?.rows ?? 0;
+    addTotals(this.totals, { chunksDone: 1, rowsIn: s.rowsIn, rowsOut: s.rowsOut, rowsRejected: s.rowsRejected, rowsImputed: s.rowsImputed, stageMs, ...(rowsQuarantined && { rowsQuarantined }) });
+    if (s.quarantine) {
+      this.quarantineStaged.push({ index: s.index, rows: s.quarantine.rows, file: s.quarantine.stagedFile });
+      this.noteQuarantined({ index: s.index, text: s.quarantine.first });
+    }
     if (s.profile) this.profile = mergeProfiles(this.profile, s.profile);
     if (s.shadow) {
       this.shadowStaged.push({ index: s.index, rows: s.shadow.rowsOut, file: s.shadow.stagedFile });
@@ -138,13 +149,20 @@ export class ChunkTally {
   merge(g: ChunkGroupResult): void {
     this.staged.push(...g.staged);
     this.shadowStaged.push(...g.shadowStaged);
+    this.quarantineStaged.push(...(g.quarantineStaged ?? []));
+    if (g.firstQuarantined) this.noteQuarantined(g.firstQuarantined);
     addTotals(this.totals, g.totals);
     if (g.profile) this.profile = mergeProfiles(this.profile, g.profile);
     if (g.agreement) this.agreement = mergeAgreement(this.agreement, g.agreement);
   }
 
+  private noteQuarantined(q: { index: number; text: string }): void {
+    if (!this.firstQuarantined || q.index < this.firstQuarantined.index) this.firstQuarantined = q;
+  }
+
   result(): ChunkGroupResult {
-    return { staged: this.staged, shadowStaged: this.shadowStaged, totals: this.totals, profile: this.profile, agreement: this.agreement };
+    const { staged, shadowStaged, quarantineStaged, firstQuarantined, totals, profile, agreement } = this;
+    return { staged, shadowStaged, totals, profile, agreement, ...(quarantineStaged.length > 0 && { quarantineStaged, firstQuarantined }) };
   }
 }
 
@@ -159,7 +177,7 @@ export async function scoreChunkWindow(w: ChunkWindow, chunks: Chunk[], watch: C
       while (inflight.size >= w.config.parallelism && !failure) await Promise.race(inflight);
       if (failure) break;
       const profile = profiledChunk(chunk.index, w.chunksTotal, w.profileColumns);
-      const p: Promise<void> = watch(chunk.index, scoreChunk({ run: w.run, config: w.config, model: w.model, chunk, profile, shadow: w.shadow }))
+      const p: Promise<void> = watch(chunk.index, scoreChunk({ run: w.run, config: w.config, model: w.model, chunk, profile, shadow: w.shadow, onlyQuarantinedOf: w.onlyQuarantinedOf }))
         .then(
           (s) => onChunk(s),
           (err) => {
@@ -187,7 +205,7 @@ export interface ChunkGroupInput {
   chunkSlaMs?: number;
 }
 
-export type ChunkGroupResult = Pick<ChunkTally, 'staged' | 'shadowStaged' | 'totals' | 'profile' | 'agreement'>;
+export type ChunkGroupResult = Pick<ChunkTally, 'staged' | 'shadowStaged' | 'totals' | 'profile' | 'agreement'> & Partial<Pick<ChunkTally, 'quarantineStaged' | 'firstQuarantined'>>;
 
 export interface SlowChunk {
   index: number;

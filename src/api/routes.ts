@@ -13,7 +13,7 @@ import { predictionRows } from '../nrt/response';
 import { rowsFromArrow, rowsFromObjects } from '../nrt/rows';
 import { liveModels } from '../nrt/score';
 import { modelStoreFor, resolvePipeline, type RunContext } from '../run/context';
-import { describeRun, listRuns, runListQuery } from '../runs';
+import { describeRun, listRuns, rescoreDate, runListQuery } from '../runs';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ApiError, type Route } from './http';
 import * as S from './schemas';
@@ -57,9 +57,10 @@ export function apiRoutes(ctx: ApiContext): Route[] {
       async handler({ params, body }) {
         const overrides = stringOverrides(body.overrides);
         const config = pipeline(params.name, overrides);
-        const date = body.date ?? new Date().toISOString().slice(0, 10);
         try {
-          const handle = await ctx.client.startRun({ config, raw: config, date, overrides, trigger: 'api' });
+          const onlyQuarantined = body.only_quarantined;
+          const date = onlyQuarantined ? await rescoreDate(ctx.client, config.name, onlyQuarantined, body.date) : (body.date ?? new Date().toISOString().slice(0, 10));
+          const handle = await ctx.client.startRun({ config, raw: config, date, overrides, trigger: 'api', onlyQuarantined });
           return { status: 202, body: { workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running', pipeline: config.name, logical_date: date } };
         } catch (err) {
           if (err instanceof ScorelineError && err.cause instanceof WorkflowExecutionAlreadyStartedError) throw new ApiError(409, 'conflict', err.message);
@@ -217,12 +218,12 @@ function notFound(id: string) {
  * audit.*, models_dir, alerts): a bearer token must not turn into arbitrary SQL run with the worker's
  * warehouse credentials, or into writes to any path. The CLI's --set (a local user) has no such limit.
  */
-const API_OVERRIDABLE = /^(model|chunk_rows|parallelism|sink\.mode|features\.(nulls|cast|impute_values\.[A-Za-z_][A-Za-z0-9_]*))$/;
+const API_OVERRIDABLE = /^(model|chunk_rows|parallelism|max_rejected|sink\.mode|features\.(nulls|cast|impute_values\.[A-Za-z_][A-Za-z0-9_]*))$/;
 
 function stringOverrides(o: Record<string, string | number | boolean> | undefined): Record<string, string> {
   for (const key of Object.keys(o ?? {})) {
     if (!API_OVERRIDABLE.test(key)) {
-      throw new ApiError(400, 'bad_request', `body.overrides.${key}: not overridable through the API (allowed: model, chunk_rows, parallelism, sink.mode, features.nulls, features.cast, features.impute_values.<column>)`);
+      throw new ApiError(400, 'bad_request', `body.overrides.${key}: not overridable through the API (allowed: model, chunk_rows, parallelism, max_rejected, sink.mode, features.nulls, features.cast, features.impute_values.<column>)`);
     }
   }
   return Object.fromEntries(Object.entries(o ?? {}).map(([k, v]) => [k, String(v)]));

@@ -23,8 +23,13 @@ export const ScheduleParams = z.strictObject({ name: z.string().min(1).max(300).
 
 export const StartRunBody = z
   .strictObject({
-    date: date.optional().describe('logical date to score; default: today (UTC)'),
+    date: date.optional().describe('logical date to score; default: today (UTC), or with only_quarantined the date of that run'),
     overrides: overrides.optional(),
+    only_quarantined: z
+      .string()
+      .regex(/^[0-9a-f-]{36}$/i, 'a run id (UUID)')
+      .optional()
+      .describe("rescore only the rows this run (id) set aside in the quarantine table, appending them to its date's output (like the CLI's --only-quarantined)"),
   })
   .meta({ id: 'StartRunRequest' });
 
@@ -72,7 +77,16 @@ export const RunDetails = RunSummary.extend({
         .describe('an estimate, not a measurement: when scoring ends at the throughput since the first chunk finished, as of the last chunk stats; null until two updates measured a rate, and once scoring is over'),
     })
     .nullable(),
-  counts: z.object({ rows_in: z.number(), rows_out: z.number(), rows_rejected: z.number(), rows_imputed: z.number(), chunks: z.number() }).nullable(),
+  counts: z
+    .object({
+      rows_in: z.number(),
+      rows_out: z.number(),
+      rows_rejected: z.number(),
+      rows_imputed: z.number(),
+      rows_quarantined: z.number().describe('rows that could not be scored, set aside in the quarantine table under the error budget (max_rejected)'),
+      chunks: z.number(),
+    })
+    .nullable(),
   model: z.object({ name: z.string(), version: z.string(), sha256: z.string(), ref: z.string() }).nullable(),
   output: z.string().nullable(),
   error: z.string().nullable(),

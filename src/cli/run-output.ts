@@ -12,10 +12,15 @@ export function summaryLinesFor(r: RunResult, uiUrl?: string): string[] {
   const rate = r.durationMs > 0 ? (r.rowsIn / r.durationMs) * 1000 : 0;
   const lines = [
     `${r.status === 'succeeded' ? '✔' : '✘'} ${r.pipeline} ${r.logicalDate}: ${r.status} in ${formatDuration(r.durationMs)}`,
-    `  rows in ${r.rowsIn.toLocaleString('en-US')}, out ${r.rowsOut.toLocaleString('en-US')}${r.rowsRejected ? `, rejected ${r.rowsRejected.toLocaleString('en-US')}` : ''}${r.rowsImputed ? `, imputed ${r.rowsImputed.toLocaleString('en-US')}` : ''} (${formatRate(rate)}), ${r.chunks} chunks`,
+    `  rows in ${r.rowsIn.toLocaleString('en-US')}, out ${r.rowsOut.toLocaleString('en-US')}${r.rowsRejected ? `, rejected ${r.rowsRejected.toLocaleString('en-US')}` : ''}${r.rowsImputed ? `, imputed ${r.rowsImputed.toLocaleString('en-US')}` : ''}${r.rowsQuarantined ? `, quarantined ${r.rowsQuarantined.toLocaleString('en-US')}` : ''} (${formatRate(rate)}), ${r.chunks} chunks`,
   ];
   if (r.model) lines.push(`  model   ${r.model.name}:${r.model.version} (${r.model.ref}, sha256 ${r.model.sha256.slice(0, 12)}…)`);
   if (r.output) lines.push(`  output  ${r.output}`);
+  if (r.quarantine?.output && r.quarantine.rows > 0) lines.push(`  quarantine ${r.quarantine.output}: ${r.quarantine.rows.toLocaleString('en-US')} rows that could not be scored (within max_rejected)`);
+  if (r.quarantine?.error) lines.push(`  warning ${r.quarantine.error}`);
+  if (r.rescoreOf && r.status === 'succeeded') {
+    lines.push(`  rescore of run ${r.rescoreOf}: ${r.rowsOut.toLocaleString('en-US')} of its ${r.rowsIn.toLocaleString('en-US')} quarantined rows scored and appended, ${(r.rowsQuarantined ?? 0).toLocaleString('en-US')} still quarantined`);
+  }
   // Local audit tables are queried with `scoreline sql`; a warehouse location names its tables itself.
   if (r.audit) lines.push(`  audit   ${r.audit}${/^[a-z]+:\/\//.test(r.audit) ? '' : ' (scoreline sql "SELECT * FROM scoreline_runs")'}`);
   if (r.stageMs && r.status === 'succeeded') {
@@ -39,6 +44,9 @@ export function resultJson(r: RunResult): Record<string, unknown> {
     rows_out: r.rowsOut,
     rows_rejected: r.rowsRejected,
     rows_imputed: r.rowsImputed,
+    rows_quarantined: r.rowsQuarantined ?? 0,
+    quarantine: r.quarantine?.output ?? null,
+    rescore_of: r.rescoreOf ?? null,
     chunks: r.chunks,
     duration_ms: r.durationMs,
     rows_per_s: r.durationMs > 0 ? Math.round((r.rowsIn / r.durationMs) * 1000) : null,

@@ -122,6 +122,8 @@ const driftSchema = z.strictObject({
   columns: z.array(columnName).min(1).optional(),
 });
 
+const MAX_REJECTED_HINT = 'expected a row count (e.g. 100) or a share of the planned rows from 0% to 100% (e.g. "0.1%")';
+
 export const pipelineSchema = z.strictObject({
   name: z.string().regex(NAME_PATTERN, 'lower-case letters, digits, - and _ (at most 63), starting with a letter'),
   description: z.string().optional(),
@@ -164,6 +166,18 @@ export const pipelineSchema = z.strictObject({
     .refine((s) => (parseDuration(s) ?? 0) >= 1000, { error: (iss) => `expected ${DURATION_HINT} of at least 1s, got ${JSON.stringify(iss.input)}` })
     .optional(),
   features: featurePolicy.default({ nulls: 'error', impute_values: {}, cast: 'strict' }),
+  /**
+   * The error budget: how many rows that cannot be scored (a NULL under `features.nulls: error`, a value
+   * the strict cast refuses) a run may set aside in the quarantine table (the sink's table or path +
+   * `_quarantine`) and still succeed — a row count, or a share of the planned rows (`0.1%`). Over it the
+   * run fails and nothing is committed. 0 (default): the first such row fails the run, as without a budget.
+   */
+  max_rejected: z
+    .union([z.number(), z.string()], { error: MAX_REJECTED_HINT })
+    .refine((v) => (typeof v === 'number' ? Number.isInteger(v) && v >= 0 : /^\d+(\.\d+)?%$/.test(v) && Number.parseFloat(v) <= 100), {
+      error: (iss) => `${MAX_REJECTED_HINT}, got ${JSON.stringify(iss.input)}`,
+    })
+    .default(0),
   /** Who hears about failed, slow and recovered runs, and how (docs/alerts.md); none by default. */
   alerts: alertsSchema.optional(),
   /** When Temporal Schedules run the pipeline (docs/schedules.md); applied with `scoreline schedule apply`. */

@@ -465,6 +465,7 @@ function parquetConfig(path: string): PipelineConfig {
     chunk_rows: 'auto',
     parallelism: 1,
     features: DEFAULT_POLICY,
+    max_rejected: 0,
     profile: false,
     drift: { reference: 'previous', psi: 0.2 },
   } as PipelineConfig;

@@ -93,6 +93,7 @@ export function nrtAuditRow(
     shadow_output: null,
     shadow_agreement: null,
     input_fingerprint: null,
+    rows_quarantined: null,
   };
 }
 

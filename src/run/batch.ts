@@ -15,11 +15,12 @@ import { logger } from '../obs/log';
 import { compareChunk, summarizeAgreement, type Agreement, type AgreementSummary } from '../profile/agreement';
 import { chunkProfile, featureProfileSpecs, profileFeatures, type TensorProfileSpec } from '../profile/chunk';
 import type { ColumnProfile } from '../profile/sketch';
-import { shadowConfig } from './shadow';
+import { quarantineConfig, shadowConfig } from './shadow';
+import { quarantines } from './budget';
 import type { LoadedModel } from '../models/store';
 import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
 import { runModel, type ScoringSession } from '../scoring/session';
-import { buildFeeds, emptyColumn, type BuiltFeeds, type OutputColumn } from '../scoring/tensor';
+import { buildFeeds, emptyColumn, type BuiltFeeds, type OutputColumn, type QuarantinedRows } from '../scoring/tensor';
 import type { AlertRecord } from '../alerts/events';
 import type { KeyCheck } from '../../connectors/types';
 import type { Chunk, ChunkAudit, ChunkStats, CommitStats, PinnedModel, RunAudit, RunInput, RunPlan, RunRef, RunResult, PlanSummary, RunStatus, RunTotals, StagedChunk } from '../types';
@@ -104,7 +105,8 @@ export interface PlanArgs {
  */
 export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
   const { input } = args;
-  const config = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
+  const rescoreOf = input.onlyQuarantined;
+  const config = rescoreConfig(resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {}), rescoreOf);
   const logicalDate = logicalDateFor(input, args.scheduledStart, new Date(args.startedAtMs ?? Date.now()));
   const run: RunRef = { ...args.run, pipeline: config.name, logicalDate };
   const store = modelStoreFor(ctx, config);
@@ -135,8 +137,10 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     );
   }
   checkRunSize(config, sourcePlan.chunks, sourcePlan.rows, sourcePlan.inputs.length, chunkRows);
+  // A rescore scores the rows its run quarantined that the output does not hold yet (its keys were checked then).
+  const rowsPlanned = rescoreOf ? await pendingQuarantinedRows(ctx, config, run, rescoreOf) : sourcePlan.rows;
   // Last: the only step that scans the input (its key columns), after every cheaper check passed.
-  const checkKeys = sourcePlan.rows > 0 && config.source.key_check !== 'allow';
+  const checkKeys = sourcePlan.rows > 0 && config.source.key_check !== 'allow' && !rescoreOf;
   if (checkKeys && !args.deferKeyCheck && !args.fingerprintOnly) {
     hooks.heartbeat({ step: 'keys' });
     const problem = keyProblem(config, logicalDate, await source.checkKeys(planRequest, sourcePlan));
@@ -154,11 +158,64 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     chunksPerChild,
     ...(checkKeys && args.deferKeyCheck && { keyCheckDeferred: true }),
     chunks: sourcePlan.chunks,
-    rowsPlanned: sourcePlan.rows,
+    rowsPlanned,
     inputs: sourcePlan.inputs,
     ...(sourcePlan.fingerprint && { fingerprint: sourcePlan.fingerprint }),
     startedAt,
+    ...(rescoreOf && { rescoreOf }),
   };
+}
+
+/**
+ * `run --only-quarantined`: the rescored rows are appended to the date's output (the rest of it stays);
+ * rows that still cannot be scored stay quarantined whatever the budget; no profile (a handful of rejected
+ * rows would make a poor drift reference).
+ */
+function rescoreConfig(config: PipelineConfig, rescoreOf: string | undefined): PipelineConfig {
+  if (!rescoreOf) return config;
+  return { ...config, sink: { ...config.sink, mode: 'append' }, max_rejected: '100%', profile: false };
+}
+
+async function pendingQuarantinedRows(ctx: RunContext, config: PipelineConfig, run: RunRef, of: string): Promise<number> {
+  const quarantine = quarantineConfig(config);
+  const pending = await ctx.connectors.sink(config).pendingQuarantined(run, ctx.connectors.sink(quarantine), of, config.source.key);
+  if (pending.length === 0) {
+    throw new InputError(
+      `run ${of} has no quarantined rows left to rescore in ${ctx.connectors.sink(quarantine).location(run)}: ` +
+        'it quarantined none on this date, a rescore already scored them, or a later run of the date replaced them',
+    );
+  }
+  return pending.length;
+}
+
+/** The keys a rescore's chunks keep (src/run/batch.ts scoreChunk), per rescore run, loaded once per worker. */
+const pendingKeys = new Map<string, Promise<Set<string>>>();
+const PENDING_KEY_RUNS = 4;
+
+function pendingKeySet(ctx: RunContext, config: PipelineConfig, run: RunRef, of: string): Promise<Set<string>> {
+  let keys = pendingKeys.get(run.runId);
+  if (!keys) {
+    keys = ctx.connectors
+      .sink(config)
+      .pendingQuarantined(run, ctx.connectors.sink(quarantineConfig(config)), of, config.source.key)
+      .then((rows) => new Set(rows.map((r) => r.join(KEY_SEPARATOR))));
+    keys.catch(() => pendingKeys.delete(run.runId));
+    pendingKeys.set(run.runId, keys);
+    if (pendingKeys.size > PENDING_KEY_RUNS) pendingKeys.delete(pendingKeys.keys().next().value!);
+  }
+  return keys;
+}
+
+const KEY_SEPARATOR = '\u0000';
+
+/** The rows of `batch` whose key (as text, like pendingQuarantined's) is in `keys`. */
+function rowsWithKeys(batch: arrow.RecordBatch, keyColumns: string[], keys: Set<string>): arrow.RecordBatch {
+  const vectors = keyColumns.map((k) => batch.getChild(k)!);
+  const rows: number[] = [];
+  for (let r = 0; r < batch.numRows; r++) if (keys.has(vectors.map((v) => String(v.get(r))).join(KEY_SEPARATOR))) rows.push(r);
+  const take = Int32Array.from(rows);
+  const children = batch.schema.fields.map((f) => takeRows(batch.getChild(f.name)!, take).data[0]);
+  return new arrow.RecordBatch(batch.schema, arrow.makeData({ type: new arrow.Struct(batch.schema.fields), length: take.length, nullCount: 0, children }));
 }
 
 export interface KeyCheckArgs {
@@ -255,6 +312,8 @@ export interface ScoreArgs {
   profile?: boolean;
   /** The plan's pinned shadow model: scored on the same rows, staged to the shadow sink. */
   shadow?: PinnedModel;
+  /** A rescore (RunPlan.rescoreOf): score only the rows this run quarantined that the output lacks. */
+  onlyQuarantinedOf?: string;
 }
 
 export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHooks = NO_HOOKS): Promise<ChunkStats> {
@@ -270,12 +329,15 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
 
   let t = performance.now();
   hooks.heartbeat({ step: 'read', chunk: chunk.index });
-  const batch = await ctx.connectors.source(config).read(chunk, columns, config.source.key);
+  let batch = await ctx.connectors.source(config).read(chunk, columns, config.source.key);
+  if (args.onlyQuarantinedOf) batch = rowsWithKeys(batch, config.source.key, await pendingKeySet(ctx, config, run, args.onlyQuarantinedOf));
   const readMs = lap();
 
   hooks.heartbeat({ step: 'convert', chunk: chunk.index });
-  const feeds = buildFeeds(batch, model.manifest, config.features, where);
-  const shadowFeeds = shadowSession && buildFeeds(batch, shadowSession.model.manifest, config.features, `${where}, shadow model`);
+  // Under an error budget, rows that cannot be scored are set aside (quarantined) instead of failing the chunk.
+  const feedOptions = { quarantine: quarantines(config.max_rejected) };
+  const feeds = buildFeeds(batch, model.manifest, config.features, where, feedOptions);
+  const shadowFeeds = shadowSession && buildFeeds(batch, shadowSession.model.manifest, config.features, `${where}, shadow model`, feedOptions);
   // NULL counts come from the source batch, so they are read before its feature buffers are recycled.
   const profileSpecs = config.profile && args.profile !== false ? featureProfileSpecs(batch, model.manifest) : undefined;
   recycleFeatureColumns(batch, config.source.key);
@@ -300,6 +362,14 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
     const agreement = compareChunk(predictions, shadowPredictions, feeds.rowsIn, feeds.keptRows, shadowFeeds.keptRows);
     shadow = { stagedFile: basename(shadowStaged.path), rowsOut: shadowFeeds.rowsOut, agreement };
   }
+  let quarantine: ChunkStats['quarantine'];
+  if (feeds.quarantined) {
+    const q = feeds.quarantined;
+    const staged = await ctx.connectors.sink(quarantineConfig(config)).stage(run, chunk.index, quarantineBatch(batch, config, run, args.model, q));
+    const r = q.rows[0];
+    const key = config.source.key.map((k) => `${k}=${String(batch.getChild(k)?.get(r))}`).join(', ');
+    quarantine = { stagedFile: basename(staged.path), rows: q.rows.length, first: `${where} row ${r}${key && ` (${key})`}: column "${q.columns[0]}": ${q.reasons[0]}` };
+  }
   const writeMs = lap();
   // The inference thread profiled the features while this thread wrote the chunk.
   const profile = scored.features && chunkProfile(await scored.features, predictions);
@@ -321,6 +391,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
     attempt: hooks.attempt,
     ...(profile && { profile, profileMs: Math.round(profileMs * 100) / 100 }),
     ...(shadow && { shadow }),
+    ...(quarantine && { quarantine }),
   };
   await ctx.connectors.audit(config).recordChunk(chunkAuditRow(run, stats));
   return stats;
@@ -401,17 +472,30 @@ export function outputBatch(
     columns[key] = keptRows ? takeRows(vector, keptRows) : vector;
   }
   for (const [name, values] of predictions) columns[name] = arrow.makeVector(values as Float32Array);
-  return {
-    table: new arrow.Table(columns),
-    constants: [
-      { name: 'run_id', sqlType: 'VARCHAR', value: run.runId },
-      { name: 'model_name', sqlType: 'VARCHAR', value: model.name },
-      { name: 'model_version', sqlType: 'VARCHAR', value: model.version },
-      { name: 'model_sha256', sqlType: 'VARCHAR', value: model.sha256 },
-      { name: 'scored_at', sqlType: 'TIMESTAMPTZ', value: new Date().toISOString() },
-      { name: 'ds', sqlType: 'DATE', value: run.logicalDate },
-    ],
-  };
+  return { table: new arrow.Table(columns), constants: contractConstants(run, model) };
+}
+
+/**
+ * The quarantine table's rows (docs/output-schema.md): the keys of each row that could not be scored,
+ * the column and the reason, and the output's constant columns (run_id … ds), so it is queried like the output.
+ */
+function quarantineBatch(batch: arrow.RecordBatch, config: PipelineConfig, run: RunRef, model: PinnedModel, q: QuarantinedRows): OutputBatch {
+  const columns: Record<string, arrow.Vector> = {};
+  for (const key of config.source.key) columns[key] = takeRows(batch.getChild(key)!, q.rows);
+  columns.rejected_column = arrow.vectorFromArray(q.columns, new arrow.Utf8());
+  columns.reason = arrow.vectorFromArray(q.reasons, new arrow.Utf8());
+  return { table: new arrow.Table(columns), constants: contractConstants(run, model) };
+}
+
+function contractConstants(run: RunRef, model: PinnedModel): ConstantColumn[] {
+  return [
+    { name: 'run_id', sqlType: 'VARCHAR', value: run.runId },
+    { name: 'model_name', sqlType: 'VARCHAR', value: model.name },
+    { name: 'model_version', sqlType: 'VARCHAR', value: model.version },
+    { name: 'model_sha256', sqlType: 'VARCHAR', value: model.sha256 },
+    { name: 'scored_at', sqlType: 'TIMESTAMPTZ', value: new Date().toISOString() },
+    { name: 'ds', sqlType: 'DATE', value: run.logicalDate },
+  ];
 }
 
 export interface CommitArgs {
@@ -420,10 +504,13 @@ export interface CommitArgs {
   staged: StagedChunk[];
   /** Commit the shadow model's staged output to the shadow table instead. */
   shadow?: boolean;
+  /** Commit the rows set aside under the error budget to the quarantine table instead. */
+  quarantine?: boolean;
 }
 
 export async function commitRun(ctx: RunContext, args: CommitArgs): Promise<CommitStats> {
-  return ctx.connectors.sink(args.shadow ? shadowConfig(args.config) : args.config).commit(args.run, args.staged);
+  const config = args.shadow ? shadowConfig(args.config) : args.quarantine ? quarantineConfig(args.config) : args.config;
+  return ctx.connectors.sink(config).commit(args.run, args.staged);
 }
 
 export interface FinishArgs {
@@ -439,6 +526,8 @@ export interface FinishArgs {
   alerts?: AlertRecord[];
   /** Shadow scoring: the shadow table's commit, the agreement summed over chunks, and why the commit failed. */
   shadow?: { commit?: CommitStats; agreement?: Agreement; error?: string };
+  /** The error budget's quarantine table: its commit, or why it could not be written. */
+  quarantine?: { commit?: CommitStats; error?: string };
 }
 
 /** Final audit rows, and on failure/cancel the removal of everything staged. Idempotent. */
@@ -452,7 +541,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       config = undefined; // invalid config: nothing was staged and there is no audit location to write to
     }
   }
-  const { rowsIn, rowsRejected, rowsImputed } = args.totals;
+  const { rowsIn, rowsRejected, rowsImputed, rowsQuarantined } = args.totals;
   const rowsOut = args.commit?.rowsOut ?? args.totals.rowsOut;
   const finishedAt = new Date();
   const durationMs = finishedAt.getTime() - args.startedAtMs;
@@ -471,11 +560,18 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
     model: plan?.model,
     error: args.error,
     stageMs: mapValues(args.totals.stageMs, Math.round),
+    ...(plan?.rescoreOf && { rescoreOf: plan.rescoreOf }),
+    ...((rowsQuarantined !== undefined || quarantines(plan?.config.max_rejected)) && { rowsQuarantined: rowsQuarantined ?? 0 }),
   };
   if (!config) return result;
   const sink = ctx.connectors.sink(config);
   const audit = ctx.connectors.audit(config);
   if (status !== 'succeeded') await sink.abort(run);
+  if (quarantines(config.max_rejected)) {
+    const q = args.quarantine;
+    if (!q?.commit) await ctx.connectors.sink(quarantineConfig(config)).abort(run);
+    if (status === 'succeeded') result.quarantine = { output: q?.commit?.output, rows: rowsQuarantined ?? 0, ...(q?.error && { error: q.error }) };
+  }
   if (plan?.shadow) {
     const shadowSink = ctx.connectors.sink(shadowConfig(config));
     if (!args.shadow?.commit) await shadowSink.abort(run);
@@ -499,10 +595,11 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       rowsImputed,
       chunks: result.chunks,
       output: result.output,
-      error: args.error,
+      error: args.error ?? args.quarantine?.error,
       alerts: args.alerts,
       shadow: result.shadow,
       inputFingerprint: plan?.fingerprint,
+      rowsQuarantined,
     }),
   );
   // Best effort, after the audit row: a snapshot that cannot be dropped must not turn a committed run
@@ -537,6 +634,7 @@ export function runAuditRow(
     alerts?: AlertRecord[];
     shadow?: { model: PinnedModel; output?: string; agreement?: AgreementSummary };
     inputFingerprint?: string;
+    rowsQuarantined?: number;
   },
 ): RunAudit {
   return {
@@ -565,6 +663,7 @@ export function runAuditRow(
     shadow_output: f.shadow?.output ?? null,
     shadow_agreement: f.shadow?.agreement ? JSON.stringify(f.shadow.agreement) : null,
     input_fingerprint: f.inputFingerprint ?? null,
+    rows_quarantined: f.rowsQuarantined ?? null,
   };
 }
 

@@ -31,8 +31,26 @@ export interface BuiltFeeds {
   keptRows?: Int32Array;
   rowsIn: number;
   rowsOut: number;
+  /** Rows dropped by the NULL policy `skip`. */
   rowsRejected: number;
   rowsImputed: number;
+  /**
+   * With `quarantine` (a pipeline with an error budget): the rows that could not be scored — a NULL under
+   * `features.nulls: error`, a value the strict cast refuses — in source row order, each with the first
+   * column and reason found. They are left out of the tensors (and `keptRows`) instead of failing the chunk.
+   */
+  quarantined?: QuarantinedRows;
+}
+
+export interface QuarantinedRows {
+  rows: Int32Array;
+  columns: string[];
+  reasons: string[];
+}
+
+export interface FeedOptions {
+  /** Leave rows that cannot be scored out and report them (BuiltFeeds.quarantined) instead of throwing. */
+  quarantine?: boolean;
 }
 
 const F32_MAX = 3.4028234663852886e38;
@@ -140,10 +158,11 @@ function allocateRecycled(dtype: TensorDtype, n: number): TensorData {
  * Build the model's input tensors from one record batch.
  * `where` prefixes error messages (e.g. "chunk 3 of data/ds=2026-11-01/part-0.parquet").
  */
-export function buildFeeds(batch: arrow.RecordBatch, manifest: ModelManifest, policy: FeaturePolicy, where: string): BuiltFeeds {
+export function buildFeeds(batch: arrow.RecordBatch, manifest: ModelManifest, policy: FeaturePolicy, where: string, options: FeedOptions = {}): BuiltFeeds {
   const rowsIn = batch.numRows;
   const strict = policy.cast === 'strict';
   const columns = new Map<string, ColumnView>();
+  const dtypes = new Map<string, InputSpec>();
   for (const input of manifest.inputs) {
     for (const name of input.columns) {
       if (columns.has(name)) continue;
@@ -152,15 +171,19 @@ export function buildFeeds(batch: arrow.RecordBatch, manifest: ModelManifest, po
         throw new InputError(`${where}: column "${name}" has type ${col.type}, which cannot feed ${input.dtype} input "${input.name}" (cast it in the source)`);
       }
       columns.set(name, col);
+      dtypes.set(name, input);
     }
   }
+  const quarantine = options.quarantine ? new Quarantine(rowsIn) : undefined;
 
   // NULL policy: find rows with a NULL in any feature column.
   let keep: Uint8Array | undefined;
   let rowsImputed = 0;
   const nullable = [...columns.values()].filter((c) => c.data.nullCount > 0);
   if (nullable.length > 0) {
-    if (policy.nulls === 'error') {
+    if (policy.nulls === 'error' && quarantine) {
+      for (const c of nullable) for (let r = 0; r < rowsIn; r++) if (isNull(c.data, r)) quarantine.reject(r, c.name, 'NULL (features.nulls: error)');
+    } else if (policy.nulls === 'error') {
       const c = nullable[0];
       let first = 0;
       while (first < rowsIn && !isNull(c.data, first)) first++;
@@ -168,8 +191,7 @@ export function buildFeeds(batch: arrow.RecordBatch, manifest: ModelManifest, po
         `${where}: feature column "${c.name}" has ${c.data.nullCount} NULL value(s) (first at row ${first} of the chunk); ` +
           `features.nulls is "error" — fix the source, or set features.nulls to "skip" or "impute"`,
       );
-    }
-    if (policy.nulls === 'skip') {
+    } else if (policy.nulls === 'skip') {
       keep = new Uint8Array(rowsIn).fill(1);
       for (const c of nullable) for (let r = 0; r < rowsIn; r++) if (isNull(c.data, r)) keep[r] = 0;
     } else {
@@ -184,6 +206,11 @@ export function buildFeeds(batch: arrow.RecordBatch, manifest: ModelManifest, po
     }
   }
 
+  if (quarantine) {
+    for (const [name, col] of columns) quarantine.checkValues(col, dtypes.get(name)!, strict, keep);
+    keep = quarantine.keep(keep);
+  }
+
   let keptRows: Int32Array | undefined;
   if (keep) {
     let count = 0;
@@ -194,7 +221,52 @@ export function buildFeeds(batch: arrow.RecordBatch, manifest: ModelManifest, po
   const rowsOut = keptRows ? keptRows.length : rowsIn;
 
   const tensors = manifest.inputs.map((input) => fillTensor(input, columns, rowsOut, keptRows, policy, strict, where));
-  return { tensors, keptRows, rowsIn, rowsOut, rowsRejected: rowsIn - rowsOut, rowsImputed };
+  const quarantined = quarantine?.rows();
+  const rowsQuarantined = quarantined?.rows.length ?? 0;
+  return { tensors, keptRows, rowsIn, rowsOut, rowsRejected: rowsIn - rowsOut - rowsQuarantined, rowsImputed, ...(quarantined && { quarantined }) };
+}
+
+/** The rows of one batch that cannot be scored, and why (the first problem found in each). */
+class Quarantine {
+  private readonly why = new Map<number, [string, string]>();
+
+  constructor(private readonly rowsIn: number) {}
+
+  reject(row: number, column: string, reason: string): void {
+    if (!this.why.has(row)) this.why.set(row, [column, reason]);
+  }
+
+  /**
+   * The values fillTensor would refuse: a strict cast's loss, a non-finite value for an int64 input.
+   * Rows the NULL policy `skip` drops (`kept[r]` 0) are not looked at.
+   */
+  checkValues(col: ColumnView, input: InputSpec, strict: boolean, kept: Uint8Array | undefined): void {
+    const check = castCheck(input.dtype, col.type, strict);
+    const int64 = input.dtype === 'int64' && arrow.DataType.isFloat(col.type);
+    if (!check && !int64) return;
+    const read = valueReader(col);
+    const nulls = col.data.nullCount > 0;
+    for (let r = 0; r < this.rowsIn; r++) {
+      if ((nulls && isNull(col.data, r)) || (kept && !kept[r])) continue;
+      const v = read(r);
+      const problem = int64 && !Number.isFinite(v) ? 'cannot feed an int64 input' : check?.(v);
+      if (problem) this.reject(r, col.name, `value ${v} ${problem} (input "${input.name}" is ${input.dtype})`);
+    }
+  }
+
+  /** `keep` (the NULL policy's) with the rejected rows cleared; undefined when nothing is left out. */
+  keep(keep: Uint8Array | undefined): Uint8Array | undefined {
+    if (this.why.size === 0) return keep;
+    const out = keep ?? new Uint8Array(this.rowsIn).fill(1);
+    for (const r of this.why.keys()) out[r] = 0;
+    return out;
+  }
+
+  rows(): QuarantinedRows | undefined {
+    if (this.why.size === 0) return undefined;
+    const rows = Int32Array.from(this.why.keys()).sort();
+    return { rows, columns: Array.from(rows, (r) => this.why.get(r)![0]), reasons: Array.from(rows, (r) => this.why.get(r)![1]) };
+  }
 }
 
 function fillTensor(

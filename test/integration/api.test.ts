@@ -120,6 +120,14 @@ describe('auth, validation, limits', () => {
       expect(r.status, field).toBe(400);
       expect(r.json.error.message).toMatch(new RegExp(`^body\\.overrides\\.${field.replace('.', '\\.')}: not overridable through the API`));
     }
+    const badRescore = await http('POST', '/v1/pipelines/churn-api/runs', { body: { only_quarantined: 'last-night' } });
+    expect(badRescore.status).toBe(400);
+    expect(badRescore.json.error.message).toMatch(/^body\.only_quarantined: a run id \(UUID\)/);
+    const unknownRun = await http('POST', '/v1/pipelines/churn-api/runs', { body: { only_quarantined: '01a223f5-0000-7000-8000-000000000000' } });
+    expect(unknownRun.status).toBe(400);
+    expect(unknownRun.json.error.message).toBe(
+      "no run with id 01a223f5-0000-7000-8000-000000000000 in namespace default; give its logical date too (--date / \"date\") if it is past Temporal's retention",
+    );
     const badEscape = await http('GET', '/v1/runs/%E0%A4%A');
     expect(badEscape.status).toBe(400);
     expect(badEscape.json.error.message).toMatch(/^path\.\w+: not a valid percent-encoded value/);

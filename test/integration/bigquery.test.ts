@@ -27,7 +27,7 @@ import { SessionCache } from '../../src/scoring/session';
 import type { ChunkStats, CommitStats, RunRef, RunResult, RunStatus } from '../../src/types';
 import { TASK_QUEUE } from '../../src/search-attributes';
 import { checkProfileStore } from '../helpers/profile-store';
-import { cleanup, copyModels, directScores, query, REPO, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, directScores, FEATURES, query, REPO, startTestStack, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const OTHER_DATE = '2026-11-02';
@@ -462,6 +462,49 @@ describe('through Temporal: a real dev server and worker, connection from the wo
     expect(result.drift?.error).toBeUndefined();
     const profile = await sql('SELECT column_name FROM `scoreline-local.scoreline.scoreline_run_profiles` WHERE run_id = @id', { id: result.runId });
     expect(profile).toHaveLength(34);
+  });
+
+  it('an error budget: rows with a NULL feature go to <table>_quarantine and the run succeeds; over the budget nothing is committed', async () => {
+    const columns = FEATURES.map((f) => (f === 'f05' ? 'IF(MOD(customer_id, 100) = 7, NULL, f05) AS f05' : f)).join(', ');
+    const source = { kind: 'bigquery' as const, connection: 'bigquery', query: `SELECT customer_id, ${columns} FROM scoreline.features WHERE ds = {{ ds }}`, key: ['customer_id'] };
+    const sink = { kind: 'bigquery' as const, connection: 'bigquery', table: 'scoreline.q_scores' };
+    const bad = ROWS / 100;
+    const ok = await run(raw({ name: 'churn-bq-quarantine', source, sink, max_rejected: '5%' }));
+    expect(ok.error).toBeUndefined();
+    expect(ok).toMatchObject({ status: 'succeeded', rowsOut: ROWS - bad, rowsQuarantined: bad, quarantine: { rows: bad, output: `bigquery://scoreline-local.scoreline.q_scores_quarantine (ds=${DATE})` } });
+    const out = await sql<{ customer_id: number }>('SELECT customer_id FROM `scoreline-local.scoreline.q_scores` WHERE ds = @ds', { ds: DATE });
+    expect(out).toHaveLength(ROWS - bad);
+    expect(out.filter((r) => r.customer_id % 100 === 7)).toEqual([]);
+    const q = await sql<{ customer_id: number; rejected_column: string; reason: string; run_id: string }>(
+      'SELECT customer_id, rejected_column, reason, run_id FROM `scoreline-local.scoreline.q_scores_quarantine` WHERE ds = @ds',
+      { ds: DATE },
+    );
+    expect(q).toHaveLength(bad);
+    for (const r of q) {
+      expect(r.customer_id % 100).toBe(7);
+      expect(r).toMatchObject({ rejected_column: 'f05', reason: 'NULL (features.nulls: error)', run_id: ok.runId });
+    }
+    expect(Number((await new BigQueryAuditStore(conn, 'scoreline').lastSucceededRun('churn-bq-quarantine', DATE))?.rows_quarantined)).toBe(bad);
+
+    const over = await run(raw({ name: 'churn-bq-quarantine', source, sink, max_rejected: 1 }));
+    expect(over.status).toBe('failed');
+    expect(over.error).toMatch(new RegExp(`^score failed: ${bad} rows could not be scored \\(1\\.0% of ${ROWS}\\), over the error budget max_rejected: 1 rows; nothing was committed\\. First: chunk \\d+ .*column "f05": NULL`));
+    for (const table of ['q_scores', 'q_scores_quarantine']) {
+      const runs = await sql<{ run_id: string }>(`SELECT DISTINCT run_id FROM \`scoreline-local.scoreline.${table}\` WHERE ds = @ds`, { ds: DATE });
+      expect(runs.map((r) => r.run_id), table).toEqual([ok.runId]);
+    }
+    expect((await tableNames()).filter((t) => t.startsWith('_scoreline'))).toEqual([]);
+
+    // After a fix (here: impute f05), `--only-quarantined` scores just those rows and appends them once.
+    const fixed = raw({ name: 'churn-bq-quarantine', source, sink, features: { nulls: 'impute', impute_values: { f05: 0 } } });
+    const rescore = await client.wait(await client.startRun({ config: parsePipeline(fixed, 'test'), raw: fixed, date: DATE, trigger: 'test', onlyQuarantined: ok.runId }));
+    expect(rescore.error).toBeUndefined();
+    expect(rescore).toMatchObject({ status: 'succeeded', rescoreOf: ok.runId, rowsIn: bad, rowsOut: bad, rowsQuarantined: 0 });
+    const all = await sql<{ customer_id: number; run_id: string }>('SELECT customer_id, run_id FROM `scoreline-local.scoreline.q_scores` WHERE ds = @ds', { ds: DATE });
+    expect(all).toHaveLength(ROWS);
+    expect(new Set(all.map((r) => r.customer_id)).size).toBe(ROWS);
+    expect(all.filter((r) => r.run_id === rescore.runId).every((r) => r.customer_id % 100 === 7)).toBe(true);
+    expect(await sql('SELECT customer_id FROM `scoreline-local.scoreline.q_scores_quarantine` WHERE ds = @ds', { ds: DATE })).toEqual([]);
   });
 
   it('a missing table fails the run at plan time with the table named, and commits nothing', async () => {

@@ -414,6 +414,45 @@ describe('through Temporal: a real dev server and worker, connection from the wo
     expect(await sql(`SELECT column_name FROM scoreline_run_profiles WHERE run_id = ?`, [result.runId])).toHaveLength(34);
   });
 
+  it('an error budget: rows with a NULL feature go to <table>_quarantine and the run succeeds; over the budget nothing is committed', async () => {
+    // features_nulls (above): f05 is NULL where customer_id % 100 = 7.
+    const source = { kind: 'snowflake' as const, connection: 'snowflake', table: 'features_nulls', key: ['customer_id'] };
+    const sink = { kind: 'snowflake' as const, connection: 'snowflake', table: 'q_scores' };
+    const bad = ROWS / 100;
+    const ok = await run(raw({ name: 'churn-sf-quarantine', source, sink, max_rejected: '5%' }));
+    expect(ok.error).toBeUndefined();
+    expect(ok).toMatchObject({ status: 'succeeded', rowsOut: ROWS - bad, rowsQuarantined: bad, quarantine: { rows: bad } });
+    expect(ok.quarantine!.output).toMatch(/Q_SCORES_QUARANTINE \(ds=/);
+    const out = await sql(`SELECT customer_id FROM q_scores WHERE ds = ?`, [DATE]);
+    expect(out).toHaveLength(ROWS - bad);
+    expect(out.filter((r) => Number(r.CUSTOMER_ID) % 100 === 7)).toEqual([]);
+    const q = await sql(`SELECT customer_id, rejected_column, reason, run_id FROM q_scores_quarantine WHERE ds = ? ORDER BY customer_id`, [DATE]);
+    expect(q).toHaveLength(bad);
+    for (const r of q) {
+      expect(Number(r.CUSTOMER_ID) % 100).toBe(7);
+      expect(r).toMatchObject({ REJECTED_COLUMN: 'f05', REASON: 'NULL (features.nulls: error)', RUN_ID: ok.runId });
+    }
+    expect(Number((await new SnowflakeAuditStore(conn).lastSucceededRun('churn-sf-quarantine', DATE))?.rows_quarantined)).toBe(bad);
+
+    const over = await run(raw({ name: 'churn-sf-quarantine', source, sink, max_rejected: 1 }));
+    expect(over.status).toBe('failed');
+    expect(over.error).toMatch(new RegExp(`^score failed: ${bad} rows could not be scored \\(1\\.0% of ${ROWS}\\), over the error budget max_rejected: 1 rows; nothing was committed\\. First: chunk \\d+ .*column "f05": NULL`));
+    expect(new Set((await sql(`SELECT run_id FROM q_scores WHERE ds = ?`, [DATE])).map((r) => r.RUN_ID))).toEqual(new Set([ok.runId]));
+    expect(new Set((await sql(`SELECT run_id FROM q_scores_quarantine WHERE ds = ?`, [DATE])).map((r) => r.RUN_ID))).toEqual(new Set([ok.runId]));
+    expect(scratch(await tableNames())).toEqual([]);
+
+    // After a fix (here: impute f05), `--only-quarantined` scores just those rows and appends them once.
+    const fixed = raw({ name: 'churn-sf-quarantine', source, sink, features: { nulls: 'impute', impute_values: { f05: 0 } } });
+    const rescore = await client.wait(await client.startRun({ config: parsePipeline(fixed, 'test'), raw: fixed, date: DATE, trigger: 'test', onlyQuarantined: ok.runId }));
+    expect(rescore.error).toBeUndefined();
+    expect(rescore).toMatchObject({ status: 'succeeded', rescoreOf: ok.runId, rowsIn: bad, rowsOut: bad, rowsQuarantined: 0 });
+    const all = await sql(`SELECT customer_id, run_id FROM q_scores WHERE ds = ?`, [DATE]);
+    expect(all).toHaveLength(ROWS);
+    expect(new Set(all.map((r) => r.CUSTOMER_ID)).size).toBe(ROWS);
+    expect(all.filter((r) => r.RUN_ID === rescore.runId).every((r) => Number(r.CUSTOMER_ID) % 100 === 7)).toBe(true);
+    expect(await sql(`SELECT customer_id FROM q_scores_quarantine WHERE ds = ?`, [DATE])).toEqual([]);
+  });
+
   it('a missing table fails the run at plan time with the table named, and commits nothing', async () => {
     const result = await run(raw({ source: { kind: 'snowflake', connection: 'snowflake', table: 'missing_features', key: ['customer_id'] }, sink: { kind: 'snowflake', connection: 'snowflake', table: 'never_written_temporal' } }));
     expect(result.status).toBe('failed');

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyOverrides, assertLogicalDate, chunkRowsFor, loadPipelineFile, parseOverrideFlags, parsePipeline, renderTemplate } from '../../src/config/pipeline';
 import { ConfigError } from '../../src/errors';
+import { describeBudget, quarantines, rejectBudget } from '../../src/run/budget';
 
 const valid = {
   name: 'churn-daily',
@@ -18,6 +19,20 @@ function writeYaml(text: string): string {
   writeFileSync(path, text);
   return path;
 }
+
+describe('max_rejected (error budget)', () => {
+  it('is a row count or a share of the planned rows; 0 (default) quarantines nothing', () => {
+    expect([rejectBudget(100, 1_000_000), rejectBudget('0.1%', 12_345), rejectBudget(undefined, 10)]).toEqual([100, 12, 0]);
+    expect([quarantines(0), quarantines('0%'), quarantines(undefined), quarantines(1), quarantines('0.01%')]).toEqual([false, false, false, true, true]);
+    expect(describeBudget('0.1%', 12_345)).toBe('0.1% of 12345 rows (12 rows)');
+    const base = valid;
+    expect(parsePipeline(base, 'p.yaml').max_rejected).toBe(0);
+    expect(parsePipeline({ ...base, max_rejected: '0.5%' }, 'p.yaml').max_rejected).toBe('0.5%');
+    for (const bad of ['lots', '150%', -1, 1.5]) {
+      expect(() => parsePipeline({ ...base, max_rejected: bad }, 'p.yaml')).toThrow(`p.yaml: max_rejected: expected a row count (e.g. 100) or a share of the planned rows from 0% to 100% (e.g. "0.1%"), got ${JSON.stringify(bad)}`);
+    }
+  });
+});
 
 describe('chunk_rows: auto', () => {
   it('holds ~32 MiB of float32 features per chunk, in multiples of 4096 rows, bounded', () => {

@@ -91,6 +91,33 @@ describe('buildFeeds', () => {
     );
   });
 
+  it('with quarantine, leaves out rows with a NULL (nulls: error) or a refused cast, first reason per row, instead of throwing', () => {
+    const b = batch({
+      a: arrow.vectorFromArray([1, null, 3, 4, null], new arrow.Float32()),
+      b: arrow.vectorFromArray([5, 6, 1e39, 8, 2 ** 40], new arrow.Float64()),
+      i: arrow.vectorFromArray([1, 2, 3, 4.5, 5], new arrow.Float64()),
+    });
+    const m: ModelManifest = { ...manifest('float32', ['a', 'b']), inputs: [...manifest('float32', ['a', 'b']).inputs, { name: 'n', dtype: 'int64', shape: [-1, 1], columns: ['i'] }] };
+    expect(() => buildFeeds(b, m, strict, 'c')).toThrow(InputError);
+    const feeds = buildFeeds(b, m, strict, 'c', { quarantine: true });
+    expect(Array.from(feeds.keptRows!)).toEqual([0]);
+    expect(Array.from(feeds.tensors[0].data as Float32Array)).toEqual([1, 5]);
+    expect(Array.from(feeds.tensors[1].data as BigInt64Array)).toEqual([1n]);
+    expect([feeds.rowsIn, feeds.rowsOut, feeds.rowsRejected]).toEqual([5, 1, 0]);
+    expect(Array.from(feeds.quarantined!.rows)).toEqual([1, 2, 3, 4]);
+    expect(feeds.quarantined!.columns).toEqual(['a', 'b', 'i', 'a']);
+    expect(feeds.quarantined!.reasons).toEqual([
+      'NULL (features.nulls: error)',
+      'value 1e+39 is beyond float32 range (input "x" is float32)',
+      'value 4.5 is not a whole number (input "n" is int64)',
+      'NULL (features.nulls: error)',
+    ]);
+    // Under `skip` a NULL row is dropped (rowsRejected), not quarantined; a clean batch quarantines nothing.
+    const skip = buildFeeds(b, m, { ...strict, nulls: 'skip' }, 'c', { quarantine: true });
+    expect([skip.rowsOut, skip.rowsRejected, skip.quarantined!.rows.length]).toEqual([1, 2, 2]);
+    expect(buildFeeds(batch({ a: arrow.makeVector(new Float32Array([1])) }), manifest('float32', ['a']), strict, 'c', { quarantine: true }).quarantined).toBeUndefined();
+  });
+
   it('reads booleans as 0/1', () => {
     const b = batch({ a: arrow.vectorFromArray([true, false, true]) });
     expect(Array.from(buildFeeds(b, manifest('float32', ['a']), strict, 'c').tensors[0].data as Float32Array)).toEqual([1, 0, 1]);
