@@ -243,7 +243,7 @@ function timeoutName(t: temporal.api.enums.v1.TimeoutType | null | undefined): s
 export interface ProxiedRequest {
   method: string;
   path: string;
-  /** The statement of a Snowflake query request (its JSON body, gunzipped), if it is one. */
+  /** The statement of a query request (Snowflake's `sqlText`, BigQuery's `query`; JSON body, gunzipped), if it is one. */
   sql?: string;
   /** The statement this session sent before (sessions are told apart by their Authorization token). */
   previousSql?: string;
@@ -266,7 +266,7 @@ export interface CutRule {
 }
 
 /**
- * A TCP proxy between an HTTP client (the Snowflake SDK) and a server (the emulator) that parses each
+ * A TCP proxy between an HTTP client (a warehouse SDK: Snowflake's, BigQuery's) and a server (the emulator) that parses each
  * request on the way in, and for a request a rule matches resets both sockets instead of forwarding it:
  * the statement never reaches the server, the client sees its connection die mid-request (or, with
  * `drop: 'response'`, the statement runs and the connection dies as its answer comes back). Everything
@@ -331,13 +331,8 @@ export class CuttingProxy {
     let dropResponse = false;
     upstream.on('data', (d) => (dropResponse ? drop() : client.write(d)));
     let buffered = Buffer.alloc(0);
-    let opaque = false; // a request we cannot frame (chunked): pass the rest through untouched
     let busy: Promise<void> = Promise.resolve();
     client.on('data', (d: Buffer) => {
-      if (opaque) {
-        upstream.write(d);
-        return;
-      }
       buffered = Buffer.concat([buffered, d]);
       busy = busy.then(async () => {
         for (;;) {
@@ -350,19 +345,15 @@ export class CuttingProxy {
               .slice(1)
               .map((l) => [l.slice(0, l.indexOf(':')).trim().toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as [string, string]),
           );
-          if (headers.get('transfer-encoding')?.includes('chunked')) {
-            opaque = true;
-            upstream.write(buffered);
-            buffered = Buffer.alloc(0);
-            return;
-          }
-          const length = Number(headers.get('content-length') ?? 0);
-          if (buffered.length < end + 4 + length) return;
-          const request = buffered.subarray(0, end + 4 + length);
-          buffered = buffered.subarray(end + 4 + length);
+          // A streamed (chunked) body, e.g. an upload: framed by its chunks; rules match it by method and path.
+          const chunked = headers.get('transfer-encoding')?.includes('chunked');
+          const bodyEnd = chunked ? chunkedBodyEnd(buffered, end + 4) : end + 4 + Number(headers.get('content-length') ?? 0);
+          if (bodyEnd === undefined || buffered.length < bodyEnd) return;
+          const request = buffered.subarray(0, bodyEnd);
+          buffered = buffered.subarray(bodyEnd);
           const [method, path] = head.split(' ');
           const session = headers.get('authorization') ?? '';
-          const req: ProxiedRequest = { method, path, sql: statementOf(request.subarray(end + 4), headers.get('content-encoding')), previousSql: this.lastSql.get(session) };
+          const req: ProxiedRequest = { method, path, sql: chunked ? undefined : statementOf(request.subarray(end + 4), headers.get('content-encoding')), previousSql: this.lastSql.get(session) };
           if (req.sql !== undefined) {
             this.statements.push(req.sql);
             this.lastSql.set(session, req.sql);
@@ -386,11 +377,28 @@ export class CuttingProxy {
   }
 }
 
+/** Where a chunked body that starts at `start` ends (after its last chunk and trailers), or undefined if not all of it is here yet. */
+function chunkedBodyEnd(buf: Buffer, start: number): number | undefined {
+  let at = start;
+  for (;;) {
+    const line = buf.indexOf('\r\n', at);
+    if (line < 0) return undefined;
+    const size = Number.parseInt(buf.subarray(at, line).toString('latin1'), 16);
+    if (size === 0) {
+      const end = buf.indexOf('\r\n\r\n', line);
+      return end < 0 ? undefined : end + 4;
+    }
+    at = line + 2 + size + 2;
+    if (at > buf.length) return undefined;
+  }
+}
+
 function statementOf(body: Buffer, encoding: string | undefined): string | undefined {
   if (body.length === 0) return undefined;
   try {
     const text = (encoding === 'gzip' ? gunzipSync(body) : body).toString('utf8');
-    const sql = (JSON.parse(text) as { sqlText?: unknown }).sqlText;
+    const json = JSON.parse(text) as { sqlText?: unknown; query?: unknown; configuration?: { query?: { query?: unknown } } };
+    const sql = json.sqlText ?? json.query ?? json.configuration?.query?.query;
     return typeof sql === 'string' ? sql : undefined;
   } catch {
     return undefined;
