@@ -177,18 +177,17 @@ function rescoreConfig(config: PipelineConfig, rescoreOf: string | undefined): P
 }
 
 async function pendingQuarantinedRows(ctx: RunContext, config: PipelineConfig, run: RunRef, of: string): Promise<number> {
-  const quarantine = quarantineConfig(config);
-  const pending = await ctx.connectors.sink(config).pendingQuarantined(run, ctx.connectors.sink(quarantine), of, config.source.key);
-  if (pending.length === 0) {
+  const pending = (await pendingKeySet(ctx, config, run, of)).size;
+  if (pending === 0) {
     throw new InputError(
-      `run ${of} has no quarantined rows left to rescore in ${ctx.connectors.sink(quarantine).location(run)}: ` +
+      `run ${of} has no quarantined rows left to rescore in ${ctx.connectors.sink(quarantineConfig(config)).location(run)}: ` +
         'it quarantined none on this date, a rescore already scored them, or a later run of the date replaced them',
     );
   }
-  return pending.length;
+  return pending;
 }
 
-/** The keys a rescore's chunks keep (src/run/batch.ts scoreChunk), per rescore run, loaded once per worker. */
+/** The keys a rescore keeps (its plan counts them, its chunks filter by them), per rescore run, loaded once per worker. */
 const pendingKeys = new Map<string, Promise<Set<string>>>();
 const PENDING_KEY_RUNS = 4;
 
