@@ -163,6 +163,25 @@ export class ParquetAuditStore implements AuditStore {
     return withConnection(async (con) => (await con.runAndReadAll(sql, [join(dir, '*.parquet'), ...params])).getRowObjectsJS() as Record<string, unknown>[]);
   }
 
+  async runWithChunks(runId: string): Promise<{ run: RunAudit; chunks: ChunkAudit[] } | undefined> {
+    const runs = join(this.dir, RUNS_TABLE);
+    if (!existsSync(runs)) return undefined;
+    const chunkDir = join(this.dir, CHUNKS_TABLE, runId);
+    return withConnection(async (con) => {
+      const [run] = (
+        await con.runAndReadAll(
+          `SELECT * EXCLUDE (updated_at) REPLACE (strftime(started_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS started_at, strftime(finished_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS finished_at)
+           FROM read_parquet($1, union_by_name = true) WHERE run_id = $2 ORDER BY updated_at DESC LIMIT 1`,
+          [join(runs, '*.parquet'), runId],
+        )
+      ).getRowObjectsJS();
+      if (!run) return undefined;
+      const chunks = existsSync(chunkDir) ? (await con.runAndReadAll('SELECT * FROM read_parquet($1) ORDER BY chunk_index', [join(chunkDir, '*.parquet')])).getRowObjectsJS() : [];
+      const numbers = (r: Record<string, unknown>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v]));
+      return { run: numbers(run) as unknown as RunAudit, chunks: chunks.map(numbers) as unknown as ChunkAudit[] };
+    });
+  }
+
   async lastSucceededRun(pipeline: string, logicalDate: string): Promise<RunAudit | undefined> {
     const runs = join(this.dir, RUNS_TABLE);
     if (!existsSync(runs)) return undefined;

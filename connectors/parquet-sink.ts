@@ -140,6 +140,36 @@ export class ParquetSink implements Sink {
     await fs.rm(replaced, { recursive: true, force: true });
   }
 
+  async stagedChunks(run: RunRef): Promise<Map<number, StagedChunk>> {
+    const staging = this.stagingDir(run);
+    const staged = new Map<number, StagedChunk>();
+    const entries = existsSync(staging) ? await fs.readdir(staging, { withFileTypes: true }) : [];
+    const files = entries.filter((e) => e.isFile() && /^part-\d{5}(-[^/]+)?\.parquet$/.test(e.name)).map((e) => e.name);
+    if (files.length === 0) return staged;
+    const rows = await withConnection(async (con) =>
+      (await con.runAndReadAll(`SELECT file_name, num_rows FROM parquet_file_metadata([${files.map((f) => sqlString(join(staging, f))).join(', ')}])`)).getRows(),
+    );
+    for (const [path, n] of rows) {
+      const file = basename(String(path));
+      staged.set(Number(file.slice(5, 10)), { index: Number(file.slice(5, 10)), rows: Number(n), file });
+    }
+    return staged;
+  }
+
+  async sweepStaging(olderThanMs: number, current: RunRef): Promise<string[]> {
+    if (!existsSync(this.stagingRoot)) return [];
+    const removed: string[] = [];
+    for (const name of await fs.readdir(this.stagingRoot)) {
+      const dir = join(this.stagingRoot, name);
+      const st = await fs.stat(dir).catch(() => undefined);
+      // `<run>.replaced` is an interrupted commit's old partition: abort or the retried commit owns it.
+      if (!st?.isDirectory() || name.endsWith('.replaced') || name === current.runId || Date.now() - st.mtimeMs < olderThanMs) continue;
+      await fs.rm(dir, { recursive: true, force: true });
+      removed.push(dir);
+    }
+    return removed;
+  }
+
   async pendingQuarantined(run: RunRef, quarantine: Sink, of: string, keys: string[]): Promise<string[][]> {
     if (!(quarantine instanceof ParquetSink)) throw new Error('internal: a parquet sink with a quarantine table elsewhere');
     const files = async (dir: string) => (existsSync(dir) ? (await fs.readdir(dir)).some((f) => f.endsWith('.parquet')) : false);

@@ -87,6 +87,13 @@ export interface Sink {
   pendingQuarantined(run: RunRef, quarantine: Sink, of: string, keys: string[]): Promise<string[][]>;
   /** Where the output lands, for summaries. */
   location(run: RunRef): string;
+  /**
+   * `run --resume`: what the run has staged, by chunk index (file name and rows), read from the staging
+   * area itself. Optional: sinks without it cannot resume.
+   */
+  stagedChunks?(run: RunRef): Promise<Map<number, StagedChunk>>;
+  /** Remove the staging of runs that left it behind (failed, terminated) longer ago than `olderThanMs`, except `current`'s; best effort. */
+  sweepStaging?(olderThanMs: number, current: RunRef): Promise<string[]>;
 }
 
 export interface AuditStore {
@@ -109,6 +116,8 @@ export interface AuditStore {
   profiledRuns(q: ProfiledRunsQuery): Promise<ProfiledRun[]>;
   /** The stored profile rows of one run (empty if none). */
   readProfile(runId: string): Promise<ProfileAudit[]>;
+  /** `run --resume`: the run's latest row and its chunk rows. Optional: stores without it cannot resume. */
+  runWithChunks?(runId: string): Promise<{ run: RunAudit; chunks: ChunkAudit[] } | undefined>;
 }
 
 export interface ProfiledRunsQuery {

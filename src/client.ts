@@ -85,9 +85,17 @@ export class ScorelineClient {
   }
 
   /** Start a batch run for one logical date. A date already running is refused, never run twice at once. */
-  async startRun(opts: { config: PipelineConfig; raw: unknown; date: string; overrides?: Record<string, string>; trigger: Trigger; onlyQuarantined?: string }): Promise<WorkflowHandleWithFirstExecutionRunId> {
+  async startRun(opts: { config: PipelineConfig; raw: unknown; date: string; overrides?: Record<string, string>; trigger: Trigger; onlyQuarantined?: string; resume?: string }): Promise<WorkflowHandleWithFirstExecutionRunId> {
     const date = assertLogicalDate(opts.date, `pipeline ${opts.config.name}`);
-    const input: RunInput = { pipeline: opts.config.name, config: opts.raw, date, overrides: opts.overrides, trigger: opts.trigger, ...(opts.onlyQuarantined && { onlyQuarantined: opts.onlyQuarantined }) };
+    const input: RunInput = {
+      pipeline: opts.config.name,
+      config: opts.raw,
+      date,
+      overrides: opts.overrides,
+      trigger: opts.trigger,
+      ...(opts.onlyQuarantined && { onlyQuarantined: opts.onlyQuarantined }),
+      ...(opts.resume && { resume: opts.resume }),
+    };
     const workflowId = batchWorkflowId(opts.config.name, date);
     const typedSearchAttributes = (await this.hasSearchAttributes())
       ? ([
@@ -184,6 +192,7 @@ export class ScorelineClient {
       durationMs: (desc.closeTime?.getTime() ?? Date.now()) - desc.startTime.getTime(),
       model: p?.model,
       error: cancelled ? 'cancelled' : (err.cause?.message ?? err.message),
+      ...(p?.resumableUntil && { resumableUntil: p.resumableUntil }),
     };
   }
 }

@@ -167,11 +167,21 @@ export interface RunDetails extends RunSummary {
   error: string | null;
 }
 
+/** The date of a run whose quarantined rows are to be rescored (`run --only-quarantined`): a succeeded one. */
+export function rescoreDate(client: ScorelineClient, pipeline: string, runId: string, date?: string): Promise<string> {
+  return dateOfRun(client, pipeline, runId, date, (s) => (s === 'succeeded' ? undefined : `has not succeeded (${s}); only a succeeded run's quarantined rows can be rescored`));
+}
+
+/** The date of a run to resume (`run --resume`): one that ended without succeeding. */
+export function resumeDate(client: ScorelineClient, pipeline: string, runId: string, date?: string): Promise<string> {
+  return dateOfRun(client, pipeline, runId, date, (s) => (s === 'succeeded' ? 'succeeded: there is nothing to resume' : s === 'running' ? 'is still running' : undefined));
+}
+
 /**
- * The logical date of a run whose quarantined rows are to be rescored (`run --only-quarantined`), asked
- * of Temporal; `date`, when given, must agree (and is used alone once the run is past retention).
+ * The logical date of run `runId` of `pipeline`, asked of Temporal, if `refuse` has nothing against its
+ * state; `date`, when given, must agree (and is used alone once the run is past retention).
  */
-export async function rescoreDate(client: ScorelineClient, pipeline: string, runId: string, date?: string): Promise<string> {
+async function dateOfRun(client: ScorelineClient, pipeline: string, runId: string, date: string | undefined, refuse: (state: RunState) => string | undefined): Promise<string> {
   let run: RunDetails;
   try {
     run = await describeRun(client, runId);
@@ -183,7 +193,7 @@ export async function rescoreDate(client: ScorelineClient, pipeline: string, run
   const problem =
     run.pipeline !== pipeline ? `is a run of pipeline ${run.pipeline}, not ${pipeline}` :
     date && run.logical_date !== date ? `scored ${run.logical_date}, not ${date}` :
-    run.status !== 'succeeded' ? `has not succeeded (${run.status}${run.error ? `: ${run.error}` : ''}); only a succeeded run's quarantined rows can be rescored` : undefined;
+    refuse(run.status);
   if (problem) throw new ConfigError(`run ${runId} ${problem}`);
   return run.logical_date;
 }

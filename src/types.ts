@@ -28,6 +28,11 @@ export interface RunInput {
    * rows with those that still cannot be scored.
    */
   onlyQuarantined?: string;
+  /**
+   * `run --resume RUN_ID`: resume that failed (or terminated) run of the same pipeline and date under its
+   * run id: re-plan, check the input and model are unchanged, reuse its staged chunks, score the rest.
+   */
+  resume?: string;
 }
 
 export interface PinnedModel {
@@ -81,6 +86,8 @@ export interface RunPlan {
   startedAt: string;
   /** A rescore of this run's quarantined rows (RunInput.onlyQuarantined): chunks score only those rows. */
   rescoreOf?: string;
+  /** `run --resume`: chunks the failed run had staged, taken over as they are (`chunks` holds only the rest). */
+  reused?: { staged: StagedChunk[]; totals: RunTotals };
 }
 
 export interface ChunkStats {
@@ -173,6 +180,10 @@ export interface RunResult {
   quarantine?: { output?: string; rows: number; error?: string };
   /** The run whose quarantined rows this run rescored (`--only-quarantined`). */
   rescoreOf?: string;
+  /** `run --resume`: chunks taken over from the failed attempt's staging instead of scored again. */
+  reusedChunks?: number;
+  /** A failed run whose staged chunks are kept for `run --resume` until then (`keep_failed_staging`). */
+  resumableUntil?: string;
 }
 
 /** What the profile step found: per-column drift against the reference, and which columns crossed a threshold. */
@@ -236,6 +247,8 @@ export interface RunProgress {
    * (src/alerts/eta.ts), as of the last chunk stats. Absent until two updates measured a rate.
    */
   estimate?: { finishAtMs: number; rowsPerSec: number; asOfMs: number };
+  /** A failed run whose staged chunks are kept for `run --resume` until then (RunResult.resumableUntil). */
+  resumableUntil?: string;
   model?: PinnedModel;
   error?: string;
 }
@@ -276,7 +289,8 @@ export interface RunAudit {
 export interface ChunkAudit {
   run_id: string;
   chunk_index: number;
-  status: 'succeeded' | 'failed';
+  /** `reused`: staged by an earlier attempt of the run and taken over by `run --resume`. */
+  status: 'succeeded' | 'failed' | 'reused';
   rows_in: number;
   rows_out: number;
   rows_rejected: number;

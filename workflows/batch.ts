@@ -25,7 +25,7 @@ import { parseDuration } from '../src/alerts/duration';
 import { describeBudget, quarantines, rejectBudget } from '../src/run/budget';
 import { RunAlerts } from './alerts';
 import { ChunkTally, emptyTotals, groupProgressSignal, scoreChunkWindow, scoreInChildren, slowChunkSignal, StepFailure, type ChunkWindow } from './chunks';
-import { describeError as describe } from './describe';
+import { describeError as describe, failureType } from './describe';
 
 export const progressQuery = defineQuery<RunProgress>('progress');
 
@@ -70,7 +70,8 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const info = workflowInfo();
   const scheduledStart = info.typedSearchAttributes.get(SA_SCHEDULED_START);
   const provisional: RunRef = {
-    runId: info.firstExecutionRunId,
+    // `run --resume`: the resumed run goes on under the run id it had (its staging and audit rows).
+    runId: input.resume ?? info.firstExecutionRunId,
     workflowId: info.workflowId,
     pipeline: input.pipeline,
     logicalDate: input.date ?? '',
@@ -112,10 +113,14 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs, deferKeyCheck }));
     steps = runSteps(plan.config.heartbeat_timeout ?? DEFAULT_HEARTBEAT_TIMEOUT);
     const { commitRun } = steps;
+    if (plan.reused) tally.reuse(plan.reused.staged, plan.reused.totals);
     Object.assign(progress, {
       phase: 'scoring',
       logicalDate: plan.run.logicalDate,
-      chunksTotal: plan.chunks.length,
+      chunksTotal: plan.chunks.length + (plan.reused?.staged.length ?? 0),
+      chunksDone: tally.totals.chunksDone,
+      rowsDone: tally.totals.rowsIn,
+      rowsOut: tally.totals.rowsOut,
       rowsPlanned: plan.rowsPlanned,
       model: plan.model,
       scoringStartedAtMs: Date.now(),
@@ -160,9 +165,24 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     progress.error = message;
     // Alerts, clean-up and audit run even when the workflow itself is being cancelled.
     const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status, step: failure.step, error: describe(failure.error) }));
-    await CancellationScope.nonCancellable(() =>
-      steps.finishRun({ input, run: plan?.run ?? provisional, plan: plan && summarize(plan), status, error: message, totals, startedAtMs, alerts: sent, shadow: shadowArgs() }),
+    // What a chunk failed on that is not the input's fault (a timeout, a worker gone for good) leaves the
+    // staged chunks for `run --resume` (keep_failed_staging); bad input, a cancel or a failed commit do not.
+    const keepStaging = !cancelled && failure.step.startsWith('score chunk') && !isInputFailure(failure.error);
+    const finished = await CancellationScope.nonCancellable(() =>
+      steps.finishRun({
+        input,
+        run: plan?.run ?? provisional,
+        plan: plan && summarize(plan),
+        status,
+        error: message,
+        totals,
+        startedAtMs,
+        alerts: sent,
+        shadow: shadowArgs(),
+        ...(keepStaging && { keepStaging }),
+      }),
     );
+    if (finished.resumableUntil) progress.resumableUntil = finished.resumableUntil;
     if (cancelled) throw isCancellation(failure.error) ? failure.error : new CancelledFailure('run cancelled');
     throw ApplicationFailure.nonRetryable(message, 'ScorelineRunFailed');
   }
@@ -250,6 +270,17 @@ function checkErrorBudget(plan: RunPlan, tally: ChunkTally): void {
       'ScorelineErrorBudget',
     ),
   );
+}
+
+/** Failures of the input, the pipeline or the model (as the activities type them): a resume would fail the same way. */
+const INPUT_FAILURES = new Set(['ScorelineInputError', 'ScorelineConfigError', 'ScorelineModelError', 'ScorelineErrorBudget']);
+
+function isInputFailure(err: unknown): boolean {
+  for (let e = err as { type?: string; details?: unknown[]; cause?: unknown } | undefined; e && typeof e === 'object'; e = e.cause as typeof e) {
+    // A chunk group's failure carries the chunk's own failure type (workflows/chunks.ts).
+    if (e instanceof ApplicationFailure && e.type === 'ScorelineChunkFailed') return INPUT_FAILURES.has(String(e.details?.[1]));
+  }
+  return INPUT_FAILURES.has(failureType(err) ?? '');
 }
 
 function summarize(plan: RunPlan): PlanSummary {

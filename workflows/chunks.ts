@@ -28,7 +28,7 @@ import { mergeAgreement, type Agreement } from '../src/profile/agreement';
 import { mergeProfiles, profiledChunk, type Profile } from '../src/profile/sketch';
 import { chunkQueue } from '../src/search-attributes';
 import type { Chunk, ChunkStats, PinnedModel, RunPlan, RunRef, RunTotals, StagedChunk } from '../src/types';
-import { describeError as describe } from './describe';
+import { describeError as describe, failureType } from './describe';
 import { startTimer } from './timer';
 
 /**
@@ -156,6 +156,12 @@ export class ChunkTally {
     if (g.agreement) this.agreement = mergeAgreement(this.agreement, g.agreement);
   }
 
+  /** `run --resume`: chunks the failed attempt staged, counted as scored. */
+  reuse(staged: StagedChunk[], totals: RunTotals): void {
+    this.staged.push(...staged);
+    addTotals(this.totals, totals);
+  }
+
   private noteQuarantined(q: { index: number; text: string }): void {
     if (!this.firstQuarantined || q.index < this.firstQuarantined.index) this.firstQuarantined = q;
   }
@@ -249,7 +255,7 @@ export async function scorelineChunkGroup(input: ChunkGroupInput): Promise<Chunk
   } catch (err) {
     if (!(err instanceof StepFailure) || isCancellation(err.error) || CancellationScope.current().consideredCancelled) throw err instanceof StepFailure ? err.error : err;
     // The run reports the chunk's own step and message, as if it had scored the chunk itself.
-    throw ApplicationFailure.create({ message: describe(err.error), type: 'ScorelineChunkFailed', nonRetryable: true, details: [err.step] });
+    throw ApplicationFailure.create({ message: describe(err.error), type: 'ScorelineChunkFailed', nonRetryable: true, details: [err.step, failureType(err.error)] });
   }
   return tally.result();
 }

@@ -22,7 +22,7 @@ import {
 import type { ScorelineActivities } from '../activities';
 import { groupAudits, nrtAuditRow, NRT_ROLLING_OVER, NRT_UPDATE, type NrtRequest, type NrtResult } from '../src/nrt/protocol';
 import type { RunAudit } from '../src/types';
-import { describeError } from './describe';
+import { describeError, failureType } from './describe';
 
 export const scoreUpdate = defineUpdate<NrtResult, [NrtRequest, Uint8Array]>(NRT_UPDATE);
 
@@ -91,7 +91,7 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
         stats.failed += 1;
         const message = describeError(err);
         pending.push({ req, row: nrtAuditRow(req, workflowId, 'failed', { finishedAtMs: Date.now(), error: message }) });
-        throw ApplicationFailure.create({ message, type: failureType(err), nonRetryable: true });
+        throw ApplicationFailure.create({ message, type: failureType(err) ?? NRT_FAILED, nonRetryable: true });
       }
     },
     {
@@ -138,16 +138,8 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
   }
 }
 
-/** The Scoreline error type (ScorelineInputError, …) from inside an activity failure, so callers can map it. */
-function failureType(err: unknown): string {
-  let e = err as { type?: string; cause?: unknown } | undefined;
-  let type = 'ScorelineNrtFailed';
-  while (e && typeof e === 'object') {
-    if (typeof e.type === 'string' && e.type) type = e.type;
-    e = e.cause as typeof e;
-  }
-  return type;
-}
+/** Callers map the Scoreline error type from inside an activity failure (ScorelineInputError, …); this when there is none. */
+const NRT_FAILED = 'ScorelineNrtFailed';
 
 /**
  * The alternative measured against `scorelineNrt` (docs/nrt.md): one short workflow per request, started
@@ -161,6 +153,6 @@ export async function scorelineNrtRequest(req: NrtRequest, rows: Uint8Array): Pr
   } catch (err) {
     const message = describeError(err);
     await recordNrtAudits([{ pipeline: req.pipeline, config: req.config, overrides: req.overrides, rows: [nrtAuditRow(req, workflowInfo().workflowId, 'failed', { finishedAtMs: Date.now(), error: message })] }]);
-    throw ApplicationFailure.create({ message, type: failureType(err), nonRetryable: true });
+    throw ApplicationFailure.create({ message, type: failureType(err) ?? NRT_FAILED, nonRetryable: true });
   }
 }

@@ -13,7 +13,7 @@ import { predictionRows } from '../nrt/response';
 import { rowsFromArrow, rowsFromObjects } from '../nrt/rows';
 import { liveModels } from '../nrt/score';
 import { modelStoreFor, resolvePipeline, type RunContext } from '../run/context';
-import { describeRun, listRuns, rescoreDate, runListQuery } from '../runs';
+import { describeRun, listRuns, rescoreDate, resumeDate, runListQuery } from '../runs';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ApiError, type Route } from './http';
 import * as S from './schemas';
@@ -58,9 +58,13 @@ export function apiRoutes(ctx: ApiContext): Route[] {
         const overrides = stringOverrides(body.overrides);
         const config = pipeline(params.name, overrides);
         try {
-          const onlyQuarantined = body.only_quarantined;
-          const date = onlyQuarantined ? await rescoreDate(ctx.client, config.name, onlyQuarantined, body.date) : (body.date ?? new Date().toISOString().slice(0, 10));
-          const handle = await ctx.client.startRun({ config, raw: config, date, overrides, trigger: 'api', onlyQuarantined });
+          const { only_quarantined: onlyQuarantined, resume } = body;
+          const date = onlyQuarantined
+            ? await rescoreDate(ctx.client, config.name, onlyQuarantined, body.date)
+            : resume
+              ? await resumeDate(ctx.client, config.name, resume, body.date)
+              : (body.date ?? new Date().toISOString().slice(0, 10));
+          const handle = await ctx.client.startRun({ config, raw: config, date, overrides, trigger: 'api', onlyQuarantined, resume });
           return { status: 202, body: { workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running', pipeline: config.name, logical_date: date } };
         } catch (err) {
           if (err instanceof ScorelineError && err.cause instanceof WorkflowExecutionAlreadyStartedError) throw new ApiError(409, 'conflict', err.message);

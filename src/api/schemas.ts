@@ -30,6 +30,11 @@ export const StartRunBody = z
       .regex(/^[0-9a-f-]{36}$/i, 'a run id (UUID)')
       .optional()
       .describe("rescore only the rows this run (id) set aside in the quarantine table, appending them to its date's output (like the CLI's --only-quarantined)"),
+    resume: z
+      .string()
+      .regex(/^[0-9a-f-]{36}$/i, 'a run id (UUID)')
+      .optional()
+      .describe('resume this failed or terminated run (id) of the pipeline: reuse the chunks it staged, score the rest (like the CLI\'s --resume)'),
   })
   .meta({ id: 'StartRunRequest' });
 

@@ -9,7 +9,7 @@ import { assertLogicalDate, loadPipelineFile, parseOverrideFlags, readPipelineYa
 import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
 import { resolvePipeline, type RunContext } from '../run/context';
-import { listRuns, rescoreDate, RUN_STATES, type RunSummary } from '../runs';
+import { listRuns, rescoreDate, resumeDate, RUN_STATES, type RunSummary } from '../runs';
 import type { Trigger } from '../types';
 import { DEFAULT_DEV_METRICS_PORT, parseMetricsPort } from '../obs/ports';
 import { commandLogLevel, configureLogging } from '../obs/log';
@@ -184,6 +184,7 @@ forces one), each activity's lines with run_id, workflow_id and chunk. docs/obse
     .option('--force', 'score every date even when unchanged (the plan still says which are)')
     .option('--dry-run', 'print the plan (changed / unchanged / new per date, and why) and start nothing')
     .option('--only-quarantined <run-id>', "rescore only the rows that run set aside in the quarantine table (after a fix), appending them to its date's output")
+    .option('--resume <run-id>', 'resume that failed (or terminated) run: same run id, input and model; reuse the chunks it staged, score the rest')
     .option('--set <key=value>', 'override a pipeline field, e.g. --set chunk_rows=1000 (repeatable)', collect, [])
     .option('--json', 'print one JSON summary object as the last line')
     .option('--no-wait', 'start the run, print its ids and return')
@@ -210,9 +211,13 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
       }
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
-        const onlyQuarantined: string | undefined = opts.onlyQuarantined;
-        const date = onlyQuarantined ? await rescoreDate(client, config.name, onlyQuarantined, opts.date) : (opts.date ?? new Date().toISOString().slice(0, 10));
-        const handle = await client.startRun({ config, raw: raw ?? config, date, overrides, trigger: 'cli' as Trigger, onlyQuarantined });
+        const { onlyQuarantined, resume } = opts as { onlyQuarantined?: string; resume?: string };
+        const date = onlyQuarantined
+          ? await rescoreDate(client, config.name, onlyQuarantined, opts.date)
+          : resume
+            ? await resumeDate(client, config.name, resume, opts.date)
+            : (opts.date ?? new Date().toISOString().slice(0, 10));
+        const handle = await client.startRun({ config, raw: raw ?? config, date, overrides, trigger: 'cli' as Trigger, onlyQuarantined, resume });
         if (!opts.wait) {
           if (opts.json) printJson({ workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running' });
           else process.stdout.write(`started ${handle.workflowId} (run id ${handle.firstExecutionRunId})\n`);

@@ -18,6 +18,8 @@ export function summaryLinesFor(r: RunResult, uiUrl?: string): string[] {
   if (r.output) lines.push(`  output  ${r.output}`);
   if (r.quarantine?.output && r.quarantine.rows > 0) lines.push(`  quarantine ${r.quarantine.output}: ${r.quarantine.rows.toLocaleString('en-US')} rows that could not be scored (within max_rejected)`);
   if (r.quarantine?.error) lines.push(`  warning ${r.quarantine.error}`);
+  if (r.reusedChunks !== undefined) lines.push(`  resumed: ${r.reusedChunks} of ${r.chunks} chunks taken over from the run's staging, ${r.chunks - r.reusedChunks} scored`);
+  if (r.resumableUntil) lines.push(`  staged chunks kept until ${r.resumableUntil}: resume with scoreline run ${r.pipeline} --resume ${r.runId}`);
   if (r.rescoreOf && r.status === 'succeeded') {
     lines.push(`  rescore of run ${r.rescoreOf}: ${r.rowsOut.toLocaleString('en-US')} of its ${r.rowsIn.toLocaleString('en-US')} quarantined rows scored and appended, ${(r.rowsQuarantined ?? 0).toLocaleString('en-US')} still quarantined`);
   }
@@ -47,6 +49,8 @@ export function resultJson(r: RunResult): Record<string, unknown> {
     rows_quarantined: r.rowsQuarantined ?? 0,
     quarantine: r.quarantine?.output ?? null,
     rescore_of: r.rescoreOf ?? null,
+    reused_chunks: r.reusedChunks ?? null,
+    resumable_until: r.resumableUntil ?? null,
     chunks: r.chunks,
     duration_ms: r.durationMs,
     rows_per_s: r.durationMs > 0 ? Math.round((r.rowsIn / r.durationMs) * 1000) : null,

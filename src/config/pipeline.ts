@@ -165,6 +165,15 @@ export const pipelineSchema = z.strictObject({
     .string()
     .refine((s) => (parseDuration(s) ?? 0) >= 1000, { error: (iss) => `expected ${DURATION_HINT} of at least 1s, got ${JSON.stringify(iss.input)}` })
     .optional(),
+  /**
+   * How long a run that failed while scoring chunks (a chunk timed out, its worker died for good) keeps
+   * what it staged, so `run --resume` can reuse it (default 24h; 0 cleans at once, as a failed input
+   * check always does). Staging older than this is removed when the sink is next planned for.
+   */
+  keep_failed_staging: z
+    .string()
+    .refine((s) => keepFailedStagingMs(s) !== undefined, { error: (iss) => `expected 0 or ${DURATION_HINT}, got ${JSON.stringify(iss.input)}` })
+    .default('24h'),
   features: featurePolicy.default({ nulls: 'error', impute_values: {}, cast: 'strict' }),
   /**
    * The error budget: how many rows that cannot be scored (a NULL under `features.nulls: error`, a value
@@ -194,6 +203,12 @@ export const pipelineSchema = z.strictObject({
 });
 
 export type PipelineConfig = z.output<typeof pipelineSchema>;
+
+/** `keep_failed_staging` in ms: 0 for `0` (or `0s`, `0m`, …), else the duration; undefined if neither. */
+export function keepFailedStagingMs(text: string | undefined): number | undefined {
+  if (text === undefined) return 0;
+  return /^\s*0+\s*[a-z]*\s*$/i.test(text) ? 0 : parseDuration(text);
+}
 
 /** Feature bytes a chunk holds under `chunk_rows: auto` (as float32): the tensor one activity builds. */
 export const AUTO_CHUNK_BYTES = 32 * 1024 * 1024;

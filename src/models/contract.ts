@@ -466,6 +466,7 @@ function parquetConfig(path: string): PipelineConfig {
     parallelism: 1,
     features: DEFAULT_POLICY,
     max_rejected: 0,
+    keep_failed_staging: '0',
     profile: false,
     drift: { reference: 'previous', psi: 0.2 },
   } as PipelineConfig;

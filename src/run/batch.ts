@@ -5,7 +5,7 @@
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
-import { assertLogicalDate, chunkRowsFor, type PipelineConfig } from '../config/pipeline';
+import { assertLogicalDate, chunkRowsFor, keepFailedStagingMs, type PipelineConfig } from '../config/pipeline';
 import { ConfigError, errorMessage, InputError } from '../errors';
 import { takeRows } from '../io/arrow';
 import { buffers } from '../io/buffers';
@@ -17,6 +17,7 @@ import { chunkProfile, featureProfileSpecs, profileFeatures, type TensorProfileS
 import type { ColumnProfile } from '../profile/sketch';
 import { quarantineConfig, shadowConfig } from './shadow';
 import { quarantines } from './budget';
+import { resumeConfig, resumeFrom, reusableChunks, reusedChunkRows } from './resume';
 import type { LoadedModel } from '../models/store';
 import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
 import { runModel, type ScoringSession } from '../scoring/session';
@@ -106,9 +107,12 @@ export interface PlanArgs {
 export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
   const { input } = args;
   const rescoreOf = input.onlyQuarantined;
-  const config = rescoreConfig(resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {}), rescoreOf);
+  const pipeline = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
   const logicalDate = logicalDateFor(input, args.scheduledStart, new Date(args.startedAtMs ?? Date.now()));
-  const run: RunRef = { ...args.run, pipeline: config.name, logicalDate };
+  // A resumed run keeps the run id it had, so its staged files (named by run) and output rows agree.
+  const resume = input.resume ? await resumeFrom(ctx, pipeline, input.resume, logicalDate) : undefined;
+  const config = rescoreConfig(resume ? resumeConfig(pipeline, resume) : pipeline, rescoreOf);
+  const run: RunRef = { ...args.run, ...(input.resume && { runId: input.resume }), pipeline: config.name, logicalDate };
   const store = modelStoreFor(ctx, config);
   const model = await store.resolve(config.model);
   hooks.heartbeat({ step: 'model', model: model.pin });
@@ -146,6 +150,8 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     const problem = keyProblem(config, logicalDate, await source.checkKeys(planRequest, sourcePlan));
     if (problem) throw problem;
   }
+  const reused = resume && (await reusableChunks(ctx, config, run, resume, sourcePlan, model.pin.sha256));
+  const taken = new Set(reused?.staged.map((s) => s.index));
   const startedAt = new Date(args.startedAtMs ?? Date.now()).toISOString();
   const profileColumns = features.length + model.manifest.outputs.length;
   const chunksPerChild = ctx.chunksPerChild ?? DEFAULT_CHUNKS_PER_CHILD;
@@ -157,12 +163,13 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     profileColumns,
     chunksPerChild,
     ...(checkKeys && args.deferKeyCheck && { keyCheckDeferred: true }),
-    chunks: sourcePlan.chunks,
+    chunks: reused ? sourcePlan.chunks.filter((c) => !taken.has(c.index)) : sourcePlan.chunks,
     rowsPlanned,
     inputs: sourcePlan.inputs,
     ...(sourcePlan.fingerprint && { fingerprint: sourcePlan.fingerprint }),
     startedAt,
     ...(rescoreOf && { rescoreOf }),
+    ...(reused && { reused }),
   };
 }
 
@@ -288,18 +295,36 @@ function scoredFeatures(model: LoadedModel, shadow?: LoadedModel): string[] {
 /** The plan step of a run: build the plan, then record the run as `running` in the audit table. */
 export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
   const plan = await buildPlan(ctx, args, hooks);
-  await ctx.connectors
-    .audit(plan.config)
-    .recordRun(
-      runAuditRow(plan.run, plan.model, 'running', {
-        startedAt: plan.startedAt,
-        rowsIn: plan.rowsPlanned,
-        chunks: plan.chunks.length,
-        shadow: plan.shadow && { model: plan.shadow },
-        inputFingerprint: plan.fingerprint,
-      }),
-    );
+  const audit = ctx.connectors.audit(plan.config);
+  await audit.recordRun(
+    runAuditRow(plan.run, plan.model, 'running', {
+      startedAt: plan.startedAt,
+      rowsIn: plan.rowsPlanned,
+      chunks: plan.chunks.length + (plan.reused?.staged.length ?? 0),
+      shadow: plan.shadow && { model: plan.shadow },
+      inputFingerprint: plan.fingerprint,
+    }),
+  );
+  // The audit shows which chunks a resumed run took over.
+  if (plan.reused && args.input.resume) {
+    const from = await resumeFrom(ctx, plan.config, args.input.resume, plan.run.logicalDate);
+    for (const row of reusedChunkRows(from, plan.reused.staged)) await audit.recordChunk(row);
+  }
+  await sweepFailedStaging(ctx, plan);
   return plan;
+}
+
+/** Staging that failed or terminated runs of this sink left behind longer than `keep_failed_staging` ago. */
+async function sweepFailedStaging(ctx: RunContext, plan: RunPlan): Promise<void> {
+  const keepMs = keepFailedStagingMs(plan.config.keep_failed_staging) ?? 0;
+  const sink = ctx.connectors.sink(plan.config);
+  if (keepMs <= 0 || !sink.sweepStaging) return;
+  try {
+    const removed = await sink.sweepStaging(keepMs, plan.run);
+    if (removed.length > 0) logger.info({ pipeline: plan.run.pipeline, removed }, `removed staging left by failed runs more than ${plan.config.keep_failed_staging} ago`);
+  } catch (err) {
+    logger.warn({ pipeline: plan.run.pipeline, error: errorMessage(err) }, 'could not sweep old staging');
+  }
 }
 
 export interface ScoreArgs {
@@ -527,6 +552,8 @@ export interface FinishArgs {
   shadow?: { commit?: CommitStats; agreement?: Agreement; error?: string };
   /** The error budget's quarantine table: its commit, or why it could not be written. */
   quarantine?: { commit?: CommitStats; error?: string };
+  /** A failed run the workflow deems resumable: keep its staging (and snapshot) for `keep_failed_staging`. */
+  keepStaging?: boolean;
 }
 
 /** Final audit rows, and on failure/cancel the removal of everything staged. Idempotent. */
@@ -554,18 +581,22 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
     rowsOut: status === 'succeeded' ? rowsOut : 0,
     rowsRejected,
     rowsImputed,
-    chunks: plan?.chunks ?? 0,
+    chunks: (plan?.chunks ?? 0) + (plan?.reused?.staged.length ?? 0),
     durationMs,
     model: plan?.model,
     error: args.error,
     stageMs: mapValues(args.totals.stageMs, Math.round),
     ...(plan?.rescoreOf && { rescoreOf: plan.rescoreOf }),
+    ...(plan?.reused && { reusedChunks: plan.reused.staged.length }),
     ...((rowsQuarantined !== undefined || quarantines(plan?.config.max_rejected)) && { rowsQuarantined: rowsQuarantined ?? 0 }),
   };
   if (!config) return result;
   const sink = ctx.connectors.sink(config);
   const audit = ctx.connectors.audit(config);
-  if (status !== 'succeeded') await sink.abort(run);
+  // Only where a resume can pick it up (a sink that lists its staging: Parquet for now).
+  const keepMs = status === 'failed' && args.keepStaging && sink.stagedChunks ? (keepFailedStagingMs(config.keep_failed_staging) ?? 0) : 0;
+  if (keepMs > 0) result.resumableUntil = new Date(finishedAt.getTime() + keepMs).toISOString();
+  else if (status !== 'succeeded') await sink.abort(run);
   if (quarantines(config.max_rejected)) {
     const q = args.quarantine;
     if (!q?.commit) await ctx.connectors.sink(quarantineConfig(config)).abort(run);
@@ -603,6 +634,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   );
   // Best effort, after the audit row: a snapshot that cannot be dropped must not turn a committed run
   // into a failed one (BigQuery's expire on their own after 72 h; docs/warehouses.md).
+  if (keepMs > 0) return result; // a resume re-plans against the snapshot
   try {
     await ctx.connectors.source(config).cleanup?.(config, run);
   } catch (err) {
