@@ -167,6 +167,16 @@ export interface RunDetails extends RunSummary {
   error: string | null;
 }
 
+/**
+ * The logical date a run starts for: that of the run it rescores (`--only-quarantined`) or resumes
+ * (`--resume`), else the given date, else today (UTC). The CLI and the API start runs alike.
+ */
+export function startDate(client: ScorelineClient, pipeline: string, o: { date?: string; onlyQuarantined?: string; resume?: string }): Promise<string> {
+  if (o.onlyQuarantined) return rescoreDate(client, pipeline, o.onlyQuarantined, o.date);
+  if (o.resume) return resumeDate(client, pipeline, o.resume, o.date);
+  return Promise.resolve(o.date ?? new Date().toISOString().slice(0, 10));
+}
+
 /** The date of a run whose quarantined rows are to be rescored (`run --only-quarantined`): a succeeded one. */
 export function rescoreDate(client: ScorelineClient, pipeline: string, runId: string, date?: string): Promise<string> {
   return dateOfRun(client, pipeline, runId, date, (s) => (s === 'succeeded' ? undefined : `has not succeeded (${s}); only a succeeded run's quarantined rows can be rescored`));
@@ -186,7 +196,7 @@ async function dateOfRun(client: ScorelineClient, pipeline: string, runId: strin
   try {
     run = await describeRun(client, runId);
   } catch (err) {
-    if (date && err instanceof ScorelineError && err.code === 'NOT_FOUND') return date; // past Temporal's retention: the quarantine table still knows it
+    if (date && err instanceof ScorelineError && err.code === 'NOT_FOUND') return date; // past Temporal's retention: the audit and quarantine tables still know the run
     if (err instanceof ScorelineError && err.code === 'NOT_FOUND') throw new ConfigError(`${err.message}; give its logical date too (--date / "date") if it is past Temporal's retention`);
     throw err;
   }

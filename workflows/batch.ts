@@ -167,7 +167,8 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status, step: failure.step, error: describe(failure.error) }));
     // What a chunk failed on that is not the input's fault (a timeout, a worker gone for good) leaves the
     // staged chunks for `run --resume` (keep_failed_staging); bad input, a cancel or a failed commit do not.
-    const keepStaging = !cancelled && failure.step.startsWith('score chunk') && !isInputFailure(failure.error);
+    // A refused `--resume` (the input or model changed) leaves the run it would resume as it was.
+    const keepStaging = !cancelled && ((failure.step.startsWith('score chunk') && !isInputFailure(failure.error)) || (input.resume !== undefined && failure.step === 'plan'));
     const finished = await CancellationScope.nonCancellable(() =>
       steps.finishRun({
         input,

@@ -13,7 +13,7 @@ import { predictionRows } from '../nrt/response';
 import { rowsFromArrow, rowsFromObjects } from '../nrt/rows';
 import { liveModels } from '../nrt/score';
 import { modelStoreFor, resolvePipeline, type RunContext } from '../run/context';
-import { describeRun, listRuns, rescoreDate, resumeDate, runListQuery } from '../runs';
+import { describeRun, listRuns, runListQuery, startDate } from '../runs';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ApiError, type Route } from './http';
 import * as S from './schemas';
@@ -59,11 +59,7 @@ export function apiRoutes(ctx: ApiContext): Route[] {
         const config = pipeline(params.name, overrides);
         try {
           const { only_quarantined: onlyQuarantined, resume } = body;
-          const date = onlyQuarantined
-            ? await rescoreDate(ctx.client, config.name, onlyQuarantined, body.date)
-            : resume
-              ? await resumeDate(ctx.client, config.name, resume, body.date)
-              : (body.date ?? new Date().toISOString().slice(0, 10));
+          const date = await startDate(ctx.client, config.name, { date: body.date, onlyQuarantined, resume });
           const handle = await ctx.client.startRun({ config, raw: config, date, overrides, trigger: 'api', onlyQuarantined, resume });
           return { status: 202, body: { workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running', pipeline: config.name, logical_date: date } };
         } catch (err) {

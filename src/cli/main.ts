@@ -9,7 +9,7 @@ import { assertLogicalDate, loadPipelineFile, parseOverrideFlags, readPipelineYa
 import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
 import { resolvePipeline, type RunContext } from '../run/context';
-import { listRuns, rescoreDate, resumeDate, RUN_STATES, type RunSummary } from '../runs';
+import { listRuns, RUN_STATES, startDate, type RunSummary } from '../runs';
 import type { Trigger } from '../types';
 import { DEFAULT_DEV_METRICS_PORT, parseMetricsPort } from '../obs/ports';
 import { commandLogLevel, configureLogging } from '../obs/log';
@@ -205,6 +205,9 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
     .action(async (pipeline: string, opts) => {
       const overrides = parseOverrideFlags(opts.set);
       const { config, raw } = loadPipelineArg(pipeline, overrides);
+      if ((opts.resume || opts.onlyQuarantined) && (opts.dates || opts.skipUnchanged === true || opts.dryRun || opts.force)) {
+        throw new ConfigError(`--${opts.resume ? 'resume' : 'only-quarantined'} takes one run: it cannot be combined with --dates, --skip-unchanged, --force or --dry-run`);
+      }
       if (opts.dates || opts.skipUnchanged === true || opts.dryRun || opts.force) {
         process.exitCode = await runDates(config, raw, overrides, opts);
         return;
@@ -212,11 +215,7 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
         const { onlyQuarantined, resume } = opts as { onlyQuarantined?: string; resume?: string };
-        const date = onlyQuarantined
-          ? await rescoreDate(client, config.name, onlyQuarantined, opts.date)
-          : resume
-            ? await resumeDate(client, config.name, resume, opts.date)
-            : (opts.date ?? new Date().toISOString().slice(0, 10));
+        const date = await startDate(client, config.name, { date: opts.date, onlyQuarantined, resume });
         const handle = await client.startRun({ config, raw: raw ?? config, date, overrides, trigger: 'cli' as Trigger, onlyQuarantined, resume });
         if (!opts.wait) {
           if (opts.json) printJson({ workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running' });

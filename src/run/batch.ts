@@ -17,7 +17,7 @@ import { chunkProfile, featureProfileSpecs, profileFeatures, type TensorProfileS
 import type { ColumnProfile } from '../profile/sketch';
 import { quarantineConfig, shadowConfig } from './shadow';
 import { quarantines } from './budget';
-import { resumeConfig, resumeFrom, reusableChunks, reusedChunkRows } from './resume';
+import { resumeConfig, resumeFrom, reusableChunks, reusedChunkRows, type ResumeFrom } from './resume';
 import type { LoadedModel } from '../models/store';
 import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
 import { runModel, type ScoringSession } from '../scoring/session';
@@ -102,15 +102,17 @@ export interface PlanArgs {
 
 /**
  * Resolve config and model (pinned), check the source's schema against the model, split into chunks.
- * No side effects: `scoreline validate` runs exactly this.
+ * No side effects: `scoreline validate` runs exactly this. `found.resume` gets the run a `--resume` takes
+ * over, as the audit table holds it (planRun marks its reused chunks from it).
  */
-export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
+export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS, found: { resume?: ResumeFrom } = {}): Promise<RunPlan> {
   const { input } = args;
   const rescoreOf = input.onlyQuarantined;
   const pipeline = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
   const logicalDate = logicalDateFor(input, args.scheduledStart, new Date(args.startedAtMs ?? Date.now()));
   // A resumed run keeps the run id it had, so its staged files (named by run) and output rows agree.
   const resume = input.resume ? await resumeFrom(ctx, pipeline, input.resume, logicalDate) : undefined;
+  found.resume = resume;
   const config = rescoreConfig(resume ? resumeConfig(pipeline, resume) : pipeline, rescoreOf);
   const run: RunRef = { ...args.run, ...(input.resume && { runId: input.resume }), pipeline: config.name, logicalDate };
   const store = modelStoreFor(ctx, config);
@@ -294,7 +296,8 @@ function scoredFeatures(model: LoadedModel, shadow?: LoadedModel): string[] {
 
 /** The plan step of a run: build the plan, then record the run as `running` in the audit table. */
 export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
-  const plan = await buildPlan(ctx, args, hooks);
+  const found: { resume?: ResumeFrom } = {};
+  const plan = await buildPlan(ctx, args, hooks, found);
   const audit = ctx.connectors.audit(plan.config);
   await audit.recordRun(
     runAuditRow(plan.run, plan.model, 'running', {
@@ -306,10 +309,7 @@ export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks 
     }),
   );
   // The audit shows which chunks a resumed run took over.
-  if (plan.reused && args.input.resume) {
-    const from = await resumeFrom(ctx, plan.config, args.input.resume, plan.run.logicalDate);
-    for (const row of reusedChunkRows(from, plan.reused.staged)) await audit.recordChunk(row);
-  }
+  if (plan.reused && found.resume) for (const row of reusedChunkRows(found.resume, plan.reused.staged)) await audit.recordChunk(row);
   await sweepFailedStaging(ctx, plan);
   return plan;
 }

@@ -130,6 +130,7 @@ describe('run --resume', () => {
     const runId = handle.firstExecutionRunId;
     await waitFor('a chunk scored', async () => ((await client.progress(handle))?.chunksDone ?? 0) >= 1, 60_000, 20);
     await handle.terminate('killed by the test');
+    expect(stagedFiles('changed_run', runId).length).toBeGreaterThanOrEqual(1);
     const file = join(project, 'data', 'customers', `ds=${DATE}`, readdirSync(join(project, 'data', 'customers', `ds=${DATE}`))[0]);
     const mtime = statSync(file).mtime;
     utimesSync(file, mtime, new Date(mtime.getTime() + 60_000)); // the input was rewritten (same bytes, new mtime)
@@ -137,6 +138,7 @@ describe('run --resume', () => {
       const refused = await client.wait(await start(raw, { resume: runId }));
       expect(refused.status).toBe('failed');
       expect(refused.error).toMatch(new RegExp(`^plan failed: the input of changed-run ${DATE} changed since run ${runId} \\(fingerprint parquet:v1:\\w+ → parquet:v1:\\w+\\): start a new run instead$`));
+      expect(stagedFiles('changed_run', runId).length).toBeGreaterThanOrEqual(1); // refused: the run it would resume keeps its staging
     } finally {
       utimesSync(file, mtime, mtime);
     }
