@@ -71,8 +71,10 @@ export class ParquetSink implements Sink {
     const staging = this.stagingDir(run);
     const done = await readMarker(join(target, this.markerName(run)));
     if (done?.run_id === run.runId) {
-      // Already committed by an earlier attempt that died before cleaning up.
+      // Already committed by an earlier attempt that died before cleaning up: the partition moved aside
+      // (replace-partition), or the emptied staging directory (append dies between its marker and rm).
       await removeQuietly(`${staging}.replaced`);
+      await removeQuietly(staging);
       return stats(0);
     }
 

@@ -2,7 +2,7 @@
  * The Parquet sink's commit protocol on a real filesystem: replace-partition swaps, append, and the
  * repairs a retried commit or an abort must make after a crash between steps.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as arrow from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,5 +87,21 @@ describe('ParquetSink', () => {
       { run_id: 'b', n: 3 },
     ]);
     expect(readdirSync(partition).filter((f) => f.endsWith('.parquet'))).toHaveLength(3);
+  });
+
+  it('append: a commit that died after its marker, before removing staging, is cleaned up by the retry', async () => {
+    const sink = new ParquetSink(join(dir, 'append-late'), 'append');
+    const c = run('c');
+    const staged = await stageRows(sink, c, [[5], [6]]);
+    const partition = join(dir, 'append-late', `ds=${DATE}`);
+    const staging = join(dir, '.scoreline-staging', 'append-late', 'c');
+    // Simulate a crash after every file and the run's marker were moved in, before the staging directory went.
+    mkdirSync(partition, { recursive: true });
+    for (const s of staged) renameSync(join(staging, s.file), join(partition, s.file));
+    writeFileSync(join(partition, '_scoreline_commit-c.json'), JSON.stringify({ run_id: 'c', workflow_id: 'w', rows: 2, files: staged.map((s) => s.file), committed_at: new Date().toISOString() }));
+    expect(existsSync(staging)).toBe(true);
+    expect(await sink.commit(c, staged)).toMatchObject({ rowsOut: 2, rowsReplaced: 0 });
+    expect(existsSync(staging)).toBe(false);
+    expect(await rowsIn('append-late')).toEqual([{ run_id: 'c', n: 2 }]);
   });
 });
