@@ -153,7 +153,8 @@ export class ParquetSink implements Sink {
     );
     for (const [path, n] of rows) {
       const file = basename(String(path));
-      staged.set(Number(file.slice(5, 10)), { index: Number(file.slice(5, 10)), rows: Number(n), file });
+      const index = Number(file.slice('part-'.length, 'part-00000'.length));
+      staged.set(index, { index, rows: Number(n), file });
     }
     return staged;
   }
