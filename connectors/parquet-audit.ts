@@ -3,7 +3,7 @@
  * Every status change of a run is a new small file (no read-modify-write, safe with many workers);
  * `scoreline sql` exposes the latest row per run as the `scoreline_runs` view.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, promises as fs, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as arrow from 'apache-arrow';
 import { withConnection } from '../src/io/duckdb';
@@ -135,7 +135,9 @@ export class ParquetAuditStore implements AuditStore {
 
   /** One file per run, replaced whole (written to a temporary name and renamed). */
   async recordProfile(runId: string, rows: ProfileAudit[]): Promise<void> {
-    await writeParquetFile(join(this.dir, PROFILES_TABLE, `${runId}.parquet`), auditTable(rows, PROFILE_SCHEMA));
+    const file = join(this.dir, PROFILES_TABLE, `${runId}.parquet`);
+    if (rows.length === 0) await fs.rm(file, { force: true });
+    else await writeParquetFile(file, auditTable(rows, PROFILE_SCHEMA));
   }
 
   async profiledRuns(q: ProfiledRunsQuery): Promise<ProfiledRun[]> {
@@ -159,7 +161,7 @@ export class ParquetAuditStore implements AuditStore {
 
   private async queryProfiles(sql: string, params: (string | null)[]): Promise<Record<string, unknown>[]> {
     const dir = join(this.dir, PROFILES_TABLE);
-    if (!existsSync(dir)) return [];
+    if (!existsSync(dir) || !readdirSync(dir).some((f) => f.endsWith('.parquet'))) return [];
     return withConnection(async (con) => (await con.runAndReadAll(sql, [join(dir, '*.parquet'), ...params])).getRowObjectsJS() as Record<string, unknown>[]);
   }
 

@@ -110,7 +110,7 @@ export interface AuditStore {
   previousRun?(run: RunRef): Promise<Pick<RunAudit, 'run_id' | 'status' | 'finished_at'> | undefined>;
   /** The latest succeeded run of a pipeline and logical date (its final row), for `scoreline models compare`. */
   lastSucceededRun(pipeline: string, logicalDate: string): Promise<RunAudit | undefined>;
-  /** Replace the run's rows in `scoreline_run_profiles` (one per profiled column); idempotent. */
+  /** Replace the run's rows in `scoreline_run_profiles` (one per profiled column; none removes them); idempotent. */
   recordProfile(runId: string, rows: ProfileAudit[]): Promise<void>;
   /** Runs with a stored profile: newest logical date first, then the newest profile of a date. */
   profiledRuns(q: ProfiledRunsQuery): Promise<ProfiledRun[]>;

@@ -49,8 +49,8 @@ function runSteps(heartbeatTimeout: string) {
     retry: { maximumAttempts: 10, initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
   });
   /**
-   * Profile + drift of a committed run: a few small queries. Its failure never fails the run (the output
-   * is committed by then); the run's result and audit say the profile is missing.
+   * Profile + drift of a run: a few small queries, alongside the commit. Its failure never fails the run;
+   * the run's result and audit say the profile is missing.
    */
   const { profileRun } = proxyActivities<ScorelineActivities>({
     startToCloseTimeout: '5 minutes',
@@ -107,6 +107,10 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   // The error budget (`max_rejected`): the quarantine table's commit, or why it could not be written.
   let quarantineCommit: CommitStats | undefined;
   let quarantineError: string | undefined;
+  // The profile step, started with the commit: it only reads earlier profiles and stores this run's, so
+  // it need not wait for the partition swap. A run whose commit then fails has its profile removed by
+  // finishRun (the `previous` drift reference is a run that succeeded).
+  let profiling: Promise<DriftSummary> | undefined;
   try {
     // patched(): a run started before the deferred key check replays with the check inside its plan.
     const deferKeyCheck = patched('deferred-key-check');
@@ -138,6 +142,9 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     for (const list of [staged, shadowStaged, tally.quarantineStaged]) list.sort((a, b) => a.index - b.index);
     // Once the commit starts it finishes (or fails) on its own terms: a cancel arriving mid-commit
     // must not race the partition swap, and a committed run is reported as succeeded.
+    // patched(): a run started when the profile step followed the commit replays that way.
+    const profile = tally.profile;
+    if (profile && patched('profile-with-commit')) profiling = CancellationScope.nonCancellable(() => profileStep(steps, plan!, profile));
     commit = await step('commit', () => CancellationScope.nonCancellable(() => commitRun({ run: plan!.run, config: plan!.config, staged })));
     // The challenger's table after the output, and never at the output's expense: a shadow table that
     // cannot be written is reported (result, audit row) and its staging removed, the run still succeeds.
@@ -165,6 +172,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     progress.error = message;
     // Alerts, clean-up and audit run even when the workflow itself is being cancelled.
     const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status, step: failure.step, error: describe(failure.error) }));
+    if (profiling) await profiling; // settled (it never throws) before finishRun removes what it stored
     // What a chunk failed on that is not the input's fault (a timeout, a worker gone for good) leaves the
     // staged chunks for `run --resume` (keep_failed_staging); bad input, a cancel or a failed commit do not.
     // A refused `--resume` (the input or model changed) leaves the run it would resume as it was.
@@ -181,6 +189,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
         alerts: sent,
         shadow: shadowArgs(),
         ...(keepStaging && { keepStaging }),
+        ...(profiling && { dropProfile: true }),
       }),
     );
     if (finished.resumableUntil) progress.resumableUntil = finished.resumableUntil;
@@ -191,7 +200,7 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   const summary = summarize(plan);
   // patched(): runs started by an older worker replay without this step.
   const profile = tally.profile;
-  const drift = profile && patched('run-profile-v1') ? await CancellationScope.nonCancellable(() => profileStep(steps, plan!, profile)) : undefined;
+  const drift = profiling ? await profiling : profile && patched('run-profile-v1') ? await CancellationScope.nonCancellable(() => profileStep(steps, plan!, profile)) : undefined;
   const sent = await CancellationScope.nonCancellable(() => alerts.finish({ status: 'succeeded', drift }));
   const result = await CancellationScope.nonCancellable(() =>
     steps.finishRun({

@@ -554,6 +554,8 @@ export interface FinishArgs {
   quarantine?: { commit?: CommitStats; error?: string };
   /** A failed run the workflow deems resumable: keep its staging (and snapshot) for `keep_failed_staging`. */
   keepStaging?: boolean;
+  /** The profile step ran alongside a commit that did not succeed: remove the profile it stored. */
+  dropProfile?: boolean;
 }
 
 /** Final audit rows, and on failure/cancel the removal of everything staged. Idempotent. */
@@ -612,6 +614,7 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       agreement: { ...summarizeAgreement(args.shadow?.agreement ?? { rows: 0, columns: [] }), ...(error && { error }) },
     };
   }
+  if (args.dropProfile && status !== 'succeeded') await audit.recordProfile(run.runId, []);
   result.output = args.commit?.output ?? (status === 'succeeded' ? sink.location(run) : undefined);
   result.audit = audit.location();
   await audit.recordRun(

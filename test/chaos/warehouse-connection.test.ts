@@ -165,5 +165,7 @@ describe('a warehouse connection dropped mid-stage and mid-commit', () => {
     expect(tables.map((t) => String(t.T)).filter((t) => t.startsWith('SCORELINE_STAGE') || t.startsWith('SCORELINE_SNAPSHOT'))).toEqual([]);
     const runs = await sql(`SELECT status AS "S" FROM scoreline_runs WHERE run_id = ? ORDER BY updated_at`, [result.runId]);
     expect(runs.map((r) => r.S)).toEqual(['running', 'failed']);
+    // The profile step ran alongside the commit; with the commit failed, its profile is removed again.
+    expect(await sql(`SELECT COUNT(*) AS "N" FROM scoreline_run_profiles WHERE run_id = ?`, [result.runId])).toEqual([{ N: '0' }]);
   }, 240_000);
 });

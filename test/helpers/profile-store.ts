@@ -48,4 +48,10 @@ export async function checkProfileStore(store: AuditStore, pipeline: string): Pr
   const back = profileFromRows(stored).columns.find((c) => c.column === 'f00')!;
   expect(back).toMatchObject({ count: 500, nulls: 3, min: 10, max: 59 });
   expect(stored.find((r) => r.column_name === 'churn_probability')).toMatchObject({ psi: null, mean_shift: null, reference: null });
+
+  // No rows removes a run's profile (a run whose commit failed after its profile was stored), twice too.
+  await store.recordProfile(newer.runId, []);
+  await store.recordProfile(newer.runId, []);
+  expect(await store.readProfile(newer.runId)).toEqual([]);
+  expect((await store.profiledRuns({ pipeline, limit: 5 })).map((r) => r.run_id)).toEqual([older.runId]);
 }
