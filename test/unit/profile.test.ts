@@ -39,14 +39,22 @@ describe('column profiles', () => {
     expect(profileColumn('x', 'feature', big, 3)).toMatchObject({ count: 3, min: -(2 ** 45), max: 2 ** 40 + 5 });
   });
 
-  it('profiles a whole row-major tensor in one pass as column by column', () => {
+  it.each([
+    ['3 columns', 3, (i: number) => i % 3 === 1 && i % 7 === 0],
+    // Four columns at a time plus a rest; NaN only in some row blocks of column 5, none in 0–3, an all-NaN column 6.
+    ['7 columns, NaN in some blocks', 7, (i: number) => (i % 7 === 5 && Math.floor(i / 7) % 1500 === 7) || i % 7 === 6],
+    ['8 columns, NaN in a four-column group', 8, (i: number) => i % 8 === 2 && Math.floor(i / 8) >= 2500],
+  ])('profiles a whole row-major tensor in one pass as column by column (%s)', (_, width, isNaN) => {
     const rows = 3000;
-    const tensor = new Float32Array(rows * 3).map((_, i) => (i % 3 === 1 && i % 7 === 0 ? NaN : Math.sin(i) * (1 + (i % 3))));
-    const one = profileMatrix(['a', 'b', 'c'], 'feature', tensor, rows, 3, [0, 5, 0]);
-    ['a', 'b', 'c'].forEach((c, j) => {
-      const { mean, m2, ...rest } = profileColumn(c, 'feature', tensor, rows, 3, j, [0, 5, 0][j]);
+    const names = Array.from({ length: width }, (_, j) => `c${j}`);
+    const nulls = names.map((_, j) => j);
+    const tensor = new Float32Array(rows * width).map((_, i) => (isNaN(i) ? NaN : Math.sin(i) * (1 + (i % width))));
+    const one = profileMatrix(names, 'feature', tensor, rows, width, nulls);
+    names.forEach((c, j) => {
+      const { mean, m2, ...rest } = profileColumn(c, 'feature', tensor, rows, width, j, nulls[j]);
       expect(one[j]).toMatchObject(rest);
-      expect(one[j].mean!).toBeCloseTo(mean!, 12);
+      if (mean === null) expect(one[j].mean).toBeNull();
+      else expect(one[j].mean!).toBeCloseTo(mean, 12);
       expect(one[j].m2).toBeCloseTo(m2, 8);
     });
   });
