@@ -21,9 +21,8 @@ import { seedBigQueryTable } from '../../src/dev/bq-seed';
 import { startBqEmulator, type BqEmulator } from '../../src/dev/bqemulator';
 import type { Stack } from '../../src/dev/stack';
 import { configureLogging } from '../../src/obs/log';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import { activityOutcomes, CuttingProxy } from '../helpers/chaos';
-import { cleanup, copyModels, REPO, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-12-26';
 const ROWS = 4_000;
@@ -70,13 +69,11 @@ beforeAll(async () => {
   const port = await proxy.listen();
   process.env.SCORELINE_CONNECTION_BIGQUERY = JSON.stringify({ kind: 'bigquery', project: 'scoreline-local', dataset: 'scoreline', api_endpoint: `http://127.0.0.1:${port}`, access_token_env: TOKEN_ENV });
   process.env[TOKEN_ENV] = 'bqemulator-local';
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
+  await stopTestEnv({ client, stack });
   await proxy?.close();
   await emulator?.stop();
   delete process.env.SCORELINE_CONNECTION_BIGQUERY;

@@ -27,9 +27,8 @@ import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import { startFakesnow, type Fakesnow } from '../../src/dev/fakesnow';
 import { seedSnowflakeTable } from '../../src/dev/snowflake-seed';
 import type { Stack } from '../../src/dev/stack';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import { activityOutcomes, CuttingProxy } from '../helpers/chaos';
-import { cleanup, copyModels, REPO, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-12-24';
 const ROWS = 4_000;
@@ -75,13 +74,11 @@ beforeAll(async () => {
   // What an operator sets on a worker: the connection as JSON (here pointing at the proxy), the password in its own variable.
   process.env.SCORELINE_CONNECTION_SNOWFLAKE = JSON.stringify({ kind: 'snowflake', account: 'fakesnow', username: 'scoreline', database: 'SCORELINE', schema: 'PUBLIC', access_url: `http://127.0.0.1:${port}`, password_env: PASSWORD_ENV, options: { arrayBindingThreshold: 2 ** 31 - 1 } });
   process.env[PASSWORD_ENV] = 'fakesnow-local';
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
+  await stopTestEnv({ client, stack });
   await proxy?.close();
   await closeSnowflakeConnections();
   await emulator?.stop();

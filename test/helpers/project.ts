@@ -8,8 +8,10 @@ import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import * as ort from 'onnxruntime-node';
 import { generateDemoData } from '../../src/demo/generate-data';
+import { ScorelineClient } from '../../src/client';
 import { startStack, type Stack } from '../../src/dev/stack';
 import { packageRoot } from '../../src/paths';
+import { TASK_QUEUE } from '../../src/search-attributes';
 
 export const REPO = packageRoot(__dirname);
 export const DEMO_MODELS = join(REPO, 'examples', 'models');
@@ -45,6 +47,24 @@ export async function startTestStack(projectDir: string, worker: { modelsDir?: s
 
 export function cleanup(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** The suite's usual pair: a test stack on the project and a client of it. */
+export async function startTestEnv(projectDir: string, worker: Parameters<typeof startTestStack>[1] = {}): Promise<{ stack: Stack; client: ScorelineClient }> {
+  const stack = await startTestStack(projectDir, worker);
+  try {
+    return { stack, client: await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE }) };
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
+}
+
+/** Undo startTestEnv (and remove the project), whatever part of a beforeAll got done. */
+export async function stopTestEnv(env: { client?: ScorelineClient; stack?: Stack; project?: string }): Promise<void> {
+  await env.client?.close();
+  await env.stack?.stop();
+  if (env.project) cleanup(env.project);
 }
 
 /** Run SQL in a throwaway in-memory DuckDB and return plain JS rows. */

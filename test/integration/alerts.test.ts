@@ -15,9 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import type { RunResult } from '../../src/types';
-import { cleanup, copyModels, demoData, query, REPO, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, demoData, query, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 import { Receiver } from '../helpers/receiver';
 
 const DATE = '2026-11-01';
@@ -96,13 +95,11 @@ beforeAll(async () => {
   copyModels(project);
   await demoData(project, [DATE], ROWS);
   await demoData(project, [BIG_DATE], BIG_ROWS);
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
+  await stopTestEnv({ client, stack });
   await receiver.stop();
   cleanup(project);
 });

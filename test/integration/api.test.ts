@@ -13,8 +13,7 @@ import { ScorelineClient } from '../../src/client';
 import type { Stack } from '../../src/dev/stack';
 import { ModelStore, readManifest } from '../../src/models/store';
 import { MAX_ROWS_PER_REQUEST } from '../../src/nrt/rows';
-import { TASK_QUEUE } from '../../src/search-attributes';
-import { cleanup, copyModels, demoData, directScores, FEATURES, query, REPO, startTestStack, tempProject } from '../helpers/project';
+import { copyModels, demoData, directScores, FEATURES, query, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const ROWS = 2_000;
@@ -80,16 +79,13 @@ beforeAll(async () => {
   writeFileSync(join(project, 'pipelines', 'churn-api.yaml'), PIPELINE('churn-api', 'churn-gbt@champion'));
   writeFileSync(join(project, 'pipelines', 'churn-live.yaml'), PIPELINE('churn-live', 'churn@champion'));
   writeFileSync(join(project, 'pipelines', 'churn-skip.yaml'), PIPELINE('churn-skip', 'churn-gbt@champion', 'features: { nulls: skip }'));
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
   api = await startApiServer({ client, token: TOKEN, port: 0, projectDir: project, log: () => undefined });
 });
 
 afterAll(async () => {
   await api?.close();
-  await client?.close();
-  await stack?.stop();
-  cleanup(project);
+  await stopTestEnv({ client, stack, project });
 });
 
 describe('auth, validation, limits', () => {

@@ -21,9 +21,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../src/api/server';
 import { ScorelineClient } from '../../src/client';
 import type { Stack } from '../../src/dev/stack';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import { HOSTILE_NAME, HOSTILE_VALUES, HUGE_STRING, scorelineCli } from '../helpers/bad-input';
-import { cleanup, copyModels, demoData, FEATURES, FIXTURE_MODELS, query, startTestStack, tempProject } from '../helpers/project';
+import { copyModels, demoData, FEATURES, FIXTURE_MODELS, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 /** A date no test starts a run for: a request refused at the door must leave it without a workflow. */
@@ -118,8 +117,7 @@ beforeAll(async () => {
   );
   writeFileSync(join(project, 'malformed.jsonl'), '{"customer_id": 1, "f00": 0.5}\n{"customer_id": 2, "f00": }\n');
   writeFileSync(join(project, 'too-many.jsonl'), `${JSON.stringify({ customer_id: 1, f00: 0.5 })}\n`.repeat(10_001));
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
   api = await startApiServer({ client, token: TOKEN, port: 0, projectDir: project, log: () => undefined });
   small = await startApiServer({ client, token: TOKEN, port: 0, projectDir: project, maxBodyBytes: SMALL_BODY, log: () => undefined });
 });
@@ -127,9 +125,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await small?.close();
   await api?.close();
-  await client?.close();
-  await stack?.stop();
-  if (project) cleanup(project);
+  await stopTestEnv({ client, stack, project });
 });
 
 interface RefusedRequest {

@@ -20,11 +20,10 @@ import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
 import { sqlString } from '../../src/io/duckdb';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import { runAnalystQuery } from '../../src/sql';
 import type { RunResult } from '../../src/types';
 import { HOSTILE_NAME, HOSTILE_VALUES, HUGE_STRING } from '../helpers/bad-input';
-import { cleanup, copyModels, demoData, FEATURES, FIXTURE_MODELS, query, startTestStack, tempProject } from '../helpers/project';
+import { copyModels, demoData, FEATURES, FIXTURE_MODELS, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const ROWS = 2_000;
@@ -109,8 +108,7 @@ beforeAll(async () => {
   copyModels(project);
   copyModels(project, FIXTURE_MODELS, 'fixtures');
   await demoData(project, [DATE], ROWS, 500);
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
   const good = await run(pipeline());
   expect(good.status, good.error).toBe('succeeded');
   trusted = { runId: good.runId, files: (await committed()).files };
@@ -118,9 +116,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
-  if (project) cleanup(project);
+  await stopTestEnv({ client, stack, project });
 });
 
 interface FailureCase {

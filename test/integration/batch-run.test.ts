@@ -8,9 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import type { RunResult } from '../../src/types';
-import { cleanup, copyModels, demoData, directScores, query, startTestStack, tempProject } from '../helpers/project';
+import { copyModels, demoData, directScores, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const ROWS = 20_000;
@@ -47,14 +46,11 @@ beforeAll(async () => {
   project = tempProject();
   copyModels(project);
   await demoData(project, [DATE, '2026-11-02'], ROWS);
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
-  cleanup(project);
+  await stopTestEnv({ client, stack, project });
 });
 
 describe('batch run', () => {

@@ -25,9 +25,8 @@ import { commitRun, finishRun, planRun, runAuditRow, scoreChunk } from '../../sr
 import type { RunContext } from '../../src/run/context';
 import { SessionCache } from '../../src/scoring/session';
 import type { ChunkStats, CommitStats, RunRef, RunResult, RunStatus } from '../../src/types';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import { checkProfileStore } from '../helpers/profile-store';
-import { cleanup, copyModels, directScores, FEATURES, query, REPO, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, directScores, FEATURES, query, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const OTHER_DATE = '2026-11-02';
@@ -386,13 +385,11 @@ describe('through Temporal: a real dev server and worker, connection from the wo
     // What an operator sets on a worker: the connection as JSON, the token in its own variable.
     process.env.SCORELINE_CONNECTION_BIGQUERY = JSON.stringify({ kind: 'bigquery', project: 'scoreline-local', dataset: 'scoreline', api_endpoint: emulator.endpoint, access_token_env: TOKEN_ENV });
     process.env[TOKEN_ENV] = 'secret-token-that-must-not-leak';
-    stack = await startTestStack(project);
-    client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+    ({ stack, client } = await startTestEnv(project));
   });
 
   afterAll(async () => {
-    await client?.close();
-    await stack?.stop();
+    await stopTestEnv({ client, stack });
     delete process.env.SCORELINE_CONNECTION_BIGQUERY;
     delete process.env[TOKEN_ENV];
   });

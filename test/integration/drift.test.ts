@@ -12,9 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import type { RunResult } from '../../src/types';
-import { cleanup, copyModels, demoData, FEATURES, query, REPO, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, demoData, FEATURES, query, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 import { checkProfileStore } from '../helpers/profile-store';
 import { Receiver } from '../helpers/receiver';
 import { ParquetAuditStore } from '../../connectors/parquet-audit';
@@ -68,13 +67,11 @@ beforeAll(async () => {
   await query(
     `COPY (SELECT * REPLACE (f03 + (SELECT stddev_samp(f03) FROM read_parquet('${glob}')) AS f03) FROM read_parquet('${glob}')) TO '${shifted}/part-0.parquet' (FORMAT parquet)`,
   );
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
+  await stopTestEnv({ client, stack });
   await receiver.stop();
   cleanup(project);
 });

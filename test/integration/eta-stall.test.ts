@@ -14,9 +14,8 @@ import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
 import { describeRun } from '../../src/runs';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import type { RunProgress } from '../../src/types';
-import { cleanup, copyModels, demoData, query, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, demoData, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 import { Receiver } from '../helpers/receiver';
 
 const DATE = '2026-11-01';
@@ -72,14 +71,12 @@ beforeAll(async () => {
   copyModels(project);
   await demoData(project, [DATE], ROWS);
   // Enough chunk slots for every attempt of a hung chunk (each holds one until its read returns).
-  stack = await startTestStack(project, { maxConcurrentActivities: 8 });
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project, { maxConcurrentActivities: 8 }));
 });
 
 afterAll(async () => {
   releaseFifos();
-  await client?.close();
-  await stack?.stop();
+  await stopTestEnv({ client, stack });
   await receiver.stop();
   if (project) cleanup(project);
 });

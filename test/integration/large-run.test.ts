@@ -10,8 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
-import { TASK_QUEUE } from '../../src/search-attributes';
-import { cleanup, copyModels, DEMO_MODELS, demoData, directScores, query, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, DEMO_MODELS, demoData, directScores, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const BAD_DATE = '2026-11-02';
@@ -66,14 +65,11 @@ beforeAll(async () => {
                 FROM read_parquet('${data}/ds=${BAD_DATE}/*.parquet')) TO '${data}/ds=${BAD_DATE}/part-0.parquet.tmp' (FORMAT parquet, ROW_GROUP_SIZE 1000)`);
   for (const f of readdirSync(join(data, `ds=${BAD_DATE}`))) if (!f.endsWith('.tmp')) cleanup(join(data, `ds=${BAD_DATE}`, f));
   await import('node:fs/promises').then((fs) => fs.rename(join(data, `ds=${BAD_DATE}`, 'part-0.parquet.tmp'), join(data, `ds=${BAD_DATE}`, 'part-0.parquet')));
-  stack = await startTestStack(project, { chunksPerChild: PER_CHILD });
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project, { chunksPerChild: PER_CHILD }));
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
-  cleanup(project);
+  await stopTestEnv({ client, stack, project });
 });
 
 describe('a run of more chunks than one workflow holds', () => {

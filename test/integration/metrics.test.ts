@@ -18,7 +18,7 @@ import { STAGES } from '../../src/obs/metrics';
 import { listRuns, type RunSummary } from '../../src/runs';
 import { TASK_QUEUE } from '../../src/search-attributes';
 import type { RunResult } from '../../src/types';
-import { cleanup, copyModels, demoData, FEATURES, query, REPO, tempProject } from '../helpers/project';
+import { cleanup, copyModels, demoData, FEATURES, query, REPO, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const ROWS = 6_000;
@@ -179,8 +179,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await api?.close();
-  await client?.close();
-  await stack?.stop();
+  await stopTestEnv({ client, stack });
   configureLogging({ level: 'warn', format: 'json', sink: process.stderr });
   cleanup(project);
 });

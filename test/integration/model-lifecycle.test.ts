@@ -12,10 +12,9 @@ import type { Stack } from '../../src/dev/stack';
 import { LocalModelStore, readManifestDraft } from '../../src/models/store';
 import { buildPlan, commitRun, scoreChunk } from '../../src/run/batch';
 import type { RunContext } from '../../src/run/context';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import type { RunProgress } from '../../src/types';
 import { runContextFor } from '../../src/worker';
-import { cleanup, DEMO_MODELS, demoData, query, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, DEMO_MODELS, demoData, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const ROWS = 20_000;
 let project: string;
@@ -85,12 +84,10 @@ describe('on Temporal: promote while a run is scoring, then roll back', () => {
   let stack: Stack;
   let client: ScorelineClient;
   beforeAll(async () => {
-    stack = await startTestStack(project, { modelsDir: store.root });
-    client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+    ({ stack, client } = await startTestEnv(project, { modelsDir: store.root }));
   });
   afterAll(async () => {
-    await client?.close();
-    await stack?.stop();
+    await stopTestEnv({ client, stack });
   });
 
   const start = (raw: PipelineInput, date: string) => client.startRun({ config: parsePipeline(raw, 'test'), raw, date, trigger: 'test' });

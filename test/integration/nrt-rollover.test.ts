@@ -11,8 +11,7 @@ import type { Stack } from '../../src/dev/stack';
 import { NrtClient } from '../../src/nrt/client';
 import { nrtWorkflowId } from '../../src/nrt/protocol';
 import { rowsFromObjects } from '../../src/nrt/rows';
-import { TASK_QUEUE } from '../../src/search-attributes';
-import { cleanup, copyModels, FEATURES, query, startTestStack, tempProject } from '../helpers/project';
+import { copyModels, FEATURES, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 let project: string;
 let stack: Stack;
@@ -21,14 +20,11 @@ let client: ScorelineClient;
 beforeAll(async () => {
   project = tempProject('scoreline-nrt-rollover-');
   copyModels(project);
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
-  cleanup(project);
+  await stopTestEnv({ client, stack, project });
 });
 
 it('rolls over to a new run under concurrent load without failing or losing a request', async () => {

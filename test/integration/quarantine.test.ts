@@ -11,11 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import { summaryLinesFor } from '../../src/cli/run-output';
 import { rescoreDate } from '../../src/runs';
 import type { RunResult } from '../../src/types';
-import { cleanup, copyModels, demoData, directScores, query, startTestStack, tempProject } from '../helpers/project';
+import { copyModels, demoData, directScores, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-06';
 const ROWS = 12_000;
@@ -69,14 +68,11 @@ beforeAll(async () => {
   );
   reference = await directScores(input, join(project, 'models', 'churn-gbt', '1', 'model.onnx'));
   dirtyKeys = [...reference.keys()].filter((k) => NULL_KEYS(k) || CAST_KEYS(k)).sort((a, b) => a - b);
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
-  cleanup(project);
+  await stopTestEnv({ client, stack, project });
 });
 
 describe('quarantine and error budget', () => {

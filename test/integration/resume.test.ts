@@ -14,10 +14,9 @@ import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
 import { summaryLinesFor } from '../../src/cli/run-output';
 import { resumeDate } from '../../src/runs';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import type { RunResult } from '../../src/types';
 import { waitFor } from '../helpers/chaos';
-import { cleanup, copyModels, demoData, query, startTestStack, tempProject } from '../helpers/project';
+import { copyModels, demoData, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-09';
 const ROWS = 48_000;
@@ -76,8 +75,7 @@ beforeAll(async () => {
   project = tempProject('scoreline-resume-');
   copyModels(project);
   await demoData(project, [DATE], ROWS, CHUNK_ROWS);
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
   const ref = await client.wait(await start(pipeline('uninterrupted')));
   expect(ref).toMatchObject({ status: 'succeeded', chunks: CHUNKS });
   reference = await output('uninterrupted');
@@ -85,9 +83,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
-  cleanup(project);
+  await stopTestEnv({ client, stack, project });
 });
 
 describe('run --resume', () => {

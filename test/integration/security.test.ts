@@ -39,7 +39,7 @@ import { configureLogging } from '../../src/obs/log';
 import { TASK_QUEUE } from '../../src/search-attributes';
 import { AesGcmCodec, parseCodecKeys } from '../../src/security/codec';
 import { createWorker, type ScorelineWorker } from '../../src/worker';
-import { cleanup, copyModels, demoData, FEATURES, query, REPO, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, demoData, FEATURES, query, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const TOKEN = `api-token-${randomBytes(12).toString('hex')}`;
@@ -231,8 +231,7 @@ parallelism: 2
     );
     // Worker and clients take the codec from the environment, as the product's processes do.
     process.env.SCORELINE_CODEC_KEYS = KEYS_A;
-    stack = await startTestStack(project);
-    client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+    ({ stack, client } = await startTestEnv(project));
     plain = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE, codec: null });
     api = await startApiServer({ client, token: TOKEN, port: 0, projectDir: project, log: () => undefined });
     cli = (await ensureTemporalCli({ projectDir: REPO })).path;
@@ -654,16 +653,14 @@ describe('no configured secret in histories, logs or audit rows (codec off)', ()
     mkdirSync(join(project, 'pipelines'));
     const yaml = (await import('yaml')).stringify(pipeline());
     writeFileSync(join(project, 'pipelines', `${PIPELINE}.yaml`), yaml);
-    stack = await startTestStack(project);
-    client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+    ({ stack, client } = await startTestEnv(project));
     api = await startApiServer({ client, token: TOKEN, port: 0, projectDir: project }); // logs through the process logger
   });
 
   afterAll(async () => {
     for (const restore of restoreWrites) restore();
     await api?.close();
-    await client?.close();
-    await stack?.stop();
+    await stopTestEnv({ client, stack });
     await emulator?.stop();
     await receiver.stop();
     for (const k of ['SCORELINE_CONNECTION_WH', 'SEC_SF_PASSWORD', 'SEC_HOOK_URL', 'SEC_HOOK_SECRET']) delete process.env[k];

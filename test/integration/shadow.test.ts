@@ -14,9 +14,8 @@ import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
 import { ModelStore } from '../../src/models/store';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import type { RunResult } from '../../src/types';
-import { cleanup, copyModels, demoData, directScores, query, REPO, startTestStack, tempProject } from '../helpers/project';
+import { copyModels, demoData, directScores, query, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-05';
 const ROWS = 12_000;
@@ -52,14 +51,11 @@ beforeAll(async () => {
   copyModels(project);
   await new ModelStore(join(project, 'models')).setAlias('churn-mlp', 'challenger', '1');
   await demoData(project, [DATE], ROWS);
-  stack = await startTestStack(project);
-  client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+  ({ stack, client } = await startTestEnv(project));
 });
 
 afterAll(async () => {
-  await client?.close();
-  await stack?.stop();
-  cleanup(project);
+  await stopTestEnv({ client, stack, project });
 });
 
 describe('shadow scoring', () => {

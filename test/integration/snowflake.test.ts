@@ -23,10 +23,9 @@ import { errorMessage } from '../../src/errors';
 import { commitRun, finishRun, planRun, runAuditRow, scoreChunk } from '../../src/run/batch';
 import type { RunContext } from '../../src/run/context';
 import { SessionCache } from '../../src/scoring/session';
-import { TASK_QUEUE } from '../../src/search-attributes';
 import type { ChunkStats, CommitStats, RunRef, RunResult, RunStatus } from '../../src/types';
 import { checkProfileStore } from '../helpers/profile-store';
-import { cleanup, copyModels, directScores, REPO, startTestStack, tempProject } from '../helpers/project';
+import { cleanup, copyModels, directScores, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
 const OTHER_DATE = '2026-11-02';
@@ -348,13 +347,11 @@ describe('through Temporal: a real dev server and worker, connection from the wo
     // What an operator sets on a worker: the connection as JSON, the password in its own variable.
     process.env.SCORELINE_CONNECTION_SNOWFLAKE = JSON.stringify({ kind: 'snowflake', account: 'fakesnow', username: 'scoreline', database: 'SCORELINE', schema: 'PUBLIC', access_url: emulator.endpoint, password_env: PASSWORD_ENV, options: { arrayBindingThreshold: 2 ** 31 - 1 } });
     process.env[PASSWORD_ENV] = 'secret-password-that-must-not-leak';
-    stack = await startTestStack(project);
-    client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+    ({ stack, client } = await startTestEnv(project));
   });
 
   afterAll(async () => {
-    await client?.close();
-    await stack?.stop();
+    await stopTestEnv({ client, stack });
     delete process.env.SCORELINE_CONNECTION_SNOWFLAKE;
     delete process.env[PASSWORD_ENV];
   });
