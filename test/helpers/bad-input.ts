@@ -42,12 +42,19 @@ export function testRun(config: PipelineConfig, date: string): RunRef {
   return { runId: `0000-bad-input-${runCounter}-${Date.now()}`, workflowId: `scoreline/${config.name}/${date}`, pipeline: config.name, logicalDate: date, trigger: 'test' };
 }
 
+export interface StepOptions {
+  /** Throw after every chunk is staged, before the commit (a worker lost in between). */
+  failAfterStaging?: boolean;
+  /** Each chunk staged twice and the commit run twice: activities retried after they went through. */
+  retryStageAndCommit?: boolean;
+}
+
 /**
  * One run through the same steps the workflow takes (plan → score chunks → commit → finish, with the
- * workflow's "plan failed: " / "run failed: " prefixes), without Temporal in between: what
- * snowflake.test.ts and bigquery.test.ts do against the emulators.
+ * workflow's "plan failed: " / "run failed: " prefixes), without Temporal in between: what the bad-input
+ * matrix, snowflake.test.ts and bigquery.test.ts do against the emulators.
  */
-export async function runSteps(ctx: RunContext, config: PipelineConfig, date: string): Promise<RunResult & { commit?: CommitStats }> {
+export async function runSteps(ctx: RunContext, config: PipelineConfig, date: string, opts: StepOptions = {}): Promise<RunResult & { commit?: CommitStats }> {
   const run = testRun(config, date);
   const input = { pipeline: config.name, config, date, trigger: 'test' as const };
   const startedAtMs = Date.now();
@@ -72,7 +79,9 @@ export async function runSteps(ctx: RunContext, config: PipelineConfig, date: st
   const staged: ChunkStats[] = [];
   try {
     for (const chunk of plan.chunks) {
-      const stats = await scoreChunk(ctx, { run: plan.run, config: plan.config, model: plan.model, chunk });
+      const args = { run: plan.run, config: plan.config, model: plan.model, chunk };
+      const stats = await scoreChunk(ctx, args);
+      if (opts.retryStageAndCommit) await scoreChunk(ctx, args, { heartbeat: () => undefined, throwIfCancelled: () => undefined, attempt: 2 });
       staged.push(stats);
       totals.chunksDone++;
       totals.rowsIn += stats.rowsIn;
@@ -80,7 +89,10 @@ export async function runSteps(ctx: RunContext, config: PipelineConfig, date: st
       totals.rowsRejected += stats.rowsRejected;
       totals.rowsImputed += stats.rowsImputed;
     }
-    const commit = await commitRun(ctx, { run: plan.run, config: plan.config, staged: staged.map((s) => ({ index: s.index, rows: s.rowsOut, file: s.stagedFile })) });
+    if (opts.failAfterStaging) throw new Error('worker lost between staging and commit');
+    const commitArgs = { run: plan.run, config: plan.config, staged: staged.map((s) => ({ index: s.index, rows: s.rowsOut, file: s.stagedFile })) };
+    const commit = await commitRun(ctx, commitArgs);
+    if (opts.retryStageAndCommit) await commitRun(ctx, commitArgs); // an activity retried after its commit went through
     return { ...(await finish('succeeded', { plan, commit })), commit };
   } catch (err) {
     return finish('failed', { plan, error: `run failed: ${errorMessage(err)}` });

@@ -20,11 +20,11 @@ import { Connections, type BigQueryConnection } from '../../src/connections';
 import { seedBigQueryTable } from '../../src/dev/bq-seed';
 import { startBqEmulator, type BqEmulator } from '../../src/dev/bqemulator';
 import type { Stack } from '../../src/dev/stack';
-import { errorMessage } from '../../src/errors';
-import { commitRun, finishRun, planRun, runAuditRow, scoreChunk } from '../../src/run/batch';
+import { commitRun, planRun, runAuditRow, scoreChunk } from '../../src/run/batch';
 import type { RunContext } from '../../src/run/context';
 import { SessionCache } from '../../src/scoring/session';
-import type { ChunkStats, CommitStats, RunRef, RunResult, RunStatus } from '../../src/types';
+import type { RunRef, RunResult } from '../../src/types';
+import { runSteps as runWorkflowSteps, type StepOptions, testRun } from '../helpers/bad-input';
 import { checkProfileStore } from '../helpers/profile-store';
 import { cleanup, copyModels, directScores, FEATURES, query, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
@@ -38,7 +38,6 @@ let emulator: BqEmulator;
 let conn: BigQueryConnection;
 let bq: BigQuery;
 let ctx: RunContext;
-let runCounter = 0;
 let sinkOptions: BigQuerySinkOptions = {};
 
 function pipeline(over: Partial<PipelineInput> = {}): PipelineConfig {
@@ -69,50 +68,10 @@ function bigQueryConnectors(): Connectors {
   };
 }
 
-function newRun(config: PipelineConfig, date = DATE): RunRef {
-  runCounter++;
-  return { runId: `0000-test-run-${runCounter}-${Date.now()}`, workflowId: `scoreline/${config.name}/${date}`, pipeline: config.name, logicalDate: date, trigger: 'test' };
-}
+const newRun = (config: PipelineConfig, date = DATE): RunRef => testRun(config, date);
 
 /** One run through the same steps the workflow takes, without Temporal in between. */
-async function runSteps(config: PipelineConfig, date = DATE, opts: { failAfterStaging?: boolean } = {}): Promise<RunResult & { commit?: CommitStats }> {
-  const run = newRun(config, date);
-  const input = { pipeline: config.name, config, date, trigger: 'test' as const };
-  const startedAtMs = Date.now();
-  const totals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
-  const finish = (status: RunStatus, extra: { plan?: Awaited<ReturnType<typeof planRun>>; error?: string; commit?: CommitStats }) =>
-    finishRun(ctx, {
-      input,
-      run,
-      plan: extra.plan ? { ...extra.plan, chunks: extra.plan.chunks.length } : undefined,
-      status,
-      error: extra.error,
-      totals,
-      commit: extra.commit,
-      startedAtMs,
-    });
-  let plan;
-  try {
-    plan = await planRun(ctx, { input, run, startedAtMs });
-  } catch (err) {
-    return finish('failed', { error: `plan failed: ${errorMessage(err)}` });
-  }
-  const staged: ChunkStats[] = [];
-  try {
-    for (const chunk of plan.chunks) {
-      const stats = await scoreChunk(ctx, { run: plan.run, config: plan.config, model: plan.model, chunk });
-      staged.push(stats);
-      totals.chunksDone++;
-      totals.rowsIn += stats.rowsIn;
-      totals.rowsOut += stats.rowsOut;
-    }
-    if (opts.failAfterStaging) throw new Error('worker lost between staging and commit');
-    const commit = await commitRun(ctx, { run: plan.run, config: plan.config, staged: staged.map((s) => ({ index: s.index, rows: s.rowsOut, file: s.stagedFile })) });
-    return { ...(await finish('succeeded', { plan, commit })), commit };
-  } catch (err) {
-    return finish('failed', { plan, error: `run failed: ${errorMessage(err)}` });
-  }
-}
+const runSteps = (config: PipelineConfig, date = DATE, opts: StepOptions = {}) => runWorkflowSteps(ctx, config, date, opts);
 
 async function sql<T = Record<string, unknown>>(query: string, params?: Record<string, unknown>): Promise<T[]> {
   const [rows] = await bq.query({ query, params });

@@ -20,10 +20,11 @@ import { fakesnowConnection, startFakesnow, type Fakesnow } from '../../src/dev/
 import { seedSnowflakeTable } from '../../src/dev/snowflake-seed';
 import type { Stack } from '../../src/dev/stack';
 import { errorMessage } from '../../src/errors';
-import { commitRun, finishRun, planRun, runAuditRow, scoreChunk } from '../../src/run/batch';
+import { runAuditRow } from '../../src/run/batch';
 import type { RunContext } from '../../src/run/context';
 import { SessionCache } from '../../src/scoring/session';
-import type { ChunkStats, CommitStats, RunRef, RunResult, RunStatus } from '../../src/types';
+import type { RunRef, RunResult } from '../../src/types';
+import { runSteps as runWorkflowSteps, type StepOptions, testRun } from '../helpers/bad-input';
 import { checkProfileStore } from '../helpers/profile-store';
 import { cleanup, copyModels, directScores, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
@@ -36,7 +37,6 @@ let project: string;
 let emulator: Fakesnow;
 let conn: SnowflakeConnection;
 let ctx: RunContext;
-let runCounter = 0;
 
 function pipeline(over: Partial<PipelineInput> = {}): PipelineConfig {
   return parsePipeline(
@@ -65,55 +65,10 @@ function snowflakeConnectors(): Connectors {
   };
 }
 
-function newRun(config: PipelineConfig, date = DATE): RunRef {
-  runCounter++;
-  return { runId: `0000-test-run-${runCounter}-${Date.now()}`, workflowId: `scoreline/${config.name}/${date}`, pipeline: config.name, logicalDate: date, trigger: 'test' };
-}
+const newRun = (config: PipelineConfig, date = DATE): RunRef => testRun(config, date);
 
 /** One run through the same steps the workflow takes, without Temporal in between. */
-async function runSteps(config: PipelineConfig, date = DATE, opts: { failAfterStaging?: boolean; retryStageAndCommit?: boolean } = {}): Promise<RunResult & { commit?: CommitStats }> {
-  const run = newRun(config, date);
-  const input = { pipeline: config.name, config, date, trigger: 'test' as const };
-  const startedAtMs = Date.now();
-  const totals = { chunksDone: 0, rowsIn: 0, rowsOut: 0, rowsRejected: 0, rowsImputed: 0, stageMs: { read: 0, convert: 0, infer: 0, write: 0 } };
-  const finish = (status: RunStatus, extra: { plan?: Awaited<ReturnType<typeof planRun>>; error?: string; commit?: CommitStats }) =>
-    finishRun(ctx, {
-      input,
-      run,
-      plan: extra.plan ? { ...extra.plan, chunks: extra.plan.chunks.length } : undefined,
-      status,
-      error: extra.error,
-      totals,
-      commit: extra.commit,
-      startedAtMs,
-    });
-  let plan;
-  try {
-    plan = await planRun(ctx, { input, run, startedAtMs });
-  } catch (err) {
-    return finish('failed', { error: `plan failed: ${errorMessage(err)}` });
-  }
-  const staged: ChunkStats[] = [];
-  try {
-    for (const chunk of plan.chunks) {
-      const stats = await scoreChunk(ctx, { run: plan.run, config: plan.config, model: plan.model, chunk });
-      if (opts.retryStageAndCommit) await scoreChunk(ctx, { run: plan.run, config: plan.config, model: plan.model, chunk }, { heartbeat: () => undefined, throwIfCancelled: () => undefined, attempt: 2 });
-      staged.push(stats);
-      totals.chunksDone++;
-      totals.rowsIn += stats.rowsIn;
-      totals.rowsOut += stats.rowsOut;
-      totals.rowsRejected += stats.rowsRejected;
-      totals.rowsImputed += stats.rowsImputed;
-    }
-    if (opts.failAfterStaging) throw new Error('worker lost between staging and commit');
-    const commitArgs = { run: plan.run, config: plan.config, staged: staged.map((s) => ({ index: s.index, rows: s.rowsOut, file: s.stagedFile })) };
-    const commit = await commitRun(ctx, commitArgs);
-    if (opts.retryStageAndCommit) await commitRun(ctx, commitArgs); // an activity retried after its commit went through
-    return { ...(await finish('succeeded', { plan, commit })), commit };
-  } catch (err) {
-    return finish('failed', { plan, error: `run failed: ${errorMessage(err)}` });
-  }
-}
+const runSteps = (config: PipelineConfig, date = DATE, opts: StepOptions = {}) => runWorkflowSteps(ctx, config, date, opts);
 
 const sql = (text: string, binds: (string | null)[] = []) => runSnowflake(conn, text, binds);
 
