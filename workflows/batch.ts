@@ -140,11 +140,11 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
     progress.phase = 'committing';
     delete progress.estimate;
     for (const list of [staged, shadowStaged, tally.quarantineStaged]) list.sort((a, b) => a.index - b.index);
-    // Once the commit starts it finishes (or fails) on its own terms: a cancel arriving mid-commit
-    // must not race the partition swap, and a committed run is reported as succeeded.
     // patched(): a run started when the profile step followed the commit replays that way.
     const profile = tally.profile;
     if (profile && patched('profile-with-commit')) profiling = CancellationScope.nonCancellable(() => profileStep(steps, plan!, profile));
+    // Once the commit starts it finishes (or fails) on its own terms: a cancel arriving mid-commit
+    // must not race the partition swap, and a committed run is reported as succeeded.
     commit = await step('commit', () => CancellationScope.nonCancellable(() => commitRun({ run: plan!.run, config: plan!.config, staged })));
     // The challenger's table after the output, and never at the output's expense: a shadow table that
     // cannot be written is reported (result, audit row) and its staging removed, the run still succeeds.
