@@ -7,15 +7,8 @@ import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { assertLogicalDate, parseOverrideFlags } from '../config/pipeline';
 import { ConfigError, ModelError } from '../errors';
-import {
-  checkContract,
-  DEFAULT_SAMPLE_ROWS,
-  defaultConcurrency,
-  parseSize,
-  sampleSourceKind,
-  type ContractReport,
-  type SampleSource,
-} from '../models/contract';
+import type { ContractReport, SampleSource } from '../models/contract';
+import { DEFAULT_SAMPLE_ROWS } from '../models/sample-rows';
 import {
   DEFAULT_ALIAS,
   HISTORY_FILE,
@@ -44,9 +37,13 @@ const positiveInt = (flag: string) => (v: string) => {
 };
 
 /** `--sample-from`: a pipeline (name or YAML file; its source for `--date`), or a Parquet file, directory or glob. */
+/** The contract check (Arrow, DuckDB, the warehouse SDKs): loaded by `--sample-from` only, not at every CLI start. */
+const contractCheck = () => import('../models/contract.js');
+
 async function sampleSourceFrom(opts: { sampleFrom: string; date?: string; set: string[] }): Promise<SampleSource> {
   const from: string = opts.sampleFrom;
   const date = opts.date === undefined ? undefined : assertLogicalDate(opts.date, '--date');
+  const { sampleSourceKind } = await contractCheck();
   if (sampleSourceKind(from) === 'parquet') {
     if (opts.set.length) throw new ConfigError(`--set changes a pipeline, but --sample-from ${from} is a Parquet path`);
     if (from.includes('{{') && !date) throw new ConfigError(`--sample-from ${from} is templated: add --date YYYY-MM-DD for {{ ds }}`);
@@ -130,6 +127,7 @@ run does with them, measures time and memory per 1k rows, and suggests a chunk_r
       }
       let report: ContractReport | undefined;
       if (sampling) {
+        const { checkContract, defaultConcurrency, parseSize } = await contractCheck();
         const source = await sampleSourceFrom(opts);
         const memoryTarget = opts.memoryTarget === undefined ? undefined : parseSize(opts.memoryTarget, '--memory-target');
         const workerBase = opts.workerBase === undefined ? undefined : parseSize(opts.workerBase, '--worker-base');

@@ -32,9 +32,10 @@ import { buildFeeds, type BuiltTensor, type OutputColumn, type TensorData } from
 import type { Chunk, RunRef } from '../types';
 import { featureColumns, type ModelManifest, type TensorDtype } from './manifest';
 import { onnxOutputTypes } from './onnx-types';
+import { DEFAULT_SAMPLE_ROWS } from './sample-rows';
 import type { LoadedModel } from './store';
 
-export const DEFAULT_SAMPLE_ROWS = 1000;
+export { DEFAULT_SAMPLE_ROWS } from './sample-rows';
 export const DEFAULT_MEMORY_TARGET = 1024 ** 3;
 /** Rows the memory probe scores per session.run: one inference-thread slice (SCORELINE_ORT_BATCH_ROWS default). */
 export const DEFAULT_PROBE_ROWS = 16_384;
