@@ -45,6 +45,14 @@ const start = (raw: PipelineInput, opts: { resume?: string; date?: string } = {}
 const staging = (table: string, runId: string) => join(project, 'out', '.scoreline-staging', table, runId);
 const stagedFiles = (table: string, runId: string) => (existsSync(staging(table, runId)) ? readdirSync(staging(table, runId)).filter((f) => f.endsWith('.parquet')) : []);
 
+/** A run started, then terminated once at least `chunks` chunks are scored; its run id. */
+async function killedAfter(raw: PipelineInput, chunks: number): Promise<string> {
+  const handle = await start(raw);
+  await waitFor(`${chunks} chunk(s) scored`, async () => ((await client.progress(handle))?.chunksDone ?? 0) >= chunks, 60_000, 20);
+  await handle.terminate('killed by the test');
+  return handle.firstExecutionRunId;
+}
+
 async function output(table: string): Promise<Map<number, string>> {
   const rows = await query(`SELECT customer_id, churn_probability, churn_label FROM read_parquet('${project}/out/${table}/ds=${DATE}/*.parquet')`);
   return new Map(rows.map((r) => [Number(r.customer_id), `${r.churn_probability}/${r.churn_label}`]));
@@ -109,10 +117,7 @@ describe('run --resume', () => {
 
   it('a run that was killed (terminated) mid-way is resumed the same way', async () => {
     const raw = pipeline('killed-run');
-    const handle = await start(raw);
-    const runId = handle.firstExecutionRunId;
-    await waitFor('8 chunks scored', async () => ((await client.progress(handle))?.chunksDone ?? 0) >= 8, 60_000, 20);
-    await handle.terminate('killed by the test');
+    const runId = await killedAfter(raw, 8);
     const staged = stagedFiles('killed_run', runId).length;
     expect(staged).toBeGreaterThanOrEqual(8);
     expect(staged).toBeLessThan(CHUNKS);
@@ -122,10 +127,7 @@ describe('run --resume', () => {
 
   it('is refused when the input changed, when the run succeeded, or when it is unknown; failed input checks keep nothing', async () => {
     const raw = pipeline('changed-run');
-    const handle = await start(raw);
-    const runId = handle.firstExecutionRunId;
-    await waitFor('a chunk scored', async () => ((await client.progress(handle))?.chunksDone ?? 0) >= 1, 60_000, 20);
-    await handle.terminate('killed by the test');
+    const runId = await killedAfter(raw, 1);
     expect(stagedFiles('changed_run', runId).length).toBeGreaterThanOrEqual(1);
     const file = join(project, 'data', 'customers', `ds=${DATE}`, readdirSync(join(project, 'data', 'customers', `ds=${DATE}`))[0]);
     const mtime = statSync(file).mtime;
