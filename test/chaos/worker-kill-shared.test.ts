@@ -29,9 +29,11 @@ import {
 } from '../helpers/chaos';
 import { query } from '../helpers/project';
 
-const ROWS = 40_960;
+// Enough work that the two workers are still busy after MIN_KILLS kills (each kill waits ~1–5 s and a
+// fresh worker ~3 s to start): at 10 chunks a run the survivor sometimes finished everything after 5.
+const ROWS = 61_440;
 const ROW_GROUP = 2_048;
-const CHUNK_ROWS = 4_096; // 10 chunks a run
+const CHUNK_ROWS = 4_096; // 15 chunks a run
 const CHUNKS = ROWS / CHUNK_ROWS;
 const DATES = Array.from({ length: 10 }, (_, i) => `2026-12-${String(i + 11).padStart(2, '0')}`);
 const PIPELINES: ChaosPipeline[] = [
