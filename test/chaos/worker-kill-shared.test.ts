@@ -20,6 +20,7 @@ import {
   killRepeatedly,
   killSummary,
   random,
+  spareRuns,
   startChaosRuns,
   startWorkerProcess,
   waitForRuns,
@@ -29,13 +30,14 @@ import {
 } from '../helpers/chaos';
 import { query } from '../helpers/project';
 
-// Enough work that the two workers are still busy after MIN_KILLS kills (each kill waits ~1–5 s and a
-// fresh worker ~3 s to start): at 10 chunks a run the survivor sometimes finished everything after 5.
+// Each kill waits ~1–5 s and a fresh worker takes ~3 s to start, so on a quick machine the two workers can
+// finish the first runs before MIN_KILLS kills: the kill loop then starts the runs of two spare dates.
 const ROWS = 61_440;
 const ROW_GROUP = 2_048;
 const CHUNK_ROWS = 4_096; // 15 chunks a run
 const CHUNKS = ROWS / CHUNK_ROWS;
 const DATES = Array.from({ length: 10 }, (_, i) => `2026-12-${String(i + 11).padStart(2, '0')}`);
+const SPARE_DATES = ['2026-12-21', '2026-12-22', '2026-12-23', '2026-12-24'];
 const PIPELINES: ChaosPipeline[] = [
   { name: 'shared-gbt', model: 'churn-gbt@champion', table: 'shared_gbt' },
   { name: 'shared-mlp', model: 'churn-mlp@champion', table: 'shared_mlp' },
@@ -67,14 +69,14 @@ function raw(p: ChaosPipeline): PipelineInput {
 const newWorker = () => startWorkerProcess({ address: fixture!.stack.address, projectDir: project, env: { SCORELINE_INFERENCE_THREADS: '1', SCORELINE_WORKER_CONCURRENCY: '2' } });
 
 beforeAll(async () => {
-  fixture = await chaosFixture('scoreline-chaos-shared-', { dates: DATES, pipelines: PIPELINES, rows: ROWS, rowGroup: ROW_GROUP, earlierFiles: EARLIER_FILES });
+  fixture = await chaosFixture('scoreline-chaos-shared-', { dates: [...DATES, ...SPARE_DATES], pipelines: PIPELINES, rows: ROWS, rowGroup: ROW_GROUP, earlierFiles: EARLIER_FILES });
   ({ project, client } = fixture);
 });
 
 afterAll(() => closeChaosFixture(fixture ?? {}, workers));
 
 describe('kill -9 of one of two workers sharing the task queue', () => {
-  it(`${DATES.length * PIPELINES.length} runs survive ${MIN_KILLS}+ kills of one worker while the other works on, exactly once`, async () => {
+  it(`${DATES.length * PIPELINES.length}+ runs survive ${MIN_KILLS}+ kills of one worker while the other works on, exactly once`, async () => {
     console.log(`chaos seed ${SEED} (SCORELINE_CHAOS_SEED=${SEED} repeats the same choices)`);
     const started = Date.now();
     const runs = await startChaosRuns(client, DATES, PIPELINES, raw);
@@ -96,9 +98,11 @@ describe('kill -9 of one of two workers sharing the task queue', () => {
       victim: () => (rand() < 0.5 ? 0 : 1),
       minKills: MIN_KILLS,
       maxKills: MAX_KILLS,
+      more: spareRuns(client, SPARE_DATES, PIPELINES, raw),
     });
     const chaosMs = Date.now() - started;
 
+    // `runs` now includes any the kill loop started on spare dates.
     const results = await waitForRuns(client, runs);
     console.log(`chaos summary ${JSON.stringify({ seed: SEED, ...killSummary(chaos), chaosSeconds: Math.round(chaosMs / 1000), totalSeconds: Math.round((Date.now() - started) / 1000) })}`);
 

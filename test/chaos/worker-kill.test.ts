@@ -23,6 +23,7 @@ import {
   killRepeatedly,
   killSummary,
   random,
+  spareRuns,
   startChaosRuns,
   startWorkerProcess,
   waitForRuns,
@@ -37,6 +38,8 @@ const ROW_GROUP = 2_048;
 const CHUNK_ROWS = 4_096; // two row groups: 10 chunks a run
 const CHUNKS = ROWS / CHUNK_ROWS;
 const DATES = Array.from({ length: 10 }, (_, i) => `2026-12-${String(i + 1).padStart(2, '0')}`);
+/** Started by the kill loop only if the worker finishes the first runs before MIN_KILLS kills. */
+const SPARE_DATES = ['2026-12-11', '2026-12-12', '2026-12-13', '2026-12-14'];
 const PIPELINES: ChaosPipeline[] = [
   { name: 'chaos-gbt', model: 'churn-gbt@champion', table: 'chaos_gbt' },
   { name: 'chaos-mlp', model: 'churn-mlp@champion', table: 'chaos_mlp' },
@@ -70,19 +73,19 @@ function raw(p: ChaosPipeline): PipelineInput {
 const newWorker = () => startWorkerProcess({ address: fixture!.stack.address, projectDir: project });
 
 beforeAll(async () => {
-  fixture = await chaosFixture('scoreline-chaos-kill-', { dates: DATES, pipelines: PIPELINES, rows: ROWS, rowGroup: ROW_GROUP, earlierFiles: EARLIER_FILES });
+  fixture = await chaosFixture('scoreline-chaos-kill-', { dates: [...DATES, ...SPARE_DATES], pipelines: PIPELINES, rows: ROWS, rowGroup: ROW_GROUP, earlierFiles: EARLIER_FILES });
   ({ project, client } = fixture);
 });
 
 afterAll(() => closeChaosFixture(fixture ?? {}, workers));
 
 describe('kill -9 of the worker process', () => {
-  it(`${DATES.length * PIPELINES.length} runs survive ${MIN_KILLS}+ kills at random points, each input row scored exactly once`, async () => {
+  it(`${DATES.length * PIPELINES.length}+ runs survive ${MIN_KILLS}+ kills at random points, each input row scored exactly once`, async () => {
     console.log(`chaos seed ${SEED} (SCORELINE_CHAOS_SEED=${SEED} repeats the same choices)`);
     const started = Date.now();
     const runs = await startChaosRuns(client, DATES, PIPELINES, raw);
     workers.push(await newWorker());
-    const chaos = await killRepeatedly({ client: client.client, project, runs, workers, startWorker: newWorker, rand: random(SEED), minKills: MIN_KILLS, maxKills: MAX_KILLS });
+    const chaos = await killRepeatedly({ client: client.client, project, runs, workers, startWorker: newWorker, rand: random(SEED), minKills: MIN_KILLS, maxKills: MAX_KILLS, more: spareRuns(client, SPARE_DATES, PIPELINES, raw) });
     const chaosMs = Date.now() - started;
 
     const results = await waitForRuns(client, runs);

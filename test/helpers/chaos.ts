@@ -537,6 +537,12 @@ export interface KillLoopOptions {
   /** Which worker dies at kill k (default 0). */
   victim?: (k: number) => number;
   aims?: Aim[];
+  /**
+   * Starts more runs when every run ended before `minKills` kills (a fast machine finishes the work
+   * early); the loop adds them to `runs`, so the caller checks them like the first ones. Without it, or
+   * when it returns none, the loop stops with fewer kills.
+   */
+  more?: () => Promise<ChaosRun[]>;
 }
 
 export interface KillLoopResult {
@@ -549,7 +555,7 @@ export interface KillLoopResult {
 
 /**
  * Kills a worker (`kill -9`), starts a fresh one in its place, again and again, until every run ended or
- * `maxKills` kills; at least `minKills` unless the runs end first. Each worker lives a random while first
+ * `maxKills` kills; at least `minKills` unless the runs end first and `more` has no more to start. Each worker lives a random while first
  * (its first chunks load sessions and are slow: killing it at once would hit the same cold chunks again and
  * again), then dies at the next moment its aim waits for (at most 5 s). After each kill it asks the server
  * which attempts the dead worker held, and places each in its phase.
@@ -596,7 +602,13 @@ export async function killRepeatedly(o: KillLoopOptions): Promise<KillLoopResult
     const t = Date.now();
     o.workers[victim] = await o.startWorker();
     startMs.push(Date.now() - t);
-    if (open.length === 0 || (k + 1 >= o.minKills && (await look(worker.identity)).open.length === 0)) break;
+    let stillOpen = (await look(worker.identity)).open;
+    if (stillOpen.length === 0 && k + 1 < o.minKills && o.more) {
+      const added = await o.more();
+      o.runs.push(...added);
+      stillOpen = added.map((r) => r.workflowId);
+    }
+    if (stillOpen.length === 0) break;
   }
   return { kills, postponed, startMs };
 }
@@ -699,6 +711,12 @@ export async function startChaosRuns(client: ScorelineClient, dates: string[], p
     }
   }
   return runs;
+}
+
+/** For killRepeatedly's `more`: each call starts the runs of the next `perCall` of `spareDates` (none once they are used up). */
+export function spareRuns(client: ScorelineClient, spareDates: string[], pipelines: ChaosPipeline[], raw: (p: ChaosPipeline) => PipelineInput, perCall = 2): () => Promise<ChaosRun[]> {
+  let next = 0;
+  return () => startChaosRuns(client, spareDates.slice(next, (next += perCall)), pipelines, raw);
 }
 
 /** Each run's result, by workflow id. */
