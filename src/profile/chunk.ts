@@ -13,14 +13,15 @@ import type { ColumnProfile, Profile, ProfileRole } from './sketch';
 
 interface ProfileKernel {
   profileColumn(column: string, role: ProfileRole, data: ArrayLike<number | bigint>, rows: number, stride?: number, offset?: number, nulls?: number): ColumnProfile;
-  profileMatrix(columns: string[], role: ProfileRole, data: ArrayLike<number>, rows: number, width: number, nulls?: number[]): ColumnProfile[];
+  profileMatrix(columns: string[], role: ProfileRole, data: ArrayLike<number>, rows: number, width: number, nulls?: number[], simd?: boolean): ColumnProfile[];
   profileTensors(tensors: Pick<BuiltTensor, 'name' | 'dims' | 'data'>[], specs: TensorProfileSpec[]): ColumnProfile[];
+  simdAvailable(): boolean;
 }
 
 /** The kernel file's path: the inference threads load it from there too. */
 export const PROFILE_KERNEL = join(packageRoot(), 'src', 'profile', 'kernel.js');
 const kernel = require(PROFILE_KERNEL) as ProfileKernel;
-export const { profileColumn, profileMatrix } = kernel;
+export const { profileColumn, profileMatrix, simdAvailable } = kernel;
 
 /** What a tensor's profile needs besides its data: its columns and their NULL counts in the source. */
 export interface TensorProfileSpec {

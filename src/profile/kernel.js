@@ -45,9 +45,9 @@ function profileColumn(column, role, data, rows, stride = 1, offset = 0, nulls =
 /**
  * Every column of a row-major [rows, width] number tensor in one pass over memory (a pass per column
  * would stream the whole tensor `width` times): the same result as profileColumn per column (the sums
- * are added block by block, so the last bits may differ).
+ * are added block by block, so the last bits may differ). `simd` false keeps to the JS loops (tests).
  */
-function profileMatrix(columns, role, data, rows, width, nulls = []) {
+function profileMatrix(columns, role, data, rows, width, nulls = [], simd = true) {
   const n = new Float64Array(width);
   const min = new Float64Array(width).fill(Infinity);
   const max = new Float64Array(width).fill(-Infinity);
@@ -63,14 +63,20 @@ function profileMatrix(columns, role, data, rows, width, nulls = []) {
       }
     }
   }
-  // Blocks of rows that stay in cache; four adjacent columns at a time, summed in locals (they share
-  // cache lines: ~2x faster than one column at a time, ~6x faster than one row at a time).
+  // Blocks of rows that stay in cache; four adjacent columns at a time (they share cache lines): in
+  // WebAssembly SIMD for float32 tensors (kernel.wat, ~3x faster), else summed in JS locals (~2x faster
+  // than one column at a time, ~6x faster than one row at a time). Both give the same doubles.
   const acc = { n, min, max, s1, s2, shift };
+  const wasm = simd && width >= 4 && data instanceof Float32Array ? simdBlocks(width, shift) : null;
   for (let r0 = 0; r0 < rows; r0 += PROFILE_BLOCK_ROWS) {
     const r1 = Math.min(rows, r0 + PROFILE_BLOCK_ROWS);
     let j = 0;
-    for (; j + 4 <= width; j += 4) {
-      if (!sumFour(data, r0, r1, width, j, acc)) for (let k = j; k < j + 4; k++) sumOne(data, r0, r1, width, k, acc);
+    if (wasm) {
+      j = wasm.block(data, r0, r1, acc);
+    } else {
+      for (; j + 4 <= width; j += 4) {
+        if (!sumFour(data, r0, r1, width, j, acc)) for (let k = j; k < j + 4; k++) sumOne(data, r0, r1, width, k, acc);
+      }
     }
     for (; j < width; j++) sumOne(data, r0, r1, width, j, acc);
   }
@@ -179,6 +185,71 @@ function sumFour(data, r0, r1, width, j, acc) {
   return true;
 }
 
+let wasmKernel; // { block, memory } once loaded; null where WebAssembly SIMD is not available
+
+function loadWasm() {
+  if (wasmKernel === undefined) {
+    try {
+      const { exports } = new WebAssembly.Instance(new WebAssembly.Module(require('./kernel-wasm.js')));
+      wasmKernel = { block: exports.block, memory: exports.memory };
+    } catch {
+      wasmKernel = null;
+    }
+  }
+  return wasmKernel;
+}
+
+/** Whether this runtime runs the WebAssembly SIMD kernel (Node 20 does). */
+function simdAvailable() {
+  return loadWasm() !== null;
+}
+
+/**
+ * The SIMD kernel (kernel.wat) set up for one tensor of `width` columns: memory for a block of rows, the
+ * columns' shifts, and the per-group results. block() copies rows [r0, r1) in, adds each four-column group
+ * to the accumulators (a group whose sums came out NaN is redone by sumOne, as sumFour's caller does), and
+ * returns the first column it left to the caller (width rounded down to a multiple of 4).
+ */
+function simdBlocks(width, shift) {
+  const k = loadWasm();
+  if (!k) return null;
+  const groups = width >> 2;
+  const dataBytes = PROFILE_BLOCK_ROWS * width * 4;
+  const shiftsAt = Math.ceil(dataBytes / 16) * 16;
+  const outAt = shiftsAt + groups * 32;
+  const need = outAt + groups * 96;
+  if (k.memory.buffer.byteLength < need) k.memory.grow(Math.ceil((need - k.memory.buffer.byteLength) / 65536));
+  const buffer = k.memory.buffer;
+  const f32 = new Float32Array(buffer);
+  const f64 = new Float64Array(buffer);
+  f64.set(shift.subarray(0, groups * 4), shiftsAt / 8);
+  return {
+    block(data, r0, r1, acc) {
+      f32.set(data.subarray(r0 * width, r1 * width), 0);
+      k.block(r1 - r0, width, shiftsAt, outAt);
+      const { s1, s2, n, min, max } = acc;
+      const c = r1 - r0;
+      for (let g = 0; g < groups; g++) {
+        const o = (outAt + g * 96) / 8;
+        const j = g * 4;
+        if (f64[o] !== f64[o] || f64[o + 1] !== f64[o + 1] || f64[o + 2] !== f64[o + 2] || f64[o + 3] !== f64[o + 3]) {
+          for (let x = j; x < j + 4; x++) sumOne(data, r0, r1, width, x, acc);
+          continue;
+        }
+        const m = (outAt + g * 96 + 64) / 4;
+        for (let x = 0; x < 4; x++) {
+          s1[j + x] += f64[o + x];
+          s2[j + x] += f64[o + 4 + x];
+          n[j + x] += c;
+          if (f32[m + x] < min[j + x]) min[j + x] = f32[m + x];
+          if (f32[m + 4 + x] > max[j + x]) max[j + x] = f32[m + 4 + x];
+        }
+      }
+      return groups * 4;
+    },
+  };
+}
+
 /**
  * BigInt64Array → Float64Array through its two 32-bit halves (little-endian, as on every platform Node
  * runs on): Number(bigint) per value cost ~150 ns, which a 262,144-row label column felt (~40 ms).
@@ -241,4 +312,4 @@ function profileTensors(tensors, specs) {
   return out;
 }
 
-module.exports = { profileColumn, profileMatrix, profileTensors, QUANTILE_POINTS, SAMPLE_ROWS };
+module.exports = { profileColumn, profileMatrix, profileTensors, simdAvailable, QUANTILE_POINTS, SAMPLE_ROWS };

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { profileColumn, profileMatrix } from '../../src/profile/chunk';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { profileColumn, profileMatrix, simdAvailable } from '../../src/profile/chunk';
+import { REPO } from '../helpers/project';
 import { compareProfiles, mergeColumn, mergeProfiles, psi, quantile, stdOf, type Profile } from '../../src/profile/sketch';
 
 /** Deterministic normal(ish) values: Box–Muller over a small LCG. */
@@ -50,6 +53,9 @@ describe('column profiles', () => {
     const nulls = names.map((_, j) => j);
     const tensor = new Float32Array(rows * width).map((_, i) => (isNaN(i) ? NaN : Math.sin(i) * (1 + (i % width))));
     const one = profileMatrix(names, 'feature', tensor, rows, width, nulls);
+    // The WebAssembly SIMD kernel (float32, four columns at a time) and the JS loops give the same doubles.
+    expect(simdAvailable()).toBe(true);
+    expect(one).toEqual(profileMatrix(names, 'feature', tensor, rows, width, nulls, false));
     names.forEach((c, j) => {
       const { mean, m2, ...rest } = profileColumn(c, 'feature', tensor, rows, width, j, nulls[j]);
       expect(one[j]).toMatchObject(rest);
@@ -57,6 +63,13 @@ describe('column profiles', () => {
       else expect(one[j].mean!).toBeCloseTo(mean, 12);
       expect(one[j].m2).toBeCloseTo(m2, 8);
     });
+  });
+
+  it('ships the SIMD kernel assembled from the current kernel.wat', async () => {
+    // @ts-expect-error plain ESM script without types
+    const { assembleKernel } = await import('../../scripts/build-kernel-wasm.mjs');
+    const committed = readFileSync(join(REPO, 'src', 'profile', 'kernel-wasm.js'), 'utf8');
+    expect(committed, 'src/profile/kernel-wasm.js is stale: run node scripts/build-kernel-wasm.mjs').toBe(await assembleKernel());
   });
 
   it('keeps the mean exact far from zero (shifted sums)', () => {
