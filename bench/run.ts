@@ -200,6 +200,7 @@ async function main(argv: string[]): Promise<void> {
   const e2e: Row[] = [];
   const noProfile: Row[] = [];
   const profileOverhead: Record<string, number> = {};
+  const profileCpuOverhead: Record<string, number> = {};
   const profilePairs = Number(arg(argv, '--profile-pairs') ?? 4);
   let peak = 0;
   try {
@@ -208,14 +209,16 @@ async function main(argv: string[]): Promise<void> {
     for (const m of models) {
       // With and without run profiles (drift) in back-to-back pairs, alternating which goes first (on off,
       // off on, …): each pair's time ratio cancels the machine's drift over the minutes the bench runs,
-      // and the median of the pairs is the profile's cost. Rows/s: best of each.
+      // and the median of the pairs is the profile's cost. Rows/s: best of each. Each variant has its own
+      // warm-up run in the first pair (with only one, the first timed run after it was ~20% slower in five
+      // benches out of five: its pair said 1.12–1.30 where the others said ~1.05).
       const on: Row[] = [];
       const off: Row[] = [];
       const ratios: number[] = [];
       for (let i = 0; i < profilePairs; i++) {
         const pair: Record<string, Row> = {};
         for (const profiled of i % 2 === 0 ? [true, false] : [false, true]) {
-          pair[String(profiled)] = (await endToEnd(m, client, rows, pids, profiled, i === 0 && profiled)).row;
+          pair[String(profiled)] = (await endToEnd(m, client, rows, pids, profiled, i === 0)).row;
         }
         on.push(pair.true);
         off.push(pair.false);
@@ -224,6 +227,10 @@ async function main(argv: string[]): Promise<void> {
       const row: Row = { ...best(on), profile_overhead_pairs: ratios.map((r) => r.toFixed(3)).join(' ') };
       const bare = best(off);
       profileOverhead[m] = median(ratios);
+      // The same in worker CPU (median on ÷ median off): what the profiles cost the cores, far less noisy
+      // on a shared machine than the wall time of ~1 s runs.
+      const cpu = (rs: Row[]) => median(rs.map((r) => Number(r.worker_cpu_s)));
+      profileCpuOverhead[m] = cpu(on) / cpu(off);
       e2e.push(row);
       noProfile.push(bare);
       emit(row);
@@ -277,6 +284,7 @@ async function main(argv: string[]): Promise<void> {
     summary[`e2e_vs_raw_ort_${name}`] = round(e2eRate(m) / bestRaw(m), 3);
     // End-to-end time with profiles ÷ without, median over the pairs (1.05 = profiles add 5%); target ≤ 1.10.
     summary[`profile_overhead_${name}`] = round(profileOverhead[m], 3);
+    summary[`profile_cpu_overhead_${name}`] = round(profileCpuOverhead[m], 3);
     // Scoreline end to end ÷ the hand-written script's read → score → write (target ≥ 1.0).
     const script = Number(python.find((r) => r.model === m)?.rows_per_s ?? NaN);
     if (python.length) summary[`e2e_vs_python_${name}`] = round(e2eRate(m) / script, 3);

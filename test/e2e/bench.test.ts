@@ -34,7 +34,7 @@ it('npm run bench -- --json ends with the summary line other tooling reads', asy
   const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   const summary = lines.at(-1)!;
   expect(summary.case).toBe('summary');
-  for (const field of ['e2e_vs_raw_ort_tree', 'e2e_vs_raw_ort_mlp', 'profile_overhead_tree', 'profile_overhead_mlp', 'e2e_vs_python_tree', 'e2e_vs_python_mlp', 'peak_rss_mb']) {
+  for (const field of ['e2e_vs_raw_ort_tree', 'e2e_vs_raw_ort_mlp', 'profile_overhead_tree', 'profile_overhead_mlp', 'profile_cpu_overhead_tree', 'profile_cpu_overhead_mlp', 'e2e_vs_python_tree', 'e2e_vs_python_mlp', 'peak_rss_mb']) {
     expect(typeof summary[field], field).toBe('number');
     expect(summary[field] as number).toBeGreaterThan(0);
   }
