@@ -64,7 +64,7 @@ function profileMatrix(columns, role, data, rows, width, nulls = [], simd = true
     }
   }
   // Blocks of rows that stay in cache; four adjacent columns at a time (they share cache lines): in
-  // WebAssembly SIMD for float32 tensors (kernel.wat, ~3x faster), else summed in JS locals (~2x faster
+  // WebAssembly SIMD for float32 tensors (kernel.wat, ~2x faster), else summed in JS locals (~2x faster
   // than one column at a time, ~6x faster than one row at a time). Both give the same doubles.
   const acc = { n, min, max, s1, s2, shift };
   const wasm = simd && width >= 4 && data instanceof Float32Array ? simdBlocks(width, shift) : null;

@@ -555,9 +555,10 @@ export interface KillLoopResult {
 
 /**
  * Kills a worker (`kill -9`), starts a fresh one in its place, again and again, until every run ended or
- * `maxKills` kills; at least `minKills` unless the runs end first and `more` has no more to start. Each worker lives a random while first
- * (its first chunks load sessions and are slow: killing it at once would hit the same cold chunks again and
- * again), then dies at the next moment its aim waits for (at most 5 s). After each kill it asks the server
+ * `maxKills` kills; at least `minKills` unless the runs end first and `more` has no more to start. Each
+ * worker lives a random while first (its first chunks load sessions and are slow: killing it at once
+ * would hit the same cold chunks again and again), then dies at the next moment its aim waits for (at
+ * most 5 s). After each kill it asks the server
  * which attempts the dead worker held, and places each in its phase.
  */
 export async function killRepeatedly(o: KillLoopOptions): Promise<KillLoopResult> {
