@@ -121,7 +121,7 @@ function median(values: number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-async function endToEnd(modelKey: string, client: ScorelineClient, rows: number, pids: { worker: number; server: number }, profile = true, warmUp = true): Promise<{ row: Row; result: RunResult }> {
+async function endToEnd(modelKey: string, client: ScorelineClient, rows: number, pids: { worker: number; server: number }, profile = true, warmUp = true): Promise<{ row: Row; result: RunResult; cpu: number }> {
   const raw = readPipelineYaml(join(ROOT, 'examples', 'pipelines', 'churn-demo.yaml')) as Record<string, unknown>;
   Object.assign(raw, {
     name: `bench-${modelKey}`,
@@ -147,6 +147,7 @@ async function endToEnd(modelKey: string, client: ScorelineClient, rows: number,
   const s = result.stageMs!;
   return {
     result,
+    cpu: workerCpu,
     row: {
       case: profile ? 'e2e' : 'e2e-no-profile',
       model: modelKey,
@@ -201,7 +202,7 @@ async function main(argv: string[]): Promise<void> {
   const noProfile: Row[] = [];
   const profileOverhead: Record<string, number> = {};
   const profileCpuOverhead: Record<string, number> = {};
-  const profilePairs = Number(arg(argv, '--profile-pairs') ?? 4);
+  const profilePairs = Number(arg(argv, '--profile-pairs') ?? 6);
   let peak = 0;
   try {
     const pids = { worker: worker.pid!, server: stack.server.pid };
@@ -209,28 +210,33 @@ async function main(argv: string[]): Promise<void> {
     for (const m of models) {
       // With and without run profiles (drift) in back-to-back pairs, alternating which goes first (on off,
       // off on, …): each pair's time ratio cancels the machine's drift over the minutes the bench runs,
-      // and the median of the pairs is the profile's cost. Rows/s: best of each. Each variant has its own
-      // warm-up run in the first pair (with only one, the first timed run after it was ~20% slower in five
-      // benches out of five: its pair said 1.12–1.30 where the others said ~1.05).
+      // and the median of the pairs is the profile's cost. Rows/s: best of each. Three untimed warm-up runs
+      // (with, with, without) first: after a single one, the first timed run was often ~20% slower (its
+      // pair said 1.12–1.30 where the others said ~1.05).
       const on: Row[] = [];
       const off: Row[] = [];
       const ratios: number[] = [];
+      const cpuRatios: number[] = [];
+      await endToEnd(m, client, rows, pids, true, true);
+      await endToEnd(m, client, rows, pids, false, false);
       for (let i = 0; i < profilePairs; i++) {
         const pair: Record<string, Row> = {};
+        const cpu: Record<string, number> = {};
         for (const profiled of i % 2 === 0 ? [true, false] : [false, true]) {
-          pair[String(profiled)] = (await endToEnd(m, client, rows, pids, profiled, i === 0)).row;
+          const run = await endToEnd(m, client, rows, pids, profiled, false);
+          pair[String(profiled)] = run.row;
+          cpu[String(profiled)] = run.cpu;
         }
         on.push(pair.true);
         off.push(pair.false);
         ratios.push(Number(pair.true.seconds) / Number(pair.false.seconds));
+        cpuRatios.push(cpu.true / cpu.false);
       }
       const row: Row = { ...best(on), profile_overhead_pairs: ratios.map((r) => r.toFixed(3)).join(' ') };
       const bare = best(off);
       profileOverhead[m] = median(ratios);
-      // The same in worker CPU (median on ÷ median off): what the profiles cost the cores, far less noisy
-      // on a shared machine than the wall time of ~1 s runs.
-      const cpu = (rs: Row[]) => median(rs.map((r) => Number(r.worker_cpu_s)));
-      profileCpuOverhead[m] = cpu(on) / cpu(off);
+      // The same in worker CPU seconds, median of the pairs' ratios: what the profiles cost the cores.
+      profileCpuOverhead[m] = median(cpuRatios);
       e2e.push(row);
       noProfile.push(bare);
       emit(row);

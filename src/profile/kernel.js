@@ -218,7 +218,11 @@ function simdBlocks(width, shift) {
   const shiftsAt = Math.ceil(dataBytes / 16) * 16;
   const outAt = shiftsAt + groups * 32;
   const need = outAt + groups * 96;
-  if (k.memory.buffer.byteLength < need) k.memory.grow(Math.ceil((need - k.memory.buffer.byteLength) / 65536));
+  try {
+    if (k.memory.buffer.byteLength < need) k.memory.grow(Math.ceil((need - k.memory.buffer.byteLength) / 65536));
+  } catch {
+    return null; // a tensor too wide for the module's memory: the JS loops take it
+  }
   const buffer = k.memory.buffer;
   const f32 = new Float32Array(buffer);
   const f64 = new Float64Array(buffer);

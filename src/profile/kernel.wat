@@ -7,7 +7,8 @@
 ;;   d = f64(v) - shift[col]   (shift: f64 per column at `shifts`)
 ;;   out + 96g: sum d (2 x f64x2), sum d*d (2 x f64x2), min v (f32x4), max v (f32x4)
 ;; Each lane adds its column's values row by row in the same order as the JS loop, so the sums are the
-;; same doubles. A NaN makes the group's sums NaN (and min/max NaN): the caller redoes that group in JS.
+;; same doubles. A NaN makes its column's sums NaN (pmin/pmax skip it, as JS's `v < lo` does): the caller
+;; redoes the whole group in JS.
 (module
   (memory (export "memory") 1)
   (func (export "block") (param $rows i32) (param $width i32) (param $shifts i32) (param $out i32)
