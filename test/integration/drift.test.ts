@@ -5,7 +5,7 @@
  * baseline registered from a run becomes the reference.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,8 @@ import { cleanup, copyModels, demoData, FEATURES, query, REPO, startTestEnv, sto
 import { checkProfileStore } from '../helpers/profile-store';
 import { Receiver } from '../helpers/receiver';
 import { ParquetAuditStore } from '../../connectors/parquet-audit';
+import { profileColumn } from '../../src/profile/chunk';
+import { profileRows } from '../../src/run/profile';
 
 const DATES = ['2026-10-01', '2026-10-02', '2026-10-03'];
 const ROWS = 20_000;
@@ -46,7 +48,7 @@ async function score(raw: PipelineInput, date: string): Promise<RunResult> {
   return client.wait(await client.startRun({ config: parsePipeline(raw, 'test'), raw, date, trigger: 'test' }));
 }
 
-const profiles = (runId: string) => query(`SELECT * FROM read_parquet('${project}/out/scoreline_run_profiles/${runId}.parquet') ORDER BY role, column_name`);
+const profiles = (runId: string) => query(`SELECT * FROM read_parquet('${project}/out/scoreline_run_profiles/*--${runId}.parquet') ORDER BY role, column_name`);
 const driftHooks = (name: string) => receiver.at('/hook').filter((r) => r.json.pipeline === name && r.json.event === 'drift');
 
 async function cli(...args: string[]): Promise<string> {
@@ -79,6 +81,35 @@ afterAll(async () => {
 describe('Parquet audit store', () => {
   it('stores run profiles: round trip, a retry replaces, the previous reference is the newest earlier date', async () => {
     await checkProfileStore(new ParquetAuditStore(join(project, 'audit-profiles')), 'profiles-parquet');
+  });
+
+  it('names each profile file by pipeline, date and run, reads only the reference candidates, and still finds files named by run id alone', async () => {
+    const dir = join(project, 'audit-profile-names');
+    const store = new ParquetAuditStore(dir);
+    const model = { name: 'churn-gbt', version: '1', sha256: 'a'.repeat(64), ref: 'churn-gbt@champion', store: '/models' };
+    const ref = (runId: string, pipeline: string, logicalDate: string) => ({ runId, workflowId: `scoreline/${pipeline}/${logicalDate}`, pipeline, logicalDate, trigger: 'test' as const });
+    const profile = { columns: [profileColumn('f00', 'feature', Float32Array.from([1, 2, 3]), 3)] };
+    const write = (r: ReturnType<typeof ref>, at: string) => store.recordProfile(r.runId, profileRows(r, model, profile, [], null, at));
+    await write(ref('r-old', 'names', '2026-10-01'), '2026-10-01T06:00:00.000Z');
+    await write(ref('r-mid', 'names', '2026-10-02'), '2026-10-02T06:00:00.000Z');
+    await write(ref('r-other', 'names-other', '2026-10-02'), '2026-10-02T07:00:00.000Z');
+    const files = () => readdirSync(join(dir, 'scoreline_run_profiles')).sort();
+    expect(files()).toEqual(['names--2026-10-01--r-old.parquet', 'names--2026-10-02--r-mid.parquet', 'names-other--2026-10-02--r-other.parquet']);
+    // A profile from before names carried pipeline and date: found by run id and by the reference lookup.
+    await write(ref('r-legacy', 'names', '2026-10-03'), '2026-10-03T06:00:00.000Z');
+    renameSync(join(dir, 'scoreline_run_profiles', 'names--2026-10-03--r-legacy.parquet'), join(dir, 'scoreline_run_profiles', 'r-legacy.parquet'));
+    expect(await store.readProfile('r-legacy')).toHaveLength(1);
+    expect((await store.profiledRuns({ pipeline: 'names', limit: 5 })).map((r) => r.run_id)).toEqual(['r-legacy', 'r-mid', 'r-old']);
+    expect((await store.profiledRuns({ pipeline: 'names', beforeDate: '2026-10-03', limit: 1 })).map((r) => r.run_id)).toEqual(['r-mid']);
+    // Files of other pipelines and later dates are not read: an unreadable one there changes nothing.
+    writeFileSync(join(dir, 'scoreline_run_profiles', 'names--2026-10-09--r-broken.parquet'), 'not parquet');
+    writeFileSync(join(dir, 'scoreline_run_profiles', 'names-other--2026-10-01--r-broken2.parquet'), 'not parquet');
+    expect((await store.profiledRuns({ pipeline: 'names', beforeDate: '2026-10-03', limit: 1 })).map((r) => r.run_id)).toEqual(['r-mid']);
+    // A retried write replaces the run's file; no rows removes it, under either name.
+    await write(ref('r-mid', 'names', '2026-10-02'), '2026-10-02T08:00:00.000Z');
+    expect(files().filter((f) => f.includes('r-mid'))).toEqual(['names--2026-10-02--r-mid.parquet']);
+    await store.recordProfile('r-legacy', []);
+    expect(files()).not.toContain('r-legacy.parquet');
   });
 });
 
