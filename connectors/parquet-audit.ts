@@ -6,18 +6,18 @@
 import { existsSync, promises as fs, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as arrow from 'apache-arrow';
+import { DATE_PATTERN } from '../src/config/pipeline';
 import { sqlString, withConnection } from '../src/io/duckdb';
 import { writeParquetFile } from '../src/io/parquet-write';
 import type { ChunkAudit, ProfileAudit, RunAudit, RunRef } from '../src/types';
 import { profileAuditRow } from '../src/profile/rows';
 import type { AuditStore, ProfiledRun, ProfiledRunsQuery } from './types';
-import { DATE_PATTERN } from '../src/config/pipeline';
 
 export const RUNS_TABLE = 'scoreline_runs';
-/** `<pipeline>--<YYYY-MM-DD>--<run id>.parquet` (pipeline names are [a-z0-9_-]; the date is matched from the right). */
-const PROFILE_NAME = /^(.+)--(\d{4}-\d{2}-\d{2})--(.+)\.parquet$/;
 export const CHUNKS_TABLE = 'scoreline_run_chunks';
 export const PROFILES_TABLE = 'scoreline_run_profiles';
+/** `<pipeline>--<YYYY-MM-DD>--<run id>.parquet` (pipeline names are [a-z0-9_-]; the date is matched from the right). */
+const PROFILE_NAME = /^(.+)--(\d{4}-\d{2}-\d{2})--(.+)\.parquet$/;
 
 const RUN_SCHEMA: Record<keyof RunAudit, arrow.DataType> = {
   run_id: new arrow.Utf8(),
@@ -143,11 +143,11 @@ export class ParquetAuditStore implements AuditStore {
    * files, against a flat 4–6 ms now). No rows removes the run's file.
    */
   async recordProfile(runId: string, rows: ProfileAudit[]): Promise<void> {
-    for (const f of this.profileFiles().filter((f) => f.runId === runId)) await fs.rm(f.path, { force: true });
-    if (rows.length === 0) return;
-    const { pipeline, logical_date: date } = rows[0];
-    const name = DATE_PATTERN.test(date) ? `${pipeline}--${date}--${runId}.parquet` : `${runId}.parquet`;
-    await writeParquetFile(join(this.dir, PROFILES_TABLE, name), auditTable(rows, PROFILE_SCHEMA));
+    const date = rows[0]?.logical_date ?? '';
+    const target = rows.length === 0 ? undefined : join(this.dir, PROFILES_TABLE, DATE_PATTERN.test(date) ? `${rows[0].pipeline}--${date}--${runId}.parquet` : `${runId}.parquet`);
+    // A retry renames over the same name (never a moment without the profile); other names of the run go.
+    if (target) await writeParquetFile(target, auditTable(rows, PROFILE_SCHEMA));
+    for (const f of this.profileFiles()) if (f.runId === runId && f.path !== target) await fs.rm(f.path, { force: true });
   }
 
   /** Reads only the files of the newest `limit` matching dates (and any named by run id alone, from before names carried pipeline and date). */
