@@ -583,10 +583,13 @@ export async function killRepeatedly(o: KillLoopOptions): Promise<KillLoopResult
     const worker = o.workers[victim];
     await sleep(600 + o.rand() * 1_500);
     const lastAttempt = async () => (await look(worker.identity)).held.some((a) => a.attempt >= (STEP_ATTEMPTS[a.activity] ?? Infinity));
-    if (await lastAttempt()) {
-      postponed++;
+    let waited = false;
+    const waitOutLastAttempts = async () => {
+      if (!(await lastAttempt())) return;
+      waited = true;
       await waitFor('the last attempts of this worker to end', async () => !(await lastAttempt()), 60_000, 50);
-    }
+    };
+    await waitOutLastAttempts();
     let hit = true;
     if (aim !== 'random') {
       await waitFor('a staging directory', () => stagingDirs.some((d) => existsSync(d)), 30_000, 50);
@@ -594,7 +597,10 @@ export async function killRepeatedly(o: KillLoopOptions): Promise<KillLoopResult
       const watcher = appears(stagingDirs, test, 5_000);
       hit = await watcher.seen;
       watcher.stop();
+      // The aim waited up to 5 s, time enough for the worker to start some step's last attempt: check again.
+      await waitOutLastAttempts();
     }
+    if (waited) postponed++;
     await worker.kill('SIGKILL');
     const { open, held } = await look(worker.identity);
     const lost = held.map((a) => ({ ...a, phase: phaseOf(o.project, o.runs, a, worker.pid) }));
