@@ -595,10 +595,23 @@ export async function killRepeatedly(o: KillLoopOptions): Promise<KillLoopResult
       await waitFor('a staging directory', () => stagingDirs.some((d) => existsSync(d)), 30_000, 50);
       const test = aim === 'staging' ? (n: string) => n.includes(`.tmp-${worker.pid}-`) : (n: string) => n.endsWith('.replaced');
       const watcher = appears(stagingDirs, test, 5_000);
+      // The aim waits up to 5 s, time enough for the worker to start some step's last attempt: the server is
+      // asked again meanwhile (asking only after the hit would let the aimed moment pass).
+      let holdsLast = false;
+      let watching = true;
+      void (async () => {
+        while (watching) {
+          holdsLast = await lastAttempt().catch(() => holdsLast);
+          await sleep(50);
+        }
+      })();
       hit = await watcher.seen;
       watcher.stop();
-      // The aim waited up to 5 s, time enough for the worker to start some step's last attempt: check again.
-      await waitOutLastAttempts();
+      watching = false; // not awaited: the kill must follow the aimed moment at once
+      if (holdsLast) {
+        hit = false;
+        await waitOutLastAttempts();
+      }
     }
     if (waited) postponed++;
     await worker.kill('SIGKILL');
