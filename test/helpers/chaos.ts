@@ -170,6 +170,8 @@ const STARTED = temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STAT
 export interface LostAttempt {
   workflowId: string;
   activity: string;
+  /** Unique within the workflow: one step (one chunk) across its attempts. */
+  activityId: string;
   attempt: number;
   /** The chunk's index and the last step its heartbeats named (read, convert, infer, write), for scoreChunk. */
   chunk?: number;
@@ -201,7 +203,7 @@ export function startedBy(workflowId: string, raw: temporal.api.workflowservice.
   for (const a of raw.pendingActivities ?? []) {
     if (a.state !== STARTED || a.lastWorkerIdentity !== identity) continue;
     const details = decode(a.heartbeatDetails) as { step?: string; chunk?: number } | undefined;
-    lost.push({ workflowId, activity: a.activityType?.name ?? '?', attempt: a.attempt ?? 0, chunk: details?.chunk, step: details?.step });
+    lost.push({ workflowId, activity: a.activityType?.name ?? '?', activityId: a.activityId ?? '?', attempt: a.attempt ?? 0, chunk: details?.chunk, step: details?.step });
   }
   return lost;
 }
@@ -507,7 +509,9 @@ export type Aim = 'random' | 'staging' | 'commit';
 /**
  * Attempts each step of a run has (workflows/batch.ts, workflows/chunks.ts). A step whose every attempt
  * dies with its worker fails the run, by design (a chunk that kills every worker it lands on must not loop
- * forever), so the loop never kills a worker while it holds a step's last attempt.
+ * forever), so the loop never kills a worker while it holds one of a step's last two attempts. Two, not
+ * one: the server is asked before the kill, and the worker can start an attempt in between (or a fresh
+ * worker, starved of CPU while it starts, misses a heartbeat), which may then use up one more attempt.
  */
 export const STEP_ATTEMPTS: Record<string, number> = { scoreChunk: 4, planRun: 5, checkRunKeys: 5, profileRun: 5, commitRun: 10, finishRun: 10 };
 
@@ -547,7 +551,7 @@ export interface KillLoopOptions {
 
 export interface KillLoopResult {
   kills: Kill[];
-  /** Kills that waited because the victim held some step's last attempt. */
+  /** Kills that waited because the victim held one of some step's last two attempts. */
   postponed: number;
   /** How long each fresh worker took to start (process start to "worker started"). */
   startMs: number[];
@@ -582,35 +586,35 @@ export async function killRepeatedly(o: KillLoopOptions): Promise<KillLoopResult
     const victim = o.victim?.(k) ?? 0;
     const worker = o.workers[victim];
     await sleep(600 + o.rand() * 1_500);
-    const lastAttempt = async () => (await look(worker.identity)).held.some((a) => a.attempt >= (STEP_ATTEMPTS[a.activity] ?? Infinity));
+    const lateAttempt = async () => (await look(worker.identity)).held.some((a) => a.attempt >= (STEP_ATTEMPTS[a.activity] ?? Infinity) - 1);
     let waited = false;
-    const waitOutLastAttempts = async () => {
-      if (!(await lastAttempt())) return;
+    const waitOutLateAttempts = async () => {
+      if (!(await lateAttempt())) return;
       waited = true;
-      await waitFor('the last attempts of this worker to end', async () => !(await lastAttempt()), 60_000, 50);
+      await waitFor('the late attempts of this worker to end', async () => !(await lateAttempt()), 60_000, 50);
     };
-    await waitOutLastAttempts();
+    await waitOutLateAttempts();
     let hit = true;
     if (aim !== 'random') {
       await waitFor('a staging directory', () => stagingDirs.some((d) => existsSync(d)), 30_000, 50);
       const test = aim === 'staging' ? (n: string) => n.includes(`.tmp-${worker.pid}-`) : (n: string) => n.endsWith('.replaced');
       const watcher = appears(stagingDirs, test, 5_000);
-      // The aim waits up to 5 s, time enough for the worker to start some step's last attempt: the server is
+      // The aim waits up to 5 s, time enough for the worker to start one of those attempts: the server is
       // asked again meanwhile (asking only after the hit would let the aimed moment pass).
-      let holdsLast = false;
+      let holdsLate = false;
       let watching = true;
       void (async () => {
         while (watching) {
-          holdsLast = await lastAttempt().catch(() => holdsLast);
+          holdsLate = await lateAttempt().catch(() => holdsLate);
           await sleep(50);
         }
       })();
       hit = await watcher.seen;
       watcher.stop();
       watching = false; // not awaited: the kill must follow the aimed moment at once
-      if (holdsLast) {
+      if (holdsLate) {
         hit = false;
-        await waitOutLastAttempts();
+        await waitOutLateAttempts();
       }
     }
     if (waited) postponed++;
@@ -681,7 +685,9 @@ export function killSummary(r: KillLoopResult): Record<string, unknown> {
   const perChunk = new Map<string, number>();
   for (const a of lost) {
     phases[a.phase] = (phases[a.phase] ?? 0) + 1;
-    if (a.activity === 'scoreChunk') perChunk.set(`${a.workflowId}#${a.chunk}`, (perChunk.get(`${a.workflowId}#${a.chunk}`) ?? 0) + 1);
+    // By activity id, not the heartbeat's chunk index: an attempt killed before its first heartbeat has none.
+    const id = `${a.workflowId}#${a.activityId}`;
+    if (a.activity === 'scoreChunk') perChunk.set(id, (perChunk.get(id) ?? 0) + 1);
   }
   const aims = [...new Set(r.kills.map((k) => k.aim))];
   return {
@@ -692,7 +698,7 @@ export function killSummary(r: KillLoopResult): Record<string, unknown> {
     commitsCutAfterMovingTheOldPartition: r.kills.reduce((n, k) => n + k.commits.length, 0),
     runsThatLostAnAttempt: new Set(lost.map((a) => a.workflowId)).size,
     mostKillsOfOneChunk: Math.max(0, ...perChunk.values()),
-    killsPostponedForALastAttempt: r.postponed,
+    killsPostponedForLateAttempts: r.postponed,
     workerStartMs: Math.round(r.startMs.reduce((n, x) => n + x, 0) / Math.max(1, r.startMs.length)),
   };
 }
