@@ -31,6 +31,8 @@ export interface PythonRun {
   rows: number;
   /** read → score → write, best of the repeats (the script's own timing). */
   seconds: number;
+  /** Every timed run, in order. */
+  secondsAll: number[];
   /** Interpreter start-up, imports and session creation, which a cron job pays on every run. */
   startupSeconds: number;
 }
@@ -55,6 +57,6 @@ export async function runPythonBaseline(
     ],
     { maxBuffer: 1 << 20, timeout: 30 * 60_000 },
   );
-  const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as { rows: number; seconds: number; startup_seconds: number };
-  return { rows: r.rows, seconds: r.seconds, startupSeconds: r.startup_seconds };
+  const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as { rows: number; seconds: number; seconds_all: number[]; startup_seconds: number };
+  return { rows: r.rows, seconds: r.seconds, secondsAll: r.seconds_all, startupSeconds: r.startup_seconds };
 }
