@@ -19,6 +19,8 @@ import { startStack } from '../src/dev/stack';
 import type { NrtDesign } from '../src/nrt/client';
 import { packageRoot } from '../src/paths';
 import { TASK_QUEUE } from '../src/search-attributes';
+import { arg, log } from './common';
+import { startWorkerProcess } from './process';
 
 const ROOT = packageRoot(__dirname);
 const TOKEN = 'bench';
@@ -27,7 +29,6 @@ const DATE = '2026-11-01';
 
 type Row = Record<string, string | number | null>;
 
-const log = (m: string) => process.stderr.write(`${m}\n`);
 const round = (v: number, d = 1) => Math.round(v * 10 ** d) / 10 ** d;
 
 function percentile(sorted: number[], p: number): number {
@@ -89,10 +90,8 @@ async function batchThroughCli(address: string, projectDir: string): Promise<num
 
 export async function benchNrt(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
-  const designArg = argv.indexOf('--nrt-designs');
-  const designs = (designArg >= 0 ? argv[designArg + 1] : 'update,eager').split(',') as NrtDesign[];
-  const requestsArg = argv.indexOf('--nrt-requests');
-  const requests = Number(requestsArg >= 0 ? argv[requestsArg + 1] : 200);
+  const designs = (arg(argv, '--nrt-designs') ?? 'update,eager').split(',') as NrtDesign[];
+  const requests = Number(arg(argv, '--nrt-requests') ?? 200);
   const emit = (row: Row) => json && process.stdout.write(`${JSON.stringify(row)}\n`);
 
   const projectDir = join(ROOT, 'bench', '.data', 'nrt');
@@ -104,15 +103,25 @@ export async function benchNrt(argv: string[]): Promise<void> {
   writeFileSync(join(projectDir, 'pipelines', 'bench-batch.yaml'), pipeline('bench-batch', 'chunk_rows: 1000\n'));
   await generateDemoData({ dir: join(projectDir, 'data', 'customers'), dates: [DATE], rowsPerDate: 1000, rowGroupSize: 1000 });
 
-  log('== Near-real-time scoring through the HTTP API (churn-gbt, dev server in memory, worker + API in this process) ==');
-  const stack = await startStack({ projectDir, toolsDir: ROOT, dbFilename: null, headless: true, worker: { modelsDir: models, pipelinesDir: join(projectDir, 'pipelines') }, log });
+  // Where the worker runs: in this process beside the API (as in `scoreline dev`), or in a process of its
+  // own with the API's client on its own connection (`scoreline api` + `scoreline worker`).
+  const topology = (arg(argv, '--nrt-worker') ?? 'in-process') as 'in-process' | 'process';
+  if (topology !== 'in-process' && topology !== 'process') throw new Error(`--nrt-worker: in-process or process, not "${topology}"`);
+  let runDesigns = designs;
+  if (topology === 'process' && designs.includes('eager')) {
+    log('  (eager start needs the worker in the API process: measuring the update design only)');
+    runDesigns = designs.filter((d) => d !== 'eager');
+  }
+  log(`== Near-real-time scoring through the HTTP API (churn-gbt, dev server in memory, worker ${topology === 'process' ? 'in its own process' : '+ API in this process'}) ==`);
+  const stack = await startStack({ projectDir, toolsDir: ROOT, dbFilename: null, headless: true, startWorker: topology === 'in-process', worker: { modelsDir: models, pipelinesDir: join(projectDir, 'pipelines') }, log });
   const config = { address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE };
+  const workerProcess = topology === 'process' ? await startWorkerProcess(stack.address, { env: { SCORELINE_PROJECT_DIR: projectDir, SCORELINE_MODELS_DIR: models, SCORELINE_LOG_LEVEL: 'info' } }) : undefined;
   // Eager start needs the client to share the worker's NativeConnection (as the API in `scoreline dev` can).
-  const client = ScorelineClient.wrap(new Client({ connection: stack.worker!.connection as never, namespace: 'default' }), config);
+  const client = workerProcess ? await ScorelineClient.connect(config) : ScorelineClient.wrap(new Client({ connection: stack.worker!.connection as never, namespace: 'default' }), config);
   const results: Row[] = [];
   const summary: Row = { case: 'nrt-summary' };
   try {
-    for (const design of designs) {
+    for (const design of runDesigns) {
       const api = await startApiServer({ client, token: TOKEN, port: 0, projectDir, nrtDesign: design, log: () => undefined });
       try {
         for (const rowCount of [1, 100, 1000]) {
@@ -140,12 +149,18 @@ export async function benchNrt(argv: string[]): Promise<void> {
     emit(row);
     summary.batch_1k_ms = round(batchMs);
   } finally {
+    if (workerProcess) {
+      await client.close();
+      workerProcess.kill('SIGTERM');
+      await new Promise((r) => workerProcess.once('exit', r));
+    }
     await stack.stop();
   }
   // The headline numbers are the served design's (the first).
-  summary.design = designs[0];
-  summary.p50_ms_100 = summary[`p50_ms_100_${designs[0]}`];
-  summary.p99_ms_100 = summary[`p99_ms_100_${designs[0]}`];
+  summary.design = runDesigns[0];
+  summary.worker = topology;
+  summary.p50_ms_100 = summary[`p50_ms_100_${runDesigns[0]}`];
+  summary.p99_ms_100 = summary[`p99_ms_100_${runDesigns[0]}`];
   Object.assign(summary, { target_p50_ms_100: 25, target_p99_ms_100: 100, target_batch_1k_ms: 1000 });
   if (json) emit(summary);
   else process.stdout.write(`\n${formatTable(results)}\n\n${formatTable([summary])}\n`);

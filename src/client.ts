@@ -123,6 +123,17 @@ export class ScorelineClient {
   }
 
   /** A handle from a workflow id (`scoreline/…`) or a run id (UUID). */
+  /** Requests cancellation of a running run; one that already ended is a CONFLICT that says how it ended. */
+  async cancelRun(idOrRunId: string): Promise<{ workflowId: string; runId: string }> {
+    const handle = await this.handleFor(idOrRunId);
+    const desc = await handle.describe();
+    if (desc.status.name !== 'RUNNING') {
+      throw new ScorelineError('CONFLICT', `run ${desc.runId} (${desc.workflowId}) already ${desc.status.name.toLowerCase().replace(/_/g, ' ')}: nothing to cancel`);
+    }
+    await handle.cancel();
+    return { workflowId: desc.workflowId, runId: desc.runId };
+  }
+
   async handleFor(idOrRunId: string): Promise<WorkflowHandle> {
     if (idOrRunId.startsWith('scoreline/')) return this.client.workflow.getHandle(idOrRunId);
     if (!/^[0-9a-f-]{36}$/i.test(idOrRunId)) throw new ConfigError(`"${idOrRunId}" is neither a run id (UUID) nor a workflow id (scoreline/<pipeline>/<date>)`);

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'SINK' // output cannot be written or committed
   | 'ALERT' // an alert channel is misconfigured or did not accept an alert
   | 'NOT_FOUND'
+  | 'CONFLICT' // the request does not fit the run's state (e.g. cancelling a run that already ended)
   | 'INTERNAL';
 
 export class ScorelineError extends Error {

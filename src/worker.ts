@@ -62,7 +62,7 @@ export interface WorkerConfig {
 }
 
 
-/** Environment → config, with the defaults documented in README "Worker". */
+/** Environment → config, with the defaults documented in the README's CLI section (Environment). */
 export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const projectDir = resolve(env.SCORELINE_PROJECT_DIR ?? process.cwd());
   return {
@@ -72,14 +72,23 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
     projectDir,
     pipelinesDir: env.SCORELINE_PIPELINES_DIR ? resolve(projectDir, env.SCORELINE_PIPELINES_DIR) : undefined,
     modelsDir: env.SCORELINE_MODELS_DIR ? resolve(projectDir, env.SCORELINE_MODELS_DIR) : undefined,
-    maxConcurrentActivities: env.SCORELINE_WORKER_CONCURRENCY ? Number(env.SCORELINE_WORKER_CONCURRENCY) : undefined,
-    intraOpThreads: env.SCORELINE_ORT_THREADS ? Number(env.SCORELINE_ORT_THREADS) : undefined,
-    inferenceThreads: env.SCORELINE_INFERENCE_THREADS ? Number(env.SCORELINE_INFERENCE_THREADS) : undefined,
+    maxConcurrentActivities: wholeNumber(env, 'SCORELINE_WORKER_CONCURRENCY', 1),
+    intraOpThreads: wholeNumber(env, 'SCORELINE_ORT_THREADS', 1),
+    inferenceThreads: wholeNumber(env, 'SCORELINE_INFERENCE_THREADS', 0),
     metricsPort: parseMetricsPort(env.SCORELINE_METRICS_PORT),
     metricsHost: env.SCORELINE_METRICS_HOST || undefined,
     codec: codecFromEnv(env) ?? null,
-    chunksPerChild: env.SCORELINE_CHUNKS_PER_CHILD ? Number(env.SCORELINE_CHUNKS_PER_CHILD) : undefined,
+    chunksPerChild: wholeNumber(env, 'SCORELINE_CHUNKS_PER_CHILD', 1),
   };
+}
+
+/** A numeric setting from the environment: unset or empty is undefined, anything but a whole number ≥ min is refused. */
+function wholeNumber(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new ConfigError(`${name}=${raw}: expected a whole number ≥ ${min}`);
+  return n;
 }
 
 export function runContextFor(config: WorkerConfig): RunContext {
@@ -129,20 +138,26 @@ function installRuntimeLogger(): void {
 
 export async function createWorker(config: WorkerConfig): Promise<ScorelineWorker> {
   installRuntimeLogger();
-  const context = runContextFor(config);
-  // Before connecting, so a port in use fails before anything connects; and `up` then reflects the process.
-  const metrics = config.metricsPort === undefined ? undefined : await startMetricsServer({ port: config.metricsPort, host: config.metricsHost });
   const slots = config.maxConcurrentActivities ?? 2 * availableParallelism();
+  if (!Number.isInteger(slots) || slots < 1) throw new ConfigError(`worker concurrency ${slots}: expected a whole number ≥ 1`);
   const codec = config.codec === undefined ? codecFromEnv() : (config.codec ?? undefined);
+  const context = runContextFor(config);
+  let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   let connection: NativeConnection | undefined;
   let worker: Worker;
   let chunks: Worker;
   try {
+    // Before connecting, so a port in use fails before anything connects; and `up` then reflects the process.
+    metrics = config.metricsPort === undefined ? undefined : await startMetricsServer({ port: config.metricsPort, host: config.metricsHost });
     connection = await NativeConnection.connect({ address: config.address });
     worker = await createTemporalWorker(config, context, connection, slots, codec);
     chunks = await createTemporalWorker(config, context, connection, slots, codec, 'chunks');
   } catch (err) {
+    // Everything started so far, or its threads and sockets keep the process alive after the error.
     await metrics?.close();
+    await context.sessions.close();
+    await context.inference?.close();
+    await context.connectors.close?.();
     await connection?.close();
     throw err;
   }

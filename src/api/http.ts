@@ -211,6 +211,8 @@ export function toApiError(err: unknown): ApiError {
         return new ApiError(400, 'bad_request', err.message);
       case 'NOT_FOUND':
         return new ApiError(404, 'not_found', err.message);
+      case 'CONFLICT':
+        return new ApiError(409, 'conflict', err.message);
       case 'MODEL':
         return new ApiError(503, 'model_unavailable', err.message);
       default:

@@ -38,7 +38,7 @@ export function apiRoutes(ctx: ApiContext): Route[] {
     try {
       return resolvePipeline(pipelineContext(ctx), name, undefined, overrides);
     } catch (err) {
-      if (err instanceof ConfigError && / not found in /.test(err.message)) throw new ApiError(404, 'not_found', `pipeline "${name}" not found on this server`);
+      if (err instanceof ConfigError && / not found in /.test(err.message)) throw new ApiError(404, 'not_found', `pipeline "${name}" not found in this server's pipelines directory (SCORELINE_PIPELINES_DIR)`);
       throw err;
     }
   };
@@ -102,12 +102,10 @@ export function apiRoutes(ctx: ApiContext): Route[] {
       tag: 'runs',
       auth: true,
       params: S.RunParams,
-      responses: { 202: { description: 'cancellation requested', schema: S.CancelResponse }, ...COMMON, 404: { ...ERR, description: 'no such run' } },
+      responses: { 202: { description: 'cancellation requested', schema: S.CancelResponse }, ...COMMON, 404: { ...ERR, description: 'no such run' }, 409: { ...ERR, description: 'the run already ended' } },
       async handler({ params }) {
-        const handle = await ctx.client.handleFor(params.runId).catch(notFound(params.runId));
-        await handle.cancel().catch(notFound(params.runId));
-        const desc = await handle.describe();
-        return { status: 202, body: { workflow_id: desc.workflowId, run_id: desc.runId, status: 'cancel_requested' } };
+        const { workflowId, runId } = await ctx.client.cancelRun(params.runId).catch(notFound(params.runId));
+        return { status: 202, body: { workflow_id: workflowId, run_id: runId, status: 'cancel_requested' } };
       },
     },
     {

@@ -14,6 +14,7 @@ import { ConfigError } from '../errors';
 import { commandLogLevel, configureLogging, logger } from '../obs/log';
 import type { EncodedRows } from '../nrt/rows';
 import { printJson, waitForSignal } from './run-output';
+import { port, positiveNumber } from './options';
 
 /** The API server and the row codecs (Arrow) load when `api`, `score` or `dev` runs, not for every command. */
 const load = {
@@ -43,9 +44,9 @@ export function registerApiCommands(program: Command, loadPipelineArg: LoadPipel
   program
     .command('api')
     .description('Serve the HTTP API (runs, schedules, near-real-time scoring; OpenAPI at /openapi.json) against TEMPORAL_ADDRESS until Ctrl-C.')
-    .option('--port <port>', 'port to listen on', (v) => Number(v), Number(process.env.SCORELINE_API_PORT ?? DEFAULT_API_PORT))
+    .option('--port <port>', 'port to listen on', port('--port', true), Number(process.env.SCORELINE_API_PORT ?? DEFAULT_API_PORT))
     .option('--host <host>', 'address to bind (0.0.0.0 for all interfaces)', '127.0.0.1')
-    .option('--max-body-mb <mb>', 'largest request body, in MB (413 beyond)', (v) => Number(v), DEFAULT_MAX_BODY_BYTES / 1024 / 1024)
+    .option('--max-body-mb <mb>', 'largest request body, in MB (413 beyond)', positiveNumber('--max-body-mb'), DEFAULT_MAX_BODY_BYTES / 1024 / 1024)
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default SCORELINE_LOG_LEVEL, else info)')
     .addHelpText(
       'after',

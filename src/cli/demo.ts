@@ -69,7 +69,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const config = loadPipelineFile(pipelinePath, overrides);
 
   let warehouse: DemoWarehouse | undefined;
-  if (source === 'parquet') await ensureParquetDemoData(opts.projectDir, opts.date, rows, log);
+  if (source === 'parquet') await ensureParquetDemoData(opts.projectDir, opts.date, rows, opts.rows, log);
   else warehouse = await startDemoWarehouse(source, opts.projectDir, opts.date, rows, log);
   try {
     return await runDemoPipeline(opts, pipelineFile, config, warehouse, started, log);
@@ -78,10 +78,10 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   }
 }
 
-async function ensureParquetDemoData(projectDir: string, date: string, rows: number, log: (m: string) => void): Promise<void> {
+async function ensureParquetDemoData(projectDir: string, date: string, rows: number, requested: number | undefined, log: (m: string) => void): Promise<void> {
   const partition = join(projectDir, DEMO_DATA_DIR, `ds=${date}`);
   if (existsSync(join(partition, 'part-0.parquet'))) {
-    log(`demo data: ${partition} (exists)`);
+    log(`demo data: ${partition} (exists${requested === undefined ? '' : `: --rows ${requested} applies only when it is generated; delete the directory to regenerate`})`);
     return;
   }
   log(`generating demo data: ${rows.toLocaleString('en-US')} customers × 32 features for ${date} …`);
@@ -121,14 +121,19 @@ async function runDemoPipeline(
 ): Promise<number> {
   const pipelinePath = join(opts.projectDir, pipelineFile);
   const overrides = demoOverrides(opts.model, opts.source ?? 'parquet');
-  // Default ports when free, so the Web UI is where the docs say; otherwise any free ones.
-  const port = (await isPortFree(7233)) ? 7233 : await getFreePort();
+  // Default ports when free, so the Web UI is where the docs say; otherwise any free ones. With 7233 taken
+  // another dev server (an earlier `demo --keep`, `dev`) likely holds .scoreline/temporal.db: this one
+  // keeps its state in memory rather than write the same SQLite file.
+  const ownServer = await isPortFree(7233);
+  const port = ownServer ? 7233 : await getFreePort();
   const uiPort = (await isPortFree(8233)) ? 8233 : await getFreePort();
+  if (!ownServer) log(`port 7233 is in use (another dev server?): this demo starts its own on port ${port}, with its state in memory`);
   const connections = warehouse ? new Connections({ baseDir: opts.projectDir, given: { [warehouse.connection.name]: warehouse.connection } }) : undefined;
   const stack = await startStack({
     projectDir: opts.projectDir,
     port,
     uiPort,
+    dbFilename: ownServer ? undefined : null,
     worker: { pipelinesDir: join(opts.projectDir, 'examples', 'pipelines'), modelsDir: join(opts.projectDir, 'examples', 'models'), taskQueue: TASK_QUEUE, connections },
     log,
   });
@@ -143,7 +148,7 @@ async function runDemoPipeline(
       reporter.done();
       exitCode = result.status === 'succeeded' ? 0 : 1;
       process.stderr.write(`${summaryLinesFor(result, stack.uiUrl).join('\n')}\n`);
-      if (!warehouse) log(`\nnext: query the output with  npx scoreline sql "SELECT count(*), avg(churn_probability) FROM churn_scores"`);
+      if (!warehouse && exitCode === 0) log(`\nnext: query the output with  npx scoreline sql "SELECT count(*), avg(churn_probability) FROM churn_scores"`);
       log(`      total demo time ${formatDuration(Date.now() - started)}`);
       if (opts.json) process.stdout.write(`${JSON.stringify(resultJson(result))}\n`);
     } finally {

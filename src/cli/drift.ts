@@ -14,6 +14,7 @@ import type { RunContext } from '../run/context';
 import type { AgreementSummary } from '../profile/agreement';
 import type { ProfileAudit } from '../types';
 import { formatTable } from './table';
+import { wholeNumber } from './options';
 
 const SPARKS = '▁▂▃▄▅▆▇█';
 
@@ -135,7 +136,7 @@ export function registerDriftCommands(program: Command, deps: CliDeps): void {
     .command('drift')
     .description("Feature and prediction drift of a pipeline's runs: PSI and mean shift per column against each run's reference (docs/drift.md).")
     .argument('<pipeline>', 'pipeline YAML file or name')
-    .option('--last <n>', 'the last N profiled runs (one per logical date, newest profile)', (v) => Number(v), 7)
+    .option('--last <n>', 'the last N profiled runs (one per logical date, newest profile; 1 to 366)', wholeNumber('--last', 1, 366), 7)
     .option('--json', 'one JSON object per column, with its series oldest first')
     .addHelpText(
       'after',
@@ -145,7 +146,6 @@ the trends draw the last N runs, oldest left: PSI on a 0..2x-threshold scale, th
 A ! marks a column past the pipeline's drift thresholds (drift.psi, drift.mean_shift).`,
     )
     .action(async (pipeline: string, opts: { last: number; json?: boolean }) => {
-      if (!Number.isInteger(opts.last) || opts.last < 1 || opts.last > 366) throw new ConfigError(`--last: expected a whole number of runs from 1 to 366, got ${opts.last}`);
       const { config } = deps.loadPipelineArg(pipeline, {});
       await withContext(deps, async (ctx) => {
         const audit = ctx.connectors.audit(config);

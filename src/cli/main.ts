@@ -22,6 +22,7 @@ import { printJson, resultJson, summaryLinesFor, waitForSignal } from './run-out
 import { formatDuration, ProgressReporter } from './progress';
 import { formatTable } from './table';
 import { packageVersion } from '../paths';
+import { port, wholeNumber } from './options';
 
 export const EXIT = { ok: 0, runFailed: 1, usage: 2 } as const;
 
@@ -90,7 +91,7 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
     .option('--json', 'print one JSON summary object as the last line')
     .option('--keep', 'leave the server and worker running afterwards (Ctrl-C stops them)')
     .option('--source <kind>', 'where the demo features live: parquet, or snowflake / bigquery on a local emulator (installed into .scoreline/ on first use)', 'parquet')
-    .option('--rows <n>', 'rows of demo data per day (default 1000000 for parquet, 100000 for the emulators)', (v) => Number(v))
+    .option('--rows <n>', 'rows of demo data per day (default 1000000 for parquet, 100000 for the emulators)', wholeNumber('--rows'))
     .option('--date <YYYY-MM-DD>', 'logical date to score', '2026-11-01')
     .option('--model <ref>', 'model to score with', 'churn-gbt@champion')
     .action(async (opts) => {
@@ -108,11 +109,11 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
   program
     .command('dev')
     .description('Run the real Temporal dev server (SQLite state in .scoreline/, Web UI) and a worker until Ctrl-C.')
-    .option('--port <port>', 'Temporal frontend port', (v) => Number(v), 7233)
-    .option('--ui-port <port>', 'Web UI port', (v) => Number(v), 8233)
+    .option('--port <port>', 'Temporal frontend port', port('--port'), 7233)
+    .option('--ui-port <port>', 'Web UI port', port('--ui-port'), 8233)
     .option('--headless', 'no Web UI')
     .option('--db <file>', 'SQLite file for server state', '.scoreline/temporal.db')
-    .option('--api-port <port>', 'HTTP API port (token: SCORELINE_API_TOKEN, else a random one is printed)', (v) => Number(v), 8080)
+    .option('--api-port <port>', 'HTTP API port (token: SCORELINE_API_TOKEN, else a random one is printed)', port('--api-port'), 8080)
     .option('--no-api', 'do not start the HTTP API')
     .option('--metrics-port <port>', `worker Prometheus metrics port, GET /metrics (0 = off; default SCORELINE_METRICS_PORT, else ${DEFAULT_DEV_METRICS_PORT})`)
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default SCORELINE_LOG_LEVEL, else info)')
@@ -147,8 +148,8 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
   program
     .command('worker')
     .description('Run a worker against TEMPORAL_ADDRESS until SIGINT/SIGTERM (finishes in-flight chunks first).')
-    .option('--concurrency <n>', 'chunk activities at once (default 2 × cores)', (v) => Number(v))
-    .option('--ort-threads <n>', 'ONNX Runtime intra-op threads per session (default 1 with inference threads)', (v) => Number(v))
+    .option('--concurrency <n>', 'chunk activities at once (default 2 × cores)', wholeNumber('--concurrency'))
+    .option('--ort-threads <n>', 'ONNX Runtime intra-op threads per session (default 1 with inference threads)', wholeNumber('--ort-threads'))
     .option('--metrics-port <port>', 'serve Prometheus metrics on this port, GET /metrics (default SCORELINE_METRICS_PORT; 0 or unset = off)')
     .option('--metrics-host <host>', 'address the metrics port binds (default SCORELINE_METRICS_HOST, else 127.0.0.1; 0.0.0.0 for a remote scraper)')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default SCORELINE_LOG_LEVEL, else info)')
@@ -279,7 +280,7 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
     .option('--from <YYYY-MM-DD>', 'logical dates from (inclusive)')
     .option('--to <YYYY-MM-DD>', 'logical dates to (inclusive)')
     .option('--trigger <trigger>', 'only runs started by cli, api, schedule, ui, …')
-    .option('--limit <n>', 'at most this many', (v) => Number(v), 20)
+    .option('--limit <n>', 'at most this many (1 to 1000)', wholeNumber('--limit', 1, 1000), 20)
     .option('--json', 'one JSON object per line')
     .action(async (opts) => {
       const client = await ScorelineClient.connect(clientConfigFromEnv());
@@ -299,9 +300,8 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
     .action(async (id: string) => {
       const client = await ScorelineClient.connect(clientConfigFromEnv());
       try {
-        const handle = await client.handleFor(id);
-        await handle.cancel();
-        process.stdout.write(`cancellation requested for ${handle.workflowId}\n`);
+        const { workflowId } = await client.cancelRun(id);
+        process.stdout.write(`cancellation requested for ${workflowId}\n`);
       } finally {
         await client.close();
       }
@@ -384,7 +384,7 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
 
   program
     .command('sql')
-    .description('Query local output and audit tables with DuckDB SQL. Views: one per output table directory, scoreline_runs, scoreline_run_chunks.')
+    .description('Query local output and audit tables with DuckDB SQL. Views: one per output table directory (incl. shadow tables, scoreline_run_profiles), scoreline_runs (the latest row per run), scoreline_run_events (every status row), scoreline_run_chunks.')
     .argument('<query>', 'SQL, e.g. "SELECT status, count(*) FROM scoreline_runs GROUP BY 1"')
     .option('--data <dir>', 'directory holding output/audit tables (repeatable; default ./out)', collect, [])
     .option('--json', 'one JSON object per row')

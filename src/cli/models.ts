@@ -22,6 +22,7 @@ import {
 import { contractReportText } from './contract-report';
 import { printJson } from './run-output';
 import { formatTable } from './table';
+import { wholeNumber } from './options';
 
 const storeOption = () => new Option('--models-dir <dir>', 'model store directory').env('SCORELINE_MODELS_DIR').default('models');
 const openStore = (opts: { modelsDir: string }): ModelStoreBackend => new LocalModelStore(opts.modelsDir);
@@ -30,11 +31,6 @@ const columnsText = (columns: string[]) => (columns.length > 6 ? `${columns.slic
 const eventText = (e: AliasEvent) => `${e.time}  @${e.alias}  ${e.from ?? '(unset)'} → ${e.to}  ${e.action} by ${e.by}`;
 
 const collect = (value: string, previous: string[]) => [...previous, value];
-const positiveInt = (flag: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${flag} ${v}: expected a whole number ≥ 1`);
-  return n;
-};
 
 /** `--sample-from`: a pipeline (name or YAML file; its source for `--date`), or a Parquet file, directory or glob. */
 /** The contract check (Arrow, DuckDB, the warehouse SDKs): loaded by `--sample-from` only, not at every CLI start. */
@@ -96,9 +92,9 @@ Workers keep SCORELINE_MODEL_CACHE ONNX sessions per process and per inference t
     .option('--sample-from <source>', 'also check the model against real rows: a pipeline (name or YAML file; its source, keys and features: policy, for --date) or a Parquet file, directory or glob')
     .option('--date <YYYY-MM-DD>', 'with --sample-from PIPELINE (required): the logical date whose input to sample; fills {{ ds }} in a Parquet path')
     .option('--set <key=value>', 'with --sample-from PIPELINE: override a pipeline field (repeatable)', collect, [])
-    .option('--sample-rows <n>', `rows to read and score (default ${DEFAULT_SAMPLE_ROWS.toLocaleString('en-US')}: the first rows of the input, in plan order)`, positiveInt('--sample-rows'))
+    .option('--sample-rows <n>', `rows to read and score (default ${DEFAULT_SAMPLE_ROWS.toLocaleString('en-US')}: the first rows of the input, in plan order)`, wholeNumber('--sample-rows'))
     .option('--memory-target <size>', 'worker memory the suggested chunk_rows must stay under (default 1GiB; e.g. 768MiB, 2GiB)')
-    .option('--concurrency <n>', 'chunk activities per worker for the suggestion (default SCORELINE_WORKER_CONCURRENCY, else 2 × cores, as `scoreline worker`)', positiveInt('--concurrency'))
+    .option('--concurrency <n>', 'chunk activities per worker for the suggestion (default SCORELINE_WORKER_CONCURRENCY, else 2 × cores, as `scoreline worker`)', wholeNumber('--concurrency'))
     .option('--worker-base <size>', "a worker's memory besides chunks and sessions (default 440MiB, measured with `scoreline worker` on Node 20)")
     .addOption(storeOption())
     .addHelpText(

@@ -12,7 +12,7 @@ export function summaryLinesFor(r: RunResult, uiUrl?: string): string[] {
   const rate = r.durationMs > 0 ? (r.rowsIn / r.durationMs) * 1000 : 0;
   const lines = [
     `${r.status === 'succeeded' ? '✔' : '✘'} ${r.pipeline} ${r.logicalDate}: ${r.status} in ${formatDuration(r.durationMs)}`,
-    `  rows in ${r.rowsIn.toLocaleString('en-US')}, out ${r.rowsOut.toLocaleString('en-US')}${r.rowsRejected ? `, rejected ${r.rowsRejected.toLocaleString('en-US')}` : ''}${r.rowsImputed ? `, imputed ${r.rowsImputed.toLocaleString('en-US')}` : ''}${r.rowsQuarantined ? `, quarantined ${r.rowsQuarantined.toLocaleString('en-US')}` : ''} (${formatRate(rate)}), ${r.chunks} chunks`,
+    `  rows in ${r.rowsIn.toLocaleString('en-US')}, out ${r.rowsOut.toLocaleString('en-US')}${r.rowsRejected ? `, rejected ${r.rowsRejected.toLocaleString('en-US')}` : ''}${r.rowsImputed ? `, imputed ${r.rowsImputed.toLocaleString('en-US')}` : ''}${r.rowsQuarantined ? `, quarantined ${r.rowsQuarantined.toLocaleString('en-US')}` : ''} (${formatRate(rate)}), ${r.chunks} chunk${r.chunks === 1 ? '' : 's'}`,
   ];
   if (r.model) lines.push(`  model   ${r.model.name}:${r.model.version} (${r.model.ref}, sha256 ${r.model.sha256.slice(0, 12)}…)`);
   if (r.output) lines.push(`  output  ${r.output}`);

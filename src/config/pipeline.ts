@@ -340,7 +340,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     case 'invalid_type':
       return issue.input === undefined ? `required (expected ${issue.expected})` : `expected ${issue.expected}, got ${describeValue(issue.input)}`;
     case 'unrecognized_keys':
-      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"${didYouMean(k)}`).join(', ')}`;
     case 'invalid_value':
       return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${describeValue(issue.input)}`;
     case 'invalid_union':
@@ -350,6 +350,58 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     default:
       return issue.message;
   }
+}
+
+/** ` (did you mean "chunk_rows"?)` for a field name one or two typos away from a field the pipeline file has. */
+function didYouMean(key: string): string {
+  const max = key.length < 5 ? 1 : 2;
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const name of pipelineFieldNames()) {
+    const d = editDistance(key.toLowerCase(), name);
+    if (d > 0 && d <= max && d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  return best ? ` (did you mean "${best}"?)` : '';
+}
+
+let fieldNames: Set<string> | undefined;
+/** Every field name anywhere in the pipeline schema (objects inside optionals, unions, lists, records). */
+function pipelineFieldNames(): Set<string> {
+  if (fieldNames) return fieldNames;
+  fieldNames = new Set();
+  const seen = new Set<unknown>();
+  const walk = (schema: unknown): void => {
+    if (!schema || seen.has(schema)) return;
+    seen.add(schema);
+    const def = (schema as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
+    if (!def) return;
+    if (def.shape && typeof def.shape === 'object') {
+      for (const [name, child] of Object.entries(def.shape as Record<string, unknown>)) {
+        fieldNames!.add(name);
+        walk(child);
+      }
+    }
+    for (const key of ['innerType', 'element', 'valueType', 'in', 'out']) walk(def[key]);
+    if (Array.isArray(def.options)) def.options.forEach(walk);
+  };
+  walk(pipelineSchema);
+  return fieldNames;
+}
+
+/** Edits (insert, delete, replace, swap two adjacent letters) from a to b; 3 stands for "3 or more". */
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2) return 3;
+  let before: number[] = [];
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j], before[j - 2] + 1);
+    }
+    [before, prev] = [prev, row];
+  }
+  return prev[b.length];
 }
 
 function describeValue(v: unknown): string {

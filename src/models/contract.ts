@@ -24,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
 import { createConnectors } from '../../connectors/index';
 import type { Source, SourcePlan } from '../../connectors/types';
-import { chunkRowsFor, NAME_PATTERN, type FeaturePolicy, type PipelineConfig } from '../config/pipeline';
+import { chunkRowsFor, NAME_PATTERN, renderTemplate, templateVars, type FeaturePolicy, type PipelineConfig } from '../config/pipeline';
 import { ConfigError, errorMessage, InputError } from '../errors';
 import { packageRoot } from '../paths';
 import { createSession, runModel, type ScoringSession } from '../scoring/session';
@@ -289,7 +289,8 @@ export async function checkContract(opts: ContractOptions): Promise<ContractRepo
     report.source.inputs = plan.inputs;
     report.source.rows = plan.rows;
     if (plan.inputs.length === 0) {
-      const pattern = config.source.kind === 'parquet' ? (src.kind === 'parquet' ? src.path : config.source.path) : undefined;
+      const pattern =
+        config.source.kind !== 'parquet' ? undefined : src.kind === 'parquet' ? src.path : renderTemplate(config.source.path, templateVars(src.logicalDate, config.name), 'source.path');
       report.problems.push(`nothing to sample: ${pattern ? `nothing matches ${pattern}` : 'no input'}${src.kind === 'pipeline' ? ` for ${config.name} on ${src.logicalDate}` : ''}`);
       return report;
     }

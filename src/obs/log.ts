@@ -198,9 +198,13 @@ const META_KEYS: Record<string, string> = {
 /** Not logged: a task token lets anyone who holds it complete the activity. */
 const DROPPED_META = new Set(['taskToken']);
 
+const NO_WORKFLOWS_WARNING = 'No workflows registered, not polling for workflow tasks';
+
 /** The Temporal SDK's Logger interface on top of this logger (Runtime.install({ logger: temporalLogger() })). */
 export function temporalLogger(): TemporalLoggerInterface {
   const emit = (level: TemporalLogLevel, message: string, meta?: LogMetadata) => {
+    // The chunk queue's worker has activities only, by design: its warning says nothing to act on.
+    if (message === NO_WORKFLOWS_WARNING) level = 'DEBUG';
     if (TEMPORAL_RANK[level] < TEMPORAL_RANK[temporalThreshold()]) return;
     const fields: Record<string, unknown> = { component: 'temporal' };
     for (const [key, value] of Object.entries(meta ?? {})) {

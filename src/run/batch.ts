@@ -5,7 +5,7 @@
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as arrow from 'apache-arrow';
-import { assertLogicalDate, chunkRowsFor, keepFailedStagingMs, type PipelineConfig } from '../config/pipeline';
+import { assertLogicalDate, chunkRowsFor, keepFailedStagingMs, renderTemplate, templateVars, type PipelineConfig } from '../config/pipeline';
 import { ConfigError, errorMessage, InputError } from '../errors';
 import { takeRows } from '../io/arrow';
 import { buffers } from '../io/buffers';
@@ -138,7 +138,7 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   }
   if (sourcePlan.rows === 0 && config.source.on_empty === 'fail') {
     throw new InputError(
-      `no input rows for ${config.name} on ${logicalDate}: ${sourcePlan.inputs.length ? `${sourcePlan.inputs.join(', ')} hold 0 rows` : `nothing matches ${config.source.kind === 'parquet' ? config.source.path : 'the source'}`}` +
+      `no input rows for ${config.name} on ${logicalDate}: ${sourcePlan.inputs.length ? `${sourcePlan.inputs.join(', ')} ${sourcePlan.inputs.length === 1 ? 'holds' : 'hold'} 0 rows` : `nothing matches ${config.source.kind === 'parquet' ? renderTemplate(config.source.path, templateVars(logicalDate, config.name), 'source.path') : 'the source'}`}` +
         ` (set source.on_empty: succeed to commit an empty partition instead)`,
     );
   }

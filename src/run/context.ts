@@ -59,5 +59,8 @@ export function resolvePipeline(ctx: RunContext, name: string, inline: unknown, 
     const raw = readPipelineYaml(join(ctx.pipelinesDir, f)) as { name?: unknown } | null;
     if (raw && raw.name === name) return loadPipelineFile(join(ctx.pipelinesDir, f), overrides);
   }
-  throw new ConfigError(`pipeline "${name}" not found in ${ctx.pipelinesDir} (found: ${files.join(', ') || 'no pipeline files'})`);
+  throw new ConfigError(
+    `pipeline "${name}" not found in ${ctx.pipelinesDir} (found: ${files.join(', ') || 'no pipeline files'}): ` +
+      'pass the YAML file path instead of the name, or point SCORELINE_PIPELINES_DIR at the directory that holds it',
+  );
 }

@@ -215,5 +215,8 @@ describe('scoreline CLI', () => {
     expect(status!.json).toMatchObject({ temporal_status: 'CANCELLED' });
     const rows = await query(`SELECT count(*) AS n FROM glob('${project}/out/cancelled/**')`);
     expect(rows[0].n).toBe(0);
+    const again = await scoreline(['cancel', String(started.json!.workflow_id)]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/already cancelled: nothing to cancel/);
   });
 });

@@ -229,6 +229,10 @@ describe('runs over HTTP', () => {
       return r.json.status === 'running' ? undefined : r.json;
     }, 'the cancelled run to end');
     expect(run).toMatchObject({ status: 'cancelled', phase: 'cancelled' });
+    // Cancelling it again: the run already ended, so nothing is requested.
+    const late = await http('POST', `/v1/runs/${started.json.run_id}/cancel`);
+    expect(late.status).toBe(409);
+    expect(late.json.error).toMatchObject({ code: 'conflict', message: expect.stringMatching(/already cancelled: nothing to cancel$/) });
   });
 
   it('near-real-time predictions equal the batch run\'s for the same rows, and direct ONNX Runtime', async () => {

@@ -160,14 +160,14 @@ const REFUSED: RefusedRequest[] = [
     case: 'unknown pipeline (batch run)',
     send: () => http('POST', runsOf('nope'), { body: { date: UNTOUCHED } }),
     status: 404,
-    message: /^pipeline "nope" not found on this server$/,
+    message: /^pipeline "nope" not found in this server.s pipelines directory \(SCORELINE_PIPELINES_DIR\)$/,
     notStarted: [`scoreline/nope/${UNTOUCHED}`],
   },
   {
     case: 'unknown pipeline (near-real-time scoring)',
     send: () => http('POST', '/v1/pipelines/nope/score', { body: { rows: [{ f00: 1 }] } }),
     status: 404,
-    message: /^pipeline "nope" not found on this server$/,
+    message: /^pipeline "nope" not found in this server.s pipelines directory \(SCORELINE_PIPELINES_DIR\)$/,
     notStarted: ['scoreline-nrt/nope'],
   },
   {
@@ -304,11 +304,12 @@ describe('API: bad data that reaches the worker fails, commits nothing, and is a
 });
 
 describe('CLI', () => {
-  const cli = (args: string[]) => scorelineCli(project, args, { TEMPORAL_ADDRESS: stack.address, SCORELINE_PROJECT_DIR: project });
+  const cli = (args: string[], env: Record<string, string> = {}) => scorelineCli(project, args, { TEMPORAL_ADDRESS: stack.address, SCORELINE_PROJECT_DIR: project, ...env });
 
   interface CliRefusal {
     case: string;
     args: string[];
+    env?: Record<string, string>;
     /** Matched against stderr. */
     message: RegExp;
     notStarted: string[];
@@ -317,7 +318,7 @@ describe('CLI', () => {
     {
       case: 'unknown pipeline',
       args: ['run', 'nope', '--date', UNTOUCHED],
-      message: /^error: pipeline "nope" not found in .*\/pipelines \(found: churn-api\.yaml, churn-badshape\.yaml, churn-truncated\.yaml\)$/m,
+      message: /^error: pipeline "nope" not found in .*\/pipelines \(found: churn-api\.yaml, churn-badshape\.yaml, churn-truncated\.yaml\): pass the YAML file path instead of the name, or point SCORELINE_PIPELINES_DIR at the directory that holds it$/m,
       notStarted: [`scoreline/nope/${UNTOUCHED}`],
     },
     {
@@ -356,10 +357,29 @@ describe('CLI', () => {
       message: /^error: .*\/pipelines\/churn-api\.yaml: parallelism: expected number, got "lots"$/m,
       notStarted: [UNTOUCHED_RUN],
     },
+    {
+      case: 'a typo in a flag value (worker --concurrency abc)',
+      args: ['worker', '--concurrency', 'abc'],
+      message: /^error: --concurrency abc: expected a whole number ≥ 1$/m,
+      notStarted: [],
+    },
+    {
+      case: 'a typo in a worker setting (SCORELINE_WORKER_CONCURRENCY=0)',
+      args: ['worker'],
+      env: { SCORELINE_WORKER_CONCURRENCY: '0' },
+      message: /^error: SCORELINE_WORKER_CONCURRENCY=0: expected a whole number ≥ 1$/m,
+      notStarted: [],
+    },
+    {
+      case: 'out-of-range limit (runs list --limit 0)',
+      args: ['runs', 'list', '--limit', '0'],
+      message: /^error: --limit 0: expected a whole number from 1 to 1000$/m,
+      notStarted: [],
+    },
   ];
 
-  it.each(REFUSALS)('refused before any run (exit 2): $case', async ({ args, message, notStarted }) => {
-    const r = await cli(args);
+  it.each(REFUSALS)('refused before any run (exit 2): $case', async ({ args, env, message, notStarted }) => {
+    const r = await cli(args, env);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace

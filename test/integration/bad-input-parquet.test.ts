@@ -150,7 +150,7 @@ const FAILURES: FailureCase[] = [
   {
     case: 'empty input (a valid file with 0 rows)',
     setup: () => derived('no-rows', 'SELECT * FROM {{in}} LIMIT 0'),
-    error: /plan failed: no input rows for churn-bad on 2026-11-01: .*data\/no-rows\/ds=2026-11-01\/part-0\.parquet hold 0 rows \(set source\.on_empty: succeed/,
+    error: /plan failed: no input rows for churn-bad on 2026-11-01: .*data\/no-rows\/ds=2026-11-01\/part-0\.parquet holds 0 rows \(set source\.on_empty: succeed/,
   },
   {
     case: 'wrong type: text in a feature column (one value a 1 MiB string)',
@@ -244,7 +244,7 @@ const FAILURES: FailureCase[] = [
     // Arrow data, never as SQL text).
     case: `SQL injection in a source path that matches nothing (quotes, ';' and '--' in the error and the audit row)`,
     setup: () => ({ source: { kind: 'parquet', path: `data/it's'; DROP TABLE scoreline_runs; --/ds={{ ds }}/*.parquet`, key: ['customer_id'] } }),
-    error: /plan failed: no input rows for churn-bad on 2026-11-01: nothing matches data\/it's'; DROP TABLE scoreline_runs; --\/ds=\{\{ ds \}\}\/\*\.parquet \(set source\.on_empty: succeed/,
+    error: /plan failed: no input rows for churn-bad on 2026-11-01: nothing matches data\/it's'; DROP TABLE scoreline_runs; --\/ds=2026-11-01\/\*\.parquet \(set source\.on_empty: succeed/,
   },
 ];
 

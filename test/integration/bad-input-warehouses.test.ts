@@ -194,7 +194,7 @@ describe('Snowflake source (fakesnow)', () => {
         await derive('features_empty', ['customer_id', ...FEATURES, 'ds'], 'WHERE 1 = 0');
         return { source: source('features_empty') };
       },
-      error: /plan failed: no input rows for churn-sf-bad on 2026-11-01: snowflake:\/\/fakesnow\/SCORELINE\.PUBLIC\.FEATURES_EMPTY hold 0 rows \(set source\.on_empty: succeed/,
+      error: /plan failed: no input rows for churn-sf-bad on 2026-11-01: snowflake:\/\/fakesnow\/SCORELINE\.PUBLIC\.FEATURES_EMPTY holds 0 rows \(set source\.on_empty: succeed/,
     },
     {
       case: 'missing feature column',
@@ -343,7 +343,7 @@ describe('BigQuery source (bqemulator)', () => {
         await derive('features_empty', 'SELECT * FROM `scoreline-local.scoreline.features` WHERE FALSE');
         return { source: source('features_empty') };
       },
-      error: /plan failed: no input rows for churn-bq-bad on 2026-11-01: bigquery:\/\/scoreline-local\.scoreline\.features_empty hold 0 rows \(set source\.on_empty: succeed/,
+      error: /plan failed: no input rows for churn-bq-bad on 2026-11-01: bigquery:\/\/scoreline-local\.scoreline\.features_empty holds 0 rows \(set source\.on_empty: succeed/,
     },
     {
       case: 'missing feature column',

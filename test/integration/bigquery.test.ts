@@ -285,7 +285,7 @@ describe('failures give a clear error and commit nothing', () => {
   it('an empty input fails by default, or commits an empty partition with on_empty: succeed', async () => {
     const empty = await runSteps(pipeline({ source: { kind: 'bigquery', connection: 'bigquery', table: 'scoreline.features', where: 'ds = {{ ds }}', key: ['customer_id'] } }), '2026-10-01');
     expect(empty.status).toBe('failed');
-    expect(empty.error).toMatch(/no input rows for churn-bq on 2026-10-01: bigquery:\/\/scoreline-local\.scoreline\.features hold 0 rows/);
+    expect(empty.error).toMatch(/no input rows for churn-bq on 2026-10-01: bigquery:\/\/scoreline-local\.scoreline\.features holds 0 rows/);
     const ok = await runSteps(pipeline({ source: { kind: 'bigquery', connection: 'bigquery', table: 'scoreline.features', where: 'ds = {{ ds }}', key: ['customer_id'], on_empty: 'succeed' } }), '2026-10-01');
     expect(ok.status).toBe('succeeded');
     expect(ok.rowsOut).toBe(0);

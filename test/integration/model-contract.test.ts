@@ -181,7 +181,7 @@ describe('models register --sample-from', () => {
     expect(size.stderr).toMatch(/--memory-target lots: expected a size such as 1GiB/);
     const empty = await register(MLP, 'churn', 'store-flags', '--sample-from', 'churn-daily', '--date', '2026-12-01');
     expect(empty.code).toBe(2);
-    expect(empty.stderr).toMatch(/nothing to sample: nothing matches data\/customers\/ds=\{\{ ds \}\}\/\*\.parquet for churn-daily on 2026-12-01/);
+    expect(empty.stderr).toMatch(/nothing to sample: nothing matches data\/customers\/ds=2026-12-01\/\*\.parquet for churn-daily on 2026-12-01/);
     expect(existsSync(join(project, 'store-flags'))).toBe(false);
   });
 });

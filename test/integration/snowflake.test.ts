@@ -232,7 +232,7 @@ describe('failures give a clear error and commit nothing', () => {
 
   it('an empty input fails by default, or commits an empty partition with on_empty: succeed', async () => {
     const failed = await runSteps(pipeline(), '2026-10-01');
-    expect(failed.error).toMatch(/plan failed: no input rows for churn-sf on 2026-10-01: snowflake:\/\/fakesnow\/SCORELINE\.PUBLIC\.FEATURES hold 0 rows/);
+    expect(failed.error).toMatch(/plan failed: no input rows for churn-sf on 2026-10-01: snowflake:\/\/fakesnow\/SCORELINE\.PUBLIC\.FEATURES holds 0 rows/);
     const source = { kind: 'snowflake' as const, connection: 'snowflake', table: 'features', where: 'ds = {{ ds }}', key: ['customer_id'], on_empty: 'succeed' as const };
     const ok = await runSteps(pipeline({ source }), '2026-10-01');
     expect(ok).toMatchObject({ status: 'succeeded', rowsOut: 0 });

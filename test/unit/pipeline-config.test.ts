@@ -64,7 +64,10 @@ describe('pipeline file', () => {
   });
 
   it('rejects unknown fields (typos) and bad enum values', () => {
-    expect(() => parsePipeline({ ...valid, chunk_row: 10 }, 'p.yaml')).toThrow('p.yaml: (top level): unknown field "chunk_row"');
+    expect(() => parsePipeline({ ...valid, chunk_row: 10 }, 'p.yaml')).toThrow('p.yaml: (top level): unknown field "chunk_row" (did you mean "chunk_rows"?)');
+    expect(() => parsePipeline({ ...valid, sink: { ...valid.sink, mdoe: 'append' } }, 'p.yaml')).toThrow('p.yaml: sink: unknown field "mdoe" (did you mean "mode"?)');
+    // Nothing close: no guess.
+    expect(() => parsePipeline({ ...valid, zzzzzz: 1 }, 'p.yaml')).toThrow(/unknown field "zzzzzz"$/);
     expect(() => parsePipeline({ ...valid, sink: { ...valid.sink, mode: 'overwrite' } }, 'p.yaml')).toThrow(
       'p.yaml: sink.mode: expected one of "replace-partition", "append", got "overwrite"',
     );
