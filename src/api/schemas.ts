@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { DATE_PATTERN, NAME_PATTERN } from '../config/pipeline';
 import { MAX_ROWS_PER_REQUEST } from '../nrt/rows';
 import { RUN_STATES } from '../runs';
+import { BACKFILL_OVERLAP_POLICIES } from '../schedules/config';
 
 const date = z.string().regex(DATE_PATTERN, 'a date YYYY-MM-DD');
 const TRIGGERS = ['cli', 'api', 'schedule', 'ui', 'nrt', 'demo', 'bench', 'test'] as const;
@@ -172,7 +173,7 @@ export const ScheduleNote = z.strictObject({ note: z.string().max(500).optional(
 export const BackfillBody = z.strictObject({
   from: date,
   to: date,
-  overlap: z.enum(['skip', 'buffer_one', 'buffer_all', 'allow_all', 'cancel_other', 'terminate_other']).optional(),
+  overlap: z.enum(BACKFILL_OVERLAP_POLICIES).optional().describe('buffer_all (default): one date after another; allow_all: all at once'),
 });
 export const ScheduleObject = z.record(z.string(), z.unknown()).meta({ id: 'Schedule' });
 export const ScheduleList = z.object({ schedules: z.array(ScheduleObject) }).meta({ id: 'ScheduleList' });

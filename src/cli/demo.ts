@@ -15,6 +15,7 @@ import { startFakesnow } from '../dev/fakesnow';
 import { seedSnowflakeTable } from '../dev/snowflake-seed';
 import { startStack } from '../dev/stack';
 import { loadPipelineFile, readPipelineYaml } from '../config/pipeline';
+import { sqlString, withConnection } from '../io/duckdb';
 import { TASK_QUEUE } from '../search-attributes';
 import { isPortFree } from './ports';
 import { formatDuration, ProgressReporter } from './progress';
@@ -81,7 +82,10 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
 async function ensureParquetDemoData(projectDir: string, date: string, rows: number, requested: number | undefined, log: (m: string) => void): Promise<void> {
   const partition = join(projectDir, DEMO_DATA_DIR, `ds=${date}`);
   if (existsSync(join(partition, 'part-0.parquet'))) {
-    log(`demo data: ${partition} (exists${requested === undefined ? '' : `: --rows ${requested} applies only when it is generated; delete the directory to regenerate`})`);
+    // The footer's row count: a --rows that differs from what is there says so rather than being ignored.
+    const existing = await withConnection(async (con) => Number((await con.runAndReadAll(`SELECT count(*) FROM read_parquet(${sqlString(join(partition, '*.parquet'))})`)).getRows()[0][0]));
+    const differs = requested !== undefined && requested !== existing ? `; --rows ${requested} applies only when the data is generated: delete the directory to regenerate` : '';
+    log(`demo data: ${partition} (exists, ${existing.toLocaleString('en-US')} rows${differs})`);
     return;
   }
   log(`generating demo data: ${rows.toLocaleString('en-US')} customers × 32 features for ${date} …`);

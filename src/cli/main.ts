@@ -264,7 +264,10 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
           error: p?.error ?? null,
         };
         if (opts.json) printJson(info);
-        else process.stdout.write(`${Object.entries(info).map(([k, v]) => `${k.padEnd(15)} ${v ?? '-'}`).join('\n')}\n`);
+        else {
+          const width = Math.max(...Object.keys(info).map((k) => k.length));
+          process.stdout.write(`${Object.entries(info).map(([k, v]) => `${k.padEnd(width)}  ${v ?? '-'}`).join('\n')}\n`);
+        }
       } finally {
         await client.close();
       }
@@ -390,6 +393,9 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
     .option('--json', 'one JSON object per row')
     .action(async (query: string, opts) => {
       const dataDirs = (opts.data.length ? opts.data : ['out']).map((d: string) => resolve(d));
+      // A mistyped --data would otherwise just leave its views out.
+      const missing = opts.data.length ? dataDirs.filter((d: string) => !existsSync(d)) : [];
+      if (missing.length > 0) throw new ConfigError(`--data: no such directory: ${missing.join(', ')}`);
       const { rows } = await (await load.sql()).runAnalystQuery(query, { dataDirs });
       if (opts.json) rows.forEach((r) => printJson(r));
       else process.stdout.write(`${formatTable(rows)}\n`);

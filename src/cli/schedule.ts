@@ -17,7 +17,7 @@ import {
   type ApplyResult,
   type ScheduleInfo,
 } from '../schedules';
-import { OVERLAP_POLICIES, type OverlapPolicy } from '../schedules/config';
+import { BACKFILL_OVERLAP_POLICIES, OVERLAP_POLICIES, type BackfillOverlap, type OverlapPolicy } from '../schedules/config';
 import { scheduledRunInput } from '../schedules';
 import { ConfigError } from '../errors';
 import type { BackfillPlan } from '../run/backfill';
@@ -196,7 +196,7 @@ A date that is already running is never started twice: the action then ends as "
     .argument('<name>', 'pipeline name (or schedule id)')
     .requiredOption('--from <YYYY-MM-DD>', 'first date')
     .requiredOption('--to <YYYY-MM-DD>', 'last date (inclusive)')
-    .addOption(new Option('--overlap <policy>', 'buffer_all: one date after another; allow_all: all at once').choices([...OVERLAP_POLICIES]).default('buffer_all'))
+    .addOption(new Option('--overlap <policy>', 'buffer_all: one date after another; allow_all: all at once').choices([...BACKFILL_OVERLAP_POLICIES]).default('buffer_all'))
     .option('--skip-unchanged', 'run only dates whose input fingerprint or model sha256 changed since their last succeeded run (the default)')
     .option('--no-skip-unchanged', 'run every date of the range')
     .option('--force', 'run every date even when unchanged (the plan still says which are)')
@@ -223,7 +223,7 @@ the audit table from this machine, like validate.
     )
     .action(async (name: string, opts) => {
       const skip = (opts.skipUnchanged ?? true) && !opts.force;
-      const overlap = opts.overlap as OverlapPolicy;
+      const overlap = opts.overlap as BackfillOverlap;
       const out = await withClient(async (sc) => {
         // Which dates have a scheduled time (and the range checks), before planning them.
         const all = await backfillSchedule(sc, name, opts.from, opts.to, { overlap, dryRun: true });

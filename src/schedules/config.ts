@@ -8,6 +8,9 @@ import { DURATION_HINT, parseDuration } from '../alerts/duration';
 import { checkTimeZone } from './logical-date';
 
 export const OVERLAP_POLICIES = ['skip', 'buffer_one', 'buffer_all', 'allow_all', 'cancel_other', 'terminate_other'] as const;
+/** A backfill runs every date of its range once: only the policies that never skip or cancel a date. */
+export const BACKFILL_OVERLAP_POLICIES = ['buffer_all', 'allow_all'] as const;
+export type BackfillOverlap = (typeof BACKFILL_OVERLAP_POLICIES)[number];
 export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
 
 /**

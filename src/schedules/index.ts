@@ -11,7 +11,7 @@ import { assertLogicalDate, NAME_PATTERN, type PipelineConfig } from '../config/
 import type { ScorelineClient } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
 import { batchWorkflowId, SA_SCHEDULED_START } from '../search-attributes';
-import { OVERLAP_POLICIES, type OverlapPolicy } from './config';
+import { BACKFILL_OVERLAP_POLICIES, OVERLAP_POLICIES, type BackfillOverlap, type OverlapPolicy } from './config';
 import { addDays, logicalDateIn, startOfDateIn } from './logical-date';
 import { currentFields, desiredSchedule, diffFields, formatMs, fromTemporalOverlap, toTemporalOverlap, type FieldChange } from './spec';
 import { scheduleIdFor, type ScheduledRunMemo } from './types';
@@ -272,7 +272,7 @@ export async function backfillSchedule(
   from: string,
   to: string,
   opts: {
-    overlap?: OverlapPolicy;
+    overlap?: BackfillOverlap;
     /** Only these dates of the range (e.g. the changed ones of a fingerprint-aware backfill); default all. */
     only?: string[];
     /** Work out the runs, start none. */
@@ -286,7 +286,9 @@ export async function backfillSchedule(
   const days = Math.round((Date.parse(to) - Date.parse(from)) / 86_400_000) + 1;
   if (days > MAX_BACKFILL_DAYS) throw new ConfigError(`--from ${from} --to ${to} spans ${days} days; backfill at most ${MAX_BACKFILL_DAYS} at a time`);
   const overlap = opts.overlap ?? 'buffer_all';
-  if (!OVERLAP_POLICIES.includes(overlap)) throw new ConfigError(`--overlap ${overlap}: expected one of ${OVERLAP_POLICIES.join(', ')}`);
+  if (!(BACKFILL_OVERLAP_POLICIES as readonly string[]).includes(overlap)) {
+    throw new ConfigError(`--overlap ${overlap}: a backfill runs every date once, so ${BACKFILL_OVERLAP_POLICIES.join(' or ')} (the others skip or cancel runs)`);
+  }
   const scheduleId = scheduleIdFor(pipeline);
   const desc = await describeRequired(sc, pipeline);
   const timezone = desc.spec.timezone || 'UTC';

@@ -63,7 +63,7 @@ describe('scoreline demo', () => {
     const again = start(['demo', '--json', '--rows', '30000', '--date', '2026-11-03']);
     expect(await again.exit, again.err()).toBe(0);
     const second = JSON.parse(again.out().trim().split('\n').at(-1)!);
-    expect(again.err()).toMatch(/demo data: .* \(exists\)/);
+    expect(again.err()).toMatch(/demo data: .* \(exists, 30,000 rows\)/);
     expect(second.run_id).not.toBe(last.run_id);
     expect((await query(`SELECT count(*) AS n, min(run_id) AS r FROM read_parquet('${last.output}/*.parquet')`))[0]).toEqual({ n: 30_000, r: second.run_id });
   });

@@ -376,6 +376,12 @@ describe('CLI', () => {
       message: /^error: --limit 0: expected a whole number from 1 to 1000$/m,
       notStarted: [],
     },
+    {
+      case: 'a mistyped directory (sql --data)',
+      args: ['sql', 'SELECT 1', '--data', 'no-such-dir'],
+      message: /^error: --data: no such directory: .*\/no-such-dir$/m,
+      notStarted: [],
+    },
   ];
 
   it.each(REFUSALS)('refused before any run (exit 2): $case', async ({ args, env, message, notStarted }) => {

@@ -228,6 +228,10 @@ describe('scheduled runs', () => {
     const raw = pipeline({ chunk_rows: 50, parallelism: 1 });
     const handle = await sc.startRun({ config: parsePipeline(raw, 'test'), raw, date: '2026-11-03', trigger: 'test' });
     await waitFor('the slow run to start scoring', async () => ((await sc.progress(handle))?.chunksDone ?? 0) >= 1 || undefined);
+    // A policy that would skip or cancel a date is refused before anything starts.
+    await expect(backfillSchedule(sc, 'churn-sched', '2026-11-03', '2026-11-03', { overlap: 'skip' as never })).rejects.toThrow(
+      '--overlap skip: a backfill runs every date once, so buffer_all or allow_all (the others skip or cancel runs)',
+    );
     const r = await backfillSchedule(sc, 'churn-sched', '2026-11-03', '2026-11-03', { overlap: 'allow_all' });
     expect(r.runs.map((x) => x.logical_date)).toEqual(['2026-11-03']);
     const [skipped] = await settledRuns('churn-sched', ['2026-11-03']);
