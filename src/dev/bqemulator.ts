@@ -10,6 +10,10 @@
  *   start without. That host is unreachable here (and on many CI machines), and no PyPI package ships
  *   the extension for the DuckDB it requires, so we start it through a tiny launcher that keeps trying
  *   the download but carries on without it: only GEOGRAPHY functions are lost, which Scoreline never uses.
+ * The launcher also answers the emulator's own Python errors as what they are, HTTP 500 `internalError`
+ * (as BigQuery answers its internal failures, which clients retry), not 400 `invalidQuery`: two requests
+ * at once on its one shared DuckDB connection intermittently fail with "'NoneType' object has no
+ * attribute 'schema'", which then failed a run's key check as if the query were wrong.
  */
 import { spawnEmulator } from './emulator-process';
 import * as path from 'node:path';
@@ -40,6 +44,16 @@ def _spatial_optional(self):
     except Exception:
         sys.stderr.write("scoreline launcher: DuckDB spatial extension unavailable; GEOGRAPHY disabled\\n")
 _engine.DuckDBEngine._load_spatial = _spatial_optional
+import duckdb
+from bqemulator.domain.errors import DomainError, InternalError
+from bqemulator.jobs import error_mapper as _errors, executor as _executor
+_translate = _errors.translate_runtime_error
+def _internal_as_500(exc, *args, **kwargs):
+    if isinstance(exc, (DomainError, duckdb.Error)):
+        return _translate(exc, *args, **kwargs)
+    return InternalError(f"bqemulator internal error: {type(exc).__name__}: {exc}")
+_errors.translate_runtime_error = _internal_as_500
+_executor.translate_runtime_error = _internal_as_500
 from bqemulator.cli import main
 sys.argv[0] = "bqemulator"
 sys.exit(main())
