@@ -22,7 +22,7 @@ const PSI_FLOOR = 1e-4;
 /**
  * Chunk profiles travel in the run's history (~600 bytes a column: 33 quantiles and 4 moments), so a run
  * profiles at most PROFILE_HISTORY_BYTES of them: every chunk while that fits, else every k-th chunk,
- * evenly spread — 410 chunks for the demo's 34 columns, fewer for wide models — and never more than 512.
+ * evenly spread — 411 chunks for the demo's 34 columns, fewer for wide models — and never more than 512.
  */
 export const PROFILE_HISTORY_BYTES = 8 * 1024 * 1024;
 const PROFILE_BYTES_PER_COLUMN = 600;

@@ -632,7 +632,8 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
       alerts: args.alerts,
       shadow: result.shadow,
       inputFingerprint: plan?.fingerprint,
-      rowsQuarantined,
+      // 0, not NULL, for a run with an error budget that set nothing aside (docs/output-schema.md).
+      rowsQuarantined: result.rowsQuarantined,
     }),
   );
   // Best effort, after the audit row: a snapshot that cannot be dropped must not turn a committed run

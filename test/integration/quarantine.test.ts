@@ -181,6 +181,8 @@ describe('quarantine and error budget', () => {
   it('a rerun over clean input empties the date in the quarantine table', async () => {
     const result = await score(pipeline('budget', { max_rejected: '1%', source: { kind: 'parquet', path: 'data/customers/ds={{ ds }}/*.parquet', key: ['customer_id'] } }));
     expect(result).toMatchObject({ status: 'succeeded', rowsOut: ROWS, rowsQuarantined: 0 });
+    // A budget that set nothing aside audits 0, not NULL (NULL: no budget, or a row of an older release).
+    expect(await auditRow(result.runId)).toMatchObject({ status: 'succeeded', rows_quarantined: 0 });
     expect(await query(`SELECT count(*) AS n FROM read_parquet('${partition('scores')}/*.parquet')`)).toEqual([{ n: ROWS }]);
     expect(files(partition('scores_quarantine'))).toEqual([]);
   });
