@@ -11,6 +11,7 @@ import { createActivities } from '../activities';
 import { parseMetricsPort } from './obs/ports';
 import { createConnectors } from '../connectors';
 import type { Connections } from './connections';
+import { parseWholeNumber } from './config/numbers';
 import { ConfigError } from './errors';
 import { logger, temporalLogger, temporalThreshold } from './obs/log';
 import { activitySlots, startMetricsServer } from './obs/metrics';
@@ -85,10 +86,7 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Worke
 /** A numeric setting from the environment: unset or empty is undefined, anything but a whole number ≥ min is refused. */
 function wholeNumber(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
   const raw = env[name];
-  if (raw === undefined || raw.trim() === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new ConfigError(`${name}=${raw}: expected a whole number ≥ ${min}`);
-  return n;
+  return raw === undefined || raw.trim() === '' ? undefined : parseWholeNumber(raw, `${name}=${raw}`, min);
 }
 
 export function runContextFor(config: WorkerConfig): RunContext {

@@ -1,16 +1,12 @@
 /** Parsers for numeric command-line options: a typo is an error that names the flag and the value typed. */
+import { parseWholeNumber } from '../config/numbers';
 import { ConfigError } from '../errors';
 
 /** A whole number from `min` to `max` (commander's argParser). */
 export const wholeNumber =
   (flag: string, min = 1, max = Number.MAX_SAFE_INTEGER) =>
-  (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
-      throw new ConfigError(`${flag} ${v}: expected a whole number ${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`}`);
-    }
-    return n;
-  };
+  (v: string): number =>
+    parseWholeNumber(v, `${flag} ${v}`, min, max);
 
 /** A number greater than 0, fractions allowed. */
 export const positiveNumber =
