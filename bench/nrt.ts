@@ -115,7 +115,7 @@ export async function benchNrt(argv: string[]): Promise<void> {
   log(`== Near-real-time scoring through the HTTP API (churn-gbt, dev server in memory, worker ${topology === 'process' ? 'in its own process' : '+ API in this process'}) ==`);
   const stack = await startStack({ projectDir, toolsDir: ROOT, dbFilename: null, headless: true, startWorker: topology === 'in-process', worker: { modelsDir: models, pipelinesDir: join(projectDir, 'pipelines') }, log });
   const config = { address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE };
-  const workerProcess = topology === 'process' ? await startWorkerProcess(stack.address, { env: { SCORELINE_PROJECT_DIR: projectDir, SCORELINE_MODELS_DIR: models, SCORELINE_LOG_LEVEL: 'info' } }) : undefined;
+  const workerProcess = topology === 'process' ? await startWorkerProcess(stack.address, { env: { SCORELINE_PROJECT_DIR: projectDir } }) : undefined;
   // Eager start needs the client to share the worker's NativeConnection (as the API in `scoreline dev` can).
   const client = workerProcess ? await ScorelineClient.connect(config) : ScorelineClient.wrap(new Client({ connection: stack.worker!.connection as never, namespace: 'default' }), config);
   const results: Row[] = [];

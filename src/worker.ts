@@ -144,6 +144,15 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
   let connection: NativeConnection | undefined;
   let worker: Worker;
   let chunks: Worker;
+  // Everything the worker started: released when it stops, or when start-up fails part-way (its threads
+  // and sockets would keep the process alive after the error).
+  const release = async () => {
+    await metrics?.close();
+    await context.sessions.close();
+    await context.inference?.close();
+    await context.connectors.close?.();
+    await connection?.close();
+  };
   try {
     // Before connecting, so a port in use fails before anything connects; and `up` then reflects the process.
     metrics = config.metricsPort === undefined ? undefined : await startMetricsServer({ port: config.metricsPort, host: config.metricsHost });
@@ -151,12 +160,7 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
     worker = await createTemporalWorker(config, context, connection, slots, codec);
     chunks = await createTemporalWorker(config, context, connection, slots, codec, 'chunks');
   } catch (err) {
-    // Everything started so far, or its threads and sockets keep the process alive after the error.
-    await metrics?.close();
-    await context.sessions.close();
-    await context.inference?.close();
-    await context.connectors.close?.();
-    await connection?.close();
+    await release();
     throw err;
   }
   activitySlots.set(slots);
@@ -174,13 +178,7 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
     connection: conn,
     metricsUrl: metrics?.url,
     // Both queues or neither: when one stops (shutdown, fatal error), so does the other.
-    run: () => (running ??= Promise.all(both.map((w) => w.run().finally(shutdownAll))).then(() => undefined).finally(async () => {
-      await metrics?.close();
-      await context.sessions.close();
-      await context.inference?.close();
-      await context.connectors.close?.();
-      await conn.close();
-    })),
+    run: () => (running ??= Promise.all(both.map((w) => w.run().finally(shutdownAll))).then(() => undefined).finally(release)),
     shutdown: async () => {
       shutdownAll();
       await running;
