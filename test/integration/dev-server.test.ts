@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { startDevServer, type DevServer, type SearchAttributeTypeName } from '../../src/dev/dev-server';
+import { DEV_SERVER_DYNAMIC_CONFIG, startDevServer, type DevServer, type SearchAttributeTypeName } from '../../src/dev/dev-server';
 import { ensureTemporalCli, findTemporalCli } from '../../src/dev/temporal-cli';
 
 const SERVER_TEST_TIMEOUT_MS = 120_000;
@@ -64,6 +64,28 @@ describe('startDevServer failures (fake CLI)', () => {
     );
     const pid = Number(await fs.readFile(pidFile, 'utf8'));
     expect(isProcessRunning(pid)).toBe(false);
+  });
+
+  it('raises the single shard task-queue read rates and puts a state file in WAL mode; callers override the rates', async () => {
+    const argsFile = path.join(tmp, 'args.txt');
+    const cliPath = await fakeExecutable(path.join(tmp, 'recording', 'temporal'), `printf '%s\\n' "$@" > ${argsFile}\nexit 7`);
+    const startedWith = async (opts: Parameters<typeof startDevServer>[0]) => {
+      await expect(startDevServer({ cliPath, headless: true, ...opts })).rejects.toThrow(/exited with code 7/);
+      const lines = (await fs.readFile(argsFile, 'utf8')).trim().split('\n');
+      const valuesOf = (flag: string) => lines.flatMap((l, i) => (l === flag ? [lines[i + 1]] : []));
+      return { dynamic: valuesOf('--dynamic-config-value'), pragmas: valuesOf('--sqlite-pragma') };
+    };
+
+    const inMemory = await startedWith({});
+    expect(inMemory.dynamic).toEqual(Object.entries(DEV_SERVER_DYNAMIC_CONFIG).map(([k, v]) => `${k}=${v}`));
+    expect(inMemory.dynamic).toContain('history.transferProcessorMaxPollRPS=1000');
+    expect(inMemory.pragmas).toEqual([]);
+
+    const withFile = await startedWith({ dbFilename: path.join(tmp, 'state', 'temporal.db'), dynamicConfig: { 'history.transferProcessorMaxPollRPS': 50, 'limit.maxIDLength': 255 } });
+    expect(withFile.dynamic).toContain('history.transferProcessorMaxPollRPS=50');
+    expect(withFile.dynamic).not.toContain('history.transferProcessorMaxPollRPS=1000');
+    expect(withFile.dynamic).toContain('limit.maxIDLength=255');
+    expect(withFile.pragmas).toEqual(['journal_mode=wal', 'synchronous=normal']);
   });
 });
 
