@@ -273,10 +273,12 @@ run does with them, measures time and memory per 1k rows, and suggests a chunk_r
     .argument('<name>')
     .argument('<alias>')
     .argument('<version>')
+    .option('--json', 'JSON output (as promote)')
     .addOption(storeOption())
     .action(async (name: string, alias: string, version: string, opts) => {
       const change = await openStore(opts).setAlias(name, alias, version);
-      process.stdout.write(`${name}@${alias} → ${version}${change.changed ? '' : ' (unchanged)'}\n`);
+      if (opts.json) printJson(change);
+      else process.stdout.write(`${name}@${alias} → ${version}${change.changed ? '' : ' (unchanged)'}\n`);
     });
   return models;
 }

@@ -149,6 +149,9 @@ describe('scoreline CLI', () => {
     expect(add.stdout).toMatch(/registered churn-mlp:2/);
     const alias = await scoreline(['models', 'alias', 'churn-mlp', 'challenger', '2', '--models-dir', 'models']);
     expect(alias.code).toBe(0);
+    expect(alias.stdout).toBe('churn-mlp@challenger → 2\n');
+    const again = await scoreline(['models', 'alias', 'churn-mlp', 'challenger', '2', '--models-dir', 'models', '--json']);
+    expect(again.json).toMatchObject({ name: 'churn-mlp', alias: 'challenger', to: '2', changed: false });
     const list = await scoreline(['models', 'list', '--models-dir', 'models', '--json']);
     expect(list.stdout).toContain('"versions":"1, 2"');
     const show = await scoreline(['models', 'show', 'churn-mlp@challenger', '--models-dir', 'models', '--json']);
