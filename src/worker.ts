@@ -21,6 +21,7 @@ import { InferencePool } from './scoring/pool';
 import { SessionCache } from './scoring/session';
 import { chunkQueue, TASK_QUEUE } from './search-attributes';
 import { codecFromEnv } from './security/codec';
+import { workflowBundle } from './workflow-bundle';
 
 export interface WorkerConfig {
   address: string;
@@ -38,7 +39,7 @@ export interface WorkerConfig {
   inferenceThreads?: number;
   /** ONNX Runtime intra-op threads per session. Default: 1 with inference threads, else cores. */
   intraOpThreads?: number;
-  /** A prebuilt workflow bundle (tests build it once); default: bundle workflows/ at start. */
+  /** A prebuilt workflow bundle; default: workflows/ bundled once and kept while its sources are unchanged (src/workflow-bundle.ts). */
   workflowBundle?: WorkerOptions['workflowBundle'];
   identity?: string;
   /**
@@ -104,6 +105,11 @@ export function runContextFor(config: WorkerConfig): RunContext {
     workerId: config.identity ?? defaultWorkerId(),
     chunksPerChild: config.chunksPerChild,
   };
+}
+
+/** Kept workflow bundles (src/workflow-bundle.ts): SCORELINE_CACHE_DIR, else inside this installation. */
+function bundleCacheDir(): string {
+  return process.env.SCORELINE_CACHE_DIR || join(packageRoot(), 'node_modules', '.cache', 'scoreline');
 }
 
 /** workflows/index as compiled JS (dist/) or TypeScript source (tests); the SDK's bundler takes both. */
@@ -197,17 +203,22 @@ function codecName(codec: PayloadCodec | undefined): string | null {
  * The main queue (workflows, and the short steps of a run) or the chunk queue (chunk activities only:
  * `slots` of them bound the chunks, and so the memory, in flight). Both get every activity.
  */
-function createTemporalWorker(config: WorkerConfig, context: RunContext, connection: NativeConnection, slots: number, codec: PayloadCodec | undefined, queue: 'main' | 'chunks' = 'main'): Promise<Worker> {
+async function createTemporalWorker(config: WorkerConfig, context: RunContext, connection: NativeConnection, slots: number, codec: PayloadCodec | undefined, queue: 'main' | 'chunks' = 'main'): Promise<Worker> {
   const taskQueue = config.taskQueue ?? TASK_QUEUE;
+  // With a codec, failure messages go into (encrypted) payloads too: src/security/failure-converter.js.
+  const failureConverterPath = codec ? join(packageRoot(), 'src', 'security', 'failure-converter.js') : undefined;
+  const workflows =
+    queue === 'chunks'
+      ? {}
+      : { workflowBundle: config.workflowBundle ?? (await workflowBundle({ workflowsPath: workflowsPath(), failureConverterPath, cacheDir: bundleCacheDir(), logger: Runtime.instance().logger })) };
   return Worker.create({
     connection,
     namespace: config.namespace ?? 'default',
     taskQueue: queue === 'chunks' ? chunkQueue(taskQueue) : taskQueue,
     identity: context.workerId,
     activities: createActivities(context),
-    ...(queue === 'chunks' ? {} : config.workflowBundle ? { workflowBundle: config.workflowBundle } : { workflowsPath: workflowsPath() }),
+    ...workflows,
     maxConcurrentActivityTaskExecutions: slots,
-    // With a codec, failure messages go into (encrypted) payloads too: src/security/failure-converter.js.
-    ...(codec ? { dataConverter: { payloadCodecs: [codec], failureConverterPath: join(packageRoot(), 'src', 'security', 'failure-converter.js') } } : {}),
+    ...(codec ? { dataConverter: { payloadCodecs: [codec], failureConverterPath } } : {}),
   });
 }
