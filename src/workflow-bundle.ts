@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { bundleWorkflowCode, type Logger } from '@temporalio/worker';
 import { errorMessage } from './errors';
+import { sha256File, writeFileAtomic } from './models/store';
 import { logger } from './obs/log';
 
 export interface BundleRequest {
@@ -28,14 +29,19 @@ interface Manifest {
 
 export async function workflowBundle(req: BundleRequest): Promise<{ code: string }> {
   const options = { workflowsPath: resolve(req.workflowsPath), failureConverterPath: req.failureConverterPath && resolve(req.failureConverterPath) };
-  const file = join(req.cacheDir, `workflows-${sha256(JSON.stringify(options)).slice(0, 16)}.bundle`);
+  const key = createHash('sha256').update(JSON.stringify(options)).digest('hex').slice(0, 16);
+  const file = join(req.cacheDir, `workflows-${key}.bundle`);
   const cached = await readValid(file);
   if (cached !== undefined) return { code: cached };
   const startedMs = Date.now();
   const { code } = await bundleWorkflowCode({ ...options, ...(req.logger && { logger: req.logger }) });
   try {
     const manifest = await manifestOf(code, process.cwd(), startedMs);
-    if (manifest) await store(file, manifest, code);
+    // Manifest and code in one file, replaced whole: a reader sees a matching pair or nothing.
+    if (manifest) {
+      await fs.mkdir(dirname(file), { recursive: true });
+      await writeFileAtomic(file, `${JSON.stringify(manifest)}\n${code}`);
+    }
   } catch (err) {
     logger.debug({ cache: req.cacheDir, error: errorMessage(err) }, 'workflow bundle built but not kept');
   }
@@ -50,7 +56,7 @@ async function readValid(file: string): Promise<string | undefined> {
     const manifest = JSON.parse(text.slice(0, newline)) as Manifest;
     const modules = Object.entries(manifest.modules);
     if (modules.length === 0) return undefined;
-    for (const [path, hash] of modules) if (sha256(await fs.readFile(path)) !== hash) return undefined;
+    for (const [path, hash] of modules) if ((await sha256File(path)) !== hash) return undefined;
     return text.slice(newline + 1);
   } catch {
     return undefined; // none yet, unreadable, or a module gone: build it again
@@ -68,22 +74,10 @@ async function manifestOf(code: string, cwd: string, startedMs: number): Promise
   for (const id of ids) {
     const path = resolve(cwd, id);
     if ((await fs.stat(path)).mtimeMs >= startedMs - MTIME_SLACK_MS) return undefined;
-    modules[path] = sha256(await fs.readFile(path));
+    modules[path] = await sha256File(path);
   }
   return { modules };
 }
 
 /** File systems with coarse timestamps round an mtime down by up to this much. */
 const MTIME_SLACK_MS = 2000;
-
-/** Manifest and code in one file, written whole under a temporary name: a reader sees a matching pair or nothing. */
-async function store(file: string, manifest: Manifest, code: string): Promise<void> {
-  await fs.mkdir(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  await fs.writeFile(tmp, `${JSON.stringify(manifest)}\n${code}`);
-  await fs.rename(tmp, file);
-}
-
-function sha256(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
