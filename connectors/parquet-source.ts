@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DuckDBConnection, DuckDBDataChunk, DuckDBVector } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBDataChunk } from '@duckdb/node-api';
+import * as duck from '@duckdb/node-bindings';
 import * as arrow from 'apache-arrow';
 import { renderTemplate, templateVars } from '../src/config/pipeline';
 import { InputError } from '../src/errors';
@@ -132,7 +133,7 @@ export class ParquetSource implements Source {
         const chunkData: DuckDBDataChunk | null = await result.fetchChunk();
         if (!chunkData || chunkData.rowCount === 0) break;
         if (offset + chunkData.rowCount > n) throw new InputError(`${loc.file}: more rows than planned in rows ${loc.rowStart}..${loc.rowEnd - 1}; did the file change during the run?`);
-        builders.forEach((b, i) => b.append(chunkData.getColumnVector(i), chunkData.rowCount, offset));
+        builders.forEach((b, i) => b.append(chunkData, i, chunkData.rowCount, offset));
         offset += chunkData.rowCount;
       }
       if (offset !== n) {
@@ -267,44 +268,40 @@ function selectExpr(column: string, type: string, isKey: boolean): string {
 }
 
 interface ColumnBuilder {
-  append(vector: DuckDBVector, rows: number, offset: number): void;
+  /** Rows of `column` of a result chunk, at `offset` in the column being built. */
+  append(chunk: DuckDBDataChunk, column: number, rows: number, offset: number): void;
   finish(): arrow.Data;
-}
-
-/** DuckDB's vectors keep their data in a typed array (`items`) and a 64-bit validity mask (`validity.data`). */
-interface RawVector {
-  items?: ArrayLike<unknown> & { subarray(a: number, b: number): ArrayLike<unknown> };
-  validity?: { data: BigUint64Array | null };
 }
 
 function columnBuilder(duckType: string, n: number): ColumnBuilder {
   const makeType = ARROW_TYPES[duckType];
-  let nullBitmap: Uint8Array | undefined;
-  let nullCount = 0;
-  const markNulls = (vector: DuckDBVector, rows: number, offset: number) => {
-    const mask = (vector as unknown as RawVector).validity?.data;
-    if (!mask) return;
-    nullBitmap ??= new Uint8Array(Math.ceil(n / 8)).fill(0xff);
-    for (let r = 0; r < rows; r++) {
-      const valid = (mask[r >> 6] >> BigInt(r & 63)) & 1n;
-      if (!valid) {
-        const bit = offset + r;
-        nullBitmap[bit >> 3] &= ~(1 << (bit & 7));
-        nullCount++;
-      }
-    }
-  };
   if (makeType) {
     const type = makeType();
     // Recycled (src/io/buffers.ts): every row is written by append() before the batch is returned.
     const ArrayType = type.ArrayType as unknown as { new (b: ArrayBuffer, o: number, n: number): Float32Array; BYTES_PER_ELEMENT: number };
-    const values = new ArrayType(buffers.take(n * ArrayType.BYTES_PER_ELEMENT), 0, n);
+    const width = ArrayType.BYTES_PER_ELEMENT;
+    const values = new ArrayType(buffers.take(n * width), 0, n);
+    const bytes = new Uint8Array(values.buffer, values.byteOffset, n * width);
+    let nullBitmap: Uint8Array | undefined;
+    let nullCount = 0;
     return {
-      append(vector, rows, offset) {
-        const items = (vector as unknown as RawVector).items;
-        if (!items) throw new Error(`internal: DuckDB vector for ${duckType} has no typed items`);
-        values.set(items.subarray(0, rows) as Float32Array, offset);
-        markNulls(vector, rows, offset);
+      // Straight from the vector's buffers, without node-api's per-vector wrapper objects (~12% of a
+      // chunk's read CPU). DuckDB's validity mask, when the vector has one, is a bitmap in Arrow's order.
+      append(chunk, column, rows, offset) {
+        const vector = duck.data_chunk_get_vector(chunk.chunk, column);
+        bytes.set(duck.vector_get_data(vector, rows * width), offset * width);
+        const mask = duck.vector_get_validity(vector, Math.ceil(rows / 64) * 8);
+        if (!mask) return;
+        for (let byte = 0; byte * 8 < rows; byte++) {
+          if (mask[byte] === 0xff) continue;
+          for (let r = byte * 8; r < Math.min(rows, byte * 8 + 8); r++) {
+            if ((mask[byte] >> (r & 7)) & 1) continue;
+            nullBitmap ??= new Uint8Array(Math.ceil(n / 8)).fill(0xff);
+            const bit = offset + r;
+            nullBitmap[bit >> 3] &= ~(1 << (bit & 7));
+            nullCount++;
+          }
+        }
       },
       finish: () => arrow.makeData({ type: type as arrow.Float32, length: n, nullCount, nullBitmap: nullCount ? nullBitmap : undefined, data: values }),
     };
@@ -312,7 +309,8 @@ function columnBuilder(duckType: string, n: number): ColumnBuilder {
   // Strings (and anything cast to VARCHAR): keys only, never features, so per-value access is fine here.
   const strings: (string | null)[] = new Array(n);
   return {
-    append(vector, rows, offset) {
+    append(chunk, column, rows, offset) {
+      const vector = chunk.getColumnVector(column);
       for (let r = 0; r < rows; r++) {
         const v = vector.getItem(r);
         strings[offset + r] = v === null ? null : String(v);
