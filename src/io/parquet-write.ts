@@ -61,7 +61,7 @@ export async function writeParquetFile(path: string, table: arrow.Table, constan
       }
       const select = [
         ...fields.map((f) => quoteIdent(f.name)),
-        ...constants.map((c) => `${sqlString(c.value)}::${c.sqlType} AS ${quoteIdent(c.name)}`),
+        ...constants.map((c) => `${constantSql(c)} AS ${quoteIdent(c.name)}`),
       ].join(', ');
       await con.run(`COPY (SELECT ${select} FROM ${name}) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 65536)`);
     } finally {
@@ -71,6 +71,17 @@ export async function writeParquetFile(path: string, table: arrow.Table, constan
   const { size } = await fs.stat(tmp);
   await fs.rename(tmp, path);
   return size;
+}
+
+/**
+ * A constant text column as a one-value ENUM: DuckDB writes an ENUM as the same Parquet string column
+ * (BYTE_ARRAY, String, dictionary-encoded, same statistics), read back as VARCHAR by DuckDB and as
+ * `string` by pyarrow, but from the enum's index instead of hashing every row's text into the
+ * dictionary: a 262,144-row chunk with the four contract constants writes in ~19 instead of ~60 ms.
+ */
+function constantSql(c: ConstantColumn): string {
+  const value = sqlString(c.value);
+  return c.sqlType === 'VARCHAR' ? `${value}::ENUM(${value})` : `${value}::${c.sqlType}`;
 }
 
 async function append(con: DuckDBConnection, table: string, writers: ColumnWriter[], rows: number): Promise<void> {

@@ -70,6 +70,19 @@ describe('batch run', () => {
       ['churn_label', 'churn_probability', 'customer_id', 'ds', 'model_name', 'model_sha256', 'model_version', 'run_id', 'scored_at'].sort(),
     );
     expect(out[0]).toMatchObject({ run_id: result.runId, model_name: 'churn-gbt', model_version: '1', model_sha256: result.model!.sha256 });
+    // Its Parquet types, as every reader sees them (the constant text columns are written from one-value ENUMs).
+    const types = await query(`SELECT DISTINCT name, type, converted_type FROM parquet_schema('${result.output}/*.parquet') WHERE name <> 'duckdb_schema' ORDER BY name`);
+    expect(Object.fromEntries(types.map((t) => [t.name, `${t.type}/${t.converted_type ?? ''}`]))).toEqual({
+      churn_label: 'INT64/INT_64',
+      churn_probability: 'FLOAT/',
+      customer_id: 'INT64/INT_64',
+      ds: 'INT32/DATE',
+      model_name: 'BYTE_ARRAY/UTF8',
+      model_sha256: 'BYTE_ARRAY/UTF8',
+      model_version: 'BYTE_ARRAY/UTF8',
+      run_id: 'BYTE_ARRAY/UTF8',
+      scored_at: 'INT64/TIMESTAMP_MICROS',
+    });
     expect((out[0].ds as Date).toISOString().slice(0, 10)).toBe(DATE);
 
     const reference = await directScores(`${project}/data/customers/ds=${DATE}/*.parquet`, join(project, 'models', 'churn-gbt', '1', 'model.onnx'));
