@@ -369,6 +369,15 @@ const CASES: CaseDef[] = [
     run: (c) => writeDuckChunks(c.writeInput, join(c.outDir, 'duckdb-chunks.parquet'), false),
   },
   {
+    id: 'write/duckdb/chunks+enum-constants',
+    case: 'write predictions',
+    lib: 'duckdb as above, the text constants as one-value ENUMs (what src/io/parquet-write.ts does)',
+    op: 'write',
+    rows: (c) => ({ rows: c.writeInput.keys.length }),
+    run: (c) => writeDuckChunks(c.writeInput, join(c.outDir, 'duckdb-chunks-enum.parquet'), false, '', true),
+    notes: 'the same Parquet string columns, written from the enum index instead of hashing each row',
+  },
+  {
     id: 'write/duckdb/chunks+sql-constants+dict-limit',
     case: 'write predictions',
     lib: 'duckdb as above + COPY (…, DICTIONARY_SIZE_LIMIT 1024)',
@@ -514,7 +523,7 @@ async function duckReadArray(c: Ctx, sql: string, rowStart: number, expectRows: 
   return { x, keys, rowStart, rows: row };
 }
 
-async function writeDuckChunks(input: WriteInput, path: string, allColumns: boolean, copyOptions = ''): Promise<string> {
+async function writeDuckChunks(input: WriteInput, path: string, allColumns: boolean, copyOptions = '', enumConstants = false): Promise<string> {
   const con = await duckCon();
   const n = input.keys.length;
   const table = allColumns ? 'bench_pred_all' : 'bench_pred';
@@ -556,9 +565,10 @@ async function writeDuckChunks(input: WriteInput, path: string, allColumns: bool
     }
     throw err;
   }
+  const text = (v: string) => (enumConstants ? `${sq(v)}::ENUM(${sq(v)})` : sq(v));
   const select = allColumns
     ? `SELECT * FROM ${table}`
-    : `SELECT customer_id, churn_probability, ${sq(input.runId)} AS run_id, ${sq(input.modelSha256)} AS model_sha256, ` +
+    : `SELECT customer_id, churn_probability, ${text(input.runId)} AS run_id, ${text(input.modelSha256)} AS model_sha256, ` +
       `${sq(input.scoredAt.toISOString())}::TIMESTAMPTZ AS scored_at FROM ${table}`;
   await con.run(`COPY (${select}) TO ${sq(path)} (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 65536${copyOptions})`);
   await con.run(`DROP TABLE ${table}`);
