@@ -1,5 +1,5 @@
 /**
- * Parquet writing through DuckDB, chosen by benchmark (bench/parquet-libs.ts: ~8M rows/s, against
+ * Parquet writing through DuckDB, chosen by benchmark (bench/parquet-libs.ts: ~13M rows/s, against
  * ~1.5–2.4M for parquet-wasm and 70k for parquetjs-lite). Arrow columns are copied into DuckDB data
  * chunks as raw bytes (typed arrays and validity bitmaps share DuckDB's layout), constant columns
  * (run_id, model_sha256, …) are added in the COPY's SELECT instead of being materialised per row, and
