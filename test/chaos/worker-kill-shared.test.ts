@@ -111,7 +111,7 @@ describe('kill -9 of one of two workers sharing the task queue', () => {
     const byWorker = await query(`SELECT worker, count(*) AS chunks FROM read_parquet('${project}/out/scoreline_run_chunks/*/*.parquet') GROUP BY worker`);
     expect(byWorker.every((w) => identities.has(String(w.worker)))).toBe(true);
     expect(byWorker.length).toBeGreaterThanOrEqual(3);
-    expect(chaos.kills.length).toBeGreaterThanOrEqual(MIN_KILLS);
+    expect(chaos.kills.filter((k) => k.openRuns.length > 0).length).toBeGreaterThanOrEqual(MIN_KILLS); // kills after every run ended do not count
     expect(chaos.kills.flatMap((k) => k.lost).filter((a) => a.activity === 'scoreChunk').length).toBeGreaterThanOrEqual(3);
   }, 300_000);
 });

@@ -559,7 +559,8 @@ export interface KillLoopResult {
 
 /**
  * Kills a worker (`kill -9`), starts a fresh one in its place, again and again, until every run ended or
- * `maxKills` kills; at least `minKills` unless the runs end first and `more` has no more to start. Each
+ * `maxKills` kills; at least `minKills` of them while some run is open (a kill that comes after every run
+ * ended does not count) unless the runs end first and `more` has no more to start. Each
  * worker lives a random while first (its first chunks load sessions and are slow: killing it at once
  * would hit the same cold chunks again and again), then dies at the next moment its aim waits for (at
  * most 5 s). After each kill it asks the server
@@ -581,11 +582,22 @@ export async function killRepeatedly(o: KillLoopOptions): Promise<KillLoopResult
   const kills: Kill[] = [];
   const startMs: number[] = [];
   let postponed = 0;
+  /** Kills that came while some run was still open: only these count toward `minKills`. */
+  let landed = 0;
+  /** Runs to kill into: the spare runs once the first ones ended, if kills are still owed. */
+  const anyOpen = async (identity: string) => {
+    if ((await look(identity)).open.length > 0) return true;
+    if (landed >= o.minKills || !o.more) return false;
+    const added = await o.more();
+    o.runs.push(...added);
+    return added.length > 0;
+  };
   for (let k = 0; k < o.maxKills; k++) {
     const aim = aims[k % aims.length];
     const victim = o.victim?.(k) ?? 0;
     const worker = o.workers[victim];
     await sleep(600 + o.rand() * 1_500);
+    if (!(await anyOpen(worker.identity))) break; // every run ended while this worker lived: nothing to kill into
     const lateAttempt = async () => (await look(worker.identity)).held.some((a) => a.attempt >= (STEP_ATTEMPTS[a.activity] ?? Infinity) - 1);
     let waited = false;
     const waitOutLateAttempts = async () => {
@@ -623,16 +635,11 @@ export async function killRepeatedly(o: KillLoopOptions): Promise<KillLoopResult
     const lost = held.map((a) => ({ ...a, phase: phaseOf(o.project, o.runs, a, worker.pid) }));
     const commits = stagingDirs.flatMap((d) => (existsSync(d) ? readdirSync(d).filter((f) => f.endsWith('.replaced')) : []));
     kills.push({ aim, hit, victim, lost, commits, openRuns: open });
+    if (open.length > 0) landed++;
     const t = Date.now();
     o.workers[victim] = await o.startWorker();
     startMs.push(Date.now() - t);
-    let stillOpen = (await look(worker.identity)).open;
-    if (stillOpen.length === 0 && k + 1 < o.minKills && o.more) {
-      const added = await o.more();
-      o.runs.push(...added);
-      stillOpen = added.map((r) => r.workflowId);
-    }
-    if (stillOpen.length === 0) break;
+    if (!(await anyOpen(worker.identity))) break;
   }
   return { kills, postponed, startMs };
 }
@@ -692,6 +699,7 @@ export function killSummary(r: KillLoopResult): Record<string, unknown> {
   const aims = [...new Set(r.kills.map((k) => k.aim))];
   return {
     kills: r.kills.length,
+    killsWhileRunsOpen: r.kills.filter((k) => k.openRuns.length > 0).length,
     aimed: Object.fromEntries(aims.map((a) => [a, `${r.kills.filter((k) => k.aim === a && k.hit).length}/${r.kills.filter((k) => k.aim === a).length}`])),
     attemptsLost: lost.length,
     phases,
