@@ -136,6 +136,10 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
       await scoreAllChunks(plan!, alerts, tally, progress);
       alerts.scoringDone(); // the key check may still be running: finishing no chunks then is no stall
     });
+    // A cancel that came while the last chunks were scoring: their activities learn of it only at a
+    // heartbeat, so they may finish anyway. The run stops here, before its commit, as if a chunk had seen it.
+    // patched(): a run that committed after such a cancel replays that way.
+    if (CancellationScope.current().consideredCancelled && patched('cancel-before-commit')) throw new CancelledFailure('run cancelled');
     checkErrorBudget(plan, tally);
     progress.phase = 'committing';
     delete progress.estimate;

@@ -298,7 +298,7 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
 
   program
     .command('cancel')
-    .description('Cancel a run: in-flight chunks stop, staged files are removed, the audit row says "cancelled".')
+    .description('Cancel a run: in-flight chunks stop, nothing is committed (unless the commit already started), staged files are removed, the audit row says "cancelled".')
     .argument('<run>', 'run id (UUID) or workflow id')
     .action(async (id: string) => {
       const client = await ScorelineClient.connect(clientConfigFromEnv());

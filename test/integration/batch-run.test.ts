@@ -142,6 +142,31 @@ describe('batch run', () => {
     expect(audit.at(-1)).toMatchObject({ status: 'cancelled', error: 'cancelled' });
   });
 
+  it('a cancel while the last chunks are in flight still stops the run before its commit', async () => {
+    // Chunks of ~0.5–1 s (tree model), two at a time. The cancel comes once the last chunk has started,
+    // so there is no chunk left to schedule (which would fail in the cancelled scope); the chunks in flight
+    // may finish anyway (an activity learns of a cancel only at a heartbeat), so the run itself must
+    // notice it. It used to commit and report succeeded.
+    const date = '2026-11-05';
+    await demoData(project, [date], 240_000);
+    const raw = pipeline({ chunk_rows: 80_000, parallelism: 2, sink: { kind: 'parquet', path: 'out/churn_cancel_inflight' } });
+    const handle = await client.startRun({ config: parsePipeline(raw, 'test'), raw, date, trigger: 'test' });
+    let progress: Awaited<ReturnType<typeof client.progress>>;
+    for (let i = 0; i < 1000; i++) {
+      progress = await client.progress(handle);
+      if (progress && progress.chunksTotal > 2 && progress.chunksDone >= progress.chunksTotal - 2) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await handle.cancel();
+    expect(progress!.chunksDone).toBeLessThan(progress!.chunksTotal); // cancelled while chunks were in flight
+    const result = await client.wait(handle);
+    expect(result.status).toBe('cancelled');
+    const staging = join(project, 'out', '.scoreline-staging', 'churn_cancel_inflight');
+    expect(existsSync(staging) ? readdirSync(staging) : []).toEqual([]);
+    expect(existsSync(join(project, 'out', 'churn_cancel_inflight', `ds=${date}`))).toBe(false);
+    expect((await auditRows(result.runId)).at(-1)).toMatchObject({ status: 'cancelled', error: 'cancelled' });
+  });
+
   it('a date that is already running is not started twice', async () => {
     const raw = pipeline({ chunk_rows: 500, parallelism: 1, sink: { kind: 'parquet', path: 'out/churn_once' } });
     const config = parsePipeline(raw, 'test');
