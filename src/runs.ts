@@ -6,7 +6,7 @@
  */
 import { WorkflowFailedError, type WorkflowExecutionInfo } from '@temporalio/client';
 import type { ScorelineClient } from './client';
-import { DATE_PATTERN, NAME_PATTERN } from './config/pipeline';
+import { isCalendarDate, NAME_PATTERN } from './config/pipeline';
 import { ConfigError, ScorelineError } from './errors';
 import { BATCH_WORKFLOW } from './search-attributes';
 import type { RunProgress, RunResult, Trigger } from './types';
@@ -61,8 +61,10 @@ export function runListQuery(f: RunFilter, searchAttributes: boolean): string {
   }
   const dates = { date: f.date, from: f.from, to: f.to };
   for (const [field, value] of Object.entries(dates)) {
-    if (value !== undefined && !DATE_PATTERN.test(value)) throw new ConfigError(`${field}: expected a date YYYY-MM-DD, got "${value}"`);
+    if (value !== undefined && !isCalendarDate(value)) throw new ConfigError(`${field}: expected a calendar date YYYY-MM-DD, got "${value}"`);
   }
+  if (f.date !== undefined && (f.from !== undefined || f.to !== undefined)) throw new ConfigError('date: give one date, or a range with from/to, not both');
+  if (f.from !== undefined && f.to !== undefined && f.from > f.to) throw new ConfigError(`from ${f.from} is after to ${f.to}: nothing could match`);
   if ((f.date || f.from || f.to || f.trigger) && !searchAttributes) {
     throw new ConfigError('filtering by date or trigger needs the Scoreline search attributes on the Temporal cluster (scoreline dev registers them; README "Temporal Web UI")');
   }

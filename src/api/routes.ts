@@ -39,6 +39,7 @@ export function apiRoutes(ctx: ApiContext): Route[] {
       return resolvePipeline(pipelineContext(ctx), name, undefined, overrides);
     } catch (err) {
       if (err instanceof ConfigError && / not found in /.test(err.message)) throw new ApiError(404, 'not_found', `pipeline "${name}" not found in this server's pipelines directory (SCORELINE_PIPELINES_DIR)`);
+      if (err instanceof ConfigError) throw new ConfigError(pipelineErrorForCaller(name, err.message, overrides));
       throw err;
     }
   };
@@ -239,6 +240,19 @@ export function scoreResponse(config: PipelineConfig, result: Awaited<ReturnType
     predictions: predictionRows(result, rows, config.source.key),
     latency_ms: Date.now() - receivedAtMs,
   };
+}
+
+/**
+ * A pipeline that does not validate, in the caller's terms: an override's problem names the request
+ * field (`body.overrides.chunk_rows: …`), anything else names the pipeline; never the server's file path.
+ */
+export function pipelineErrorForCaller(name: string, message: string, overrides: Record<string, string>): string {
+  const rest = message.replace(/^.*?\.ya?ml: /, '');
+  for (const key of Object.keys(overrides)) {
+    if (rest.startsWith(`${key}: `)) return `body.overrides.${key}: ${rest.slice(key.length + 2)}`;
+    if (rest.includes(`unknown field "${key.split('.').at(-1)}"`)) return `body.overrides.${key}: not a pipeline field`;
+  }
+  return `pipeline ${name}: ${rest}`;
 }
 
 function pipelineContext(ctx: ApiContext): RunContext {

@@ -3,12 +3,16 @@
  * `/openapi.json` is generated from them (zod → JSON Schema 2020-12, which OpenAPI 3.1 uses as is).
  */
 import { z } from 'zod';
-import { DATE_PATTERN, NAME_PATTERN } from '../config/pipeline';
+import { DATE_PATTERN, isCalendarDate, NAME_PATTERN } from '../config/pipeline';
 import { MAX_ROWS_PER_REQUEST } from '../nrt/rows';
 import { RUN_STATES } from '../runs';
 import { BACKFILL_OVERLAP_POLICIES } from '../schedules/config';
 
-const date = z.string().regex(DATE_PATTERN, 'a date YYYY-MM-DD');
+// The second check only speaks for a well-formed date: 2026-02-30 is refused as a day that does not exist.
+const date = z
+  .string()
+  .regex(DATE_PATTERN, 'a date YYYY-MM-DD')
+  .refine((d) => !DATE_PATTERN.test(d) || isCalendarDate(d), 'a calendar date YYYY-MM-DD (that day does not exist)');
 const TRIGGERS = ['cli', 'api', 'schedule', 'ui', 'nrt', 'demo', 'bench', 'test'] as const;
 
 export const pipelineName = z.string().regex(NAME_PATTERN, 'a pipeline name (lower-case letters, digits, - and _)');

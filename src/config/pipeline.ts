@@ -460,9 +460,12 @@ export function templateVars(logicalDate: string, pipeline: string): Record<stri
 
 export const DATE_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
 
+/** YYYY-MM-DD naming a day that exists (not 2026-02-30 or 2026-11-45). */
+export function isCalendarDate(date: string): boolean {
+  return DATE_PATTERN.test(date) && !Number.isNaN(Date.parse(`${date}T00:00:00Z`)) && new Date(`${date}T00:00:00Z`).toISOString().startsWith(date);
+}
+
 export function assertLogicalDate(date: string, origin: string): string {
-  const valid = DATE_PATTERN.test(date) && !Number.isNaN(Date.parse(`${date}T00:00:00Z`))
-    && new Date(`${date}T00:00:00Z`).toISOString().startsWith(date);
-  if (!valid) throw new ConfigError(`${origin}: date "${date}": expected a calendar date YYYY-MM-DD`);
+  if (!isCalendarDate(date)) throw new ConfigError(`${origin}: date "${date}": expected a calendar date YYYY-MM-DD`);
   return date;
 }

@@ -113,6 +113,12 @@ describe('scoreline CLI', () => {
 
     const list = await scoreline(['runs', 'list', '--pipeline', 'churn-e2e', '--json']);
     expect(list.stdout).toContain(runId);
+    const noSuchDay = await scoreline(['runs', 'list', '--date', '2026-11-45']);
+    expect(noSuchDay.code).toBe(2);
+    expect(noSuchDay.stderr).toMatch(/date: expected a calendar date YYYY-MM-DD, got "2026-11-45"/);
+    const reversed = await scoreline(['runs', 'list', '--from', '2026-11-05', '--to', '2026-11-01']);
+    expect(reversed.code).toBe(2);
+    expect(reversed.stderr).toMatch(/from 2026-11-05 is after to 2026-11-01/);
 
     const sql = await scoreline(['sql', 'SELECT count(*) AS n, count(DISTINCT run_id) AS runs FROM churn_scores', '--json']);
     expect(sql.code, sql.stderr).toBe(0);

@@ -109,7 +109,18 @@ describe('auth, validation, limits', () => {
     expect(unknown.json.error.message).toMatch(/body: unknown field "dryrun"/);
     const override = await http('POST', '/v1/pipelines/churn-api/runs', { body: { date: DATE, overrides: { chunk_rows: 'many' } } });
     expect(override.status).toBe(400);
-    expect(override.json.error.message).toMatch(/chunk_rows/);
+    expect(override.json.error.message).toMatch(/^body\.overrides\.chunk_rows: expected a row count/);
+    expect(override.json.error.message).not.toMatch(/\.ya?ml/); // the server's file paths are not the caller's business
+    // Well-formed dates of days that do not exist, and ranges that cannot match: 400s too (they were 500s).
+    const noSuchDay = await http('POST', '/v1/pipelines/churn-api/runs', { body: { date: '2026-02-30' } });
+    expect(noSuchDay.status).toBe(400);
+    expect(noSuchDay.json.error.message).toMatch(/^body\.date: a calendar date YYYY-MM-DD/);
+    const listDay = await http('GET', '/v1/runs?date=2026-11-45');
+    expect(listDay.status).toBe(400);
+    expect(listDay.json.error.message).toMatch(/^query\.date: a calendar date/);
+    const reversed = await http('GET', '/v1/runs?from=2026-11-05&to=2026-11-01');
+    expect(reversed.status).toBe(400);
+    expect(reversed.json.error.message).toBe('from 2026-11-05 is after to 2026-11-01: nothing could match');
     // Where data comes from or goes is not the caller's to change: no SQL or paths through a token.
     for (const field of ['source.query', 'source.where', 'sink.path', 'audit.path', 'models_dir']) {
       const r = await http('POST', '/v1/pipelines/churn-api/runs', { body: { date: DATE, overrides: { [field]: 'x' } } });
