@@ -197,7 +197,21 @@ function scheduleRoutes(ctx: ApiContext, schedules: NonNullable<ApiContext['sche
     one('POST', '/pause', 'pauseSchedule', 'Pause a schedule', (name, b) => schedules.pauseSchedule(ctx.client, name, b?.note), S.ScheduleNote),
     one('POST', '/unpause', 'unpauseSchedule', 'Unpause a schedule', (name, b) => schedules.unpauseSchedule(ctx.client, name, b?.note), S.ScheduleNote),
     one('POST', '/trigger', 'triggerSchedule', 'Start the scheduled run now (logical date = now in the schedule\'s timezone)', (name) => schedules.triggerSchedule(ctx.client, name)),
-    one('POST', '/backfill', 'backfillSchedule', 'Run each logical date in [from, to] once (a date already running is not started twice)', (name, b) => schedules.backfillSchedule(ctx.client, name, b.from, b.to, { overlap: b.overlap }), S.BackfillBody),
+    one(
+      'POST',
+      '/backfill',
+      'backfillSchedule',
+      'Run each logical date in [from, to] once, skipping dates whose input and model are unchanged unless force (a date already running is not started twice); like `scoreline schedule backfill`',
+      async (name, b) => {
+        // Loaded on first use: the planner and the worker's context are not needed by any other route.
+        const [{ planAndBackfillSchedule }, { runContextFor }] = await Promise.all([import('../run/backfill.js'), import('../worker.js')]);
+        const context = async () => runContextFor({ address: ctx.client.config.address, projectDir: ctx.projectDir, pipelinesDir: ctx.pipelinesDir, modelsDir: ctx.modelsDir, inferenceThreads: 0 });
+        const flags = { overlap: b.overlap, skipUnchanged: b.skip_unchanged, force: b.force, dryRun: b.dry_run };
+        const r = await planAndBackfillSchedule(ctx.client, name, { from: b.from, to: b.to }, flags, context);
+        return { ...r.backfill, ...(r.plan && { plan: r.plan }), started: r.started, dry_run: Boolean(b.dry_run) };
+      },
+      S.BackfillBody,
+    ),
   ];
 }
 

@@ -178,6 +178,9 @@ export const BackfillBody = z.strictObject({
   from: date,
   to: date,
   overlap: z.enum(BACKFILL_OVERLAP_POLICIES).optional().describe('buffer_all (default): one date after another; allow_all: all at once'),
+  skip_unchanged: z.boolean().optional().describe('default true: run only dates whose input fingerprint or model sha256 changed since their last succeeded run'),
+  force: z.boolean().optional().describe('run every date even when unchanged (the plan still says which are)'),
+  dry_run: z.boolean().optional().describe('return the plan and the runs it would start; start nothing'),
 });
 export const ScheduleObject = z.record(z.string(), z.unknown()).meta({ id: 'Schedule' });
 export const ScheduleList = z.object({ schedules: z.array(ScheduleObject) }).meta({ id: 'ScheduleList' });

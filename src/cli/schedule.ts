@@ -7,7 +7,6 @@ import { ScorelineClient, clientConfigFromEnv } from '../client';
 import type { PipelineConfig } from '../config/pipeline';
 import {
   applySchedule,
-  backfillSchedule,
   deleteSchedule,
   describeSchedule,
   listSchedules,
@@ -18,10 +17,8 @@ import {
   type ScheduleInfo,
 } from '../schedules';
 import { BACKFILL_OVERLAP_POLICIES, OVERLAP_POLICIES, type BackfillOverlap, type OverlapPolicy } from '../schedules/config';
-import { scheduledRunInput } from '../schedules';
 import { ConfigError } from '../errors';
-import type { BackfillPlan } from '../run/backfill';
-import { resolvePipeline, type RunContext } from '../run/context';
+import type { RunContext } from '../run/context';
 import { printJson } from './run-output';
 import { formatTable } from './table';
 
@@ -222,30 +219,11 @@ the audit table from this machine, like validate.
   scoring 1 date, skipping 2 unchanged`,
     )
     .action(async (name: string, opts) => {
-      const skip = (opts.skipUnchanged ?? true) && !opts.force;
-      const overlap = opts.overlap as BackfillOverlap;
-      const out = await withClient(async (sc) => {
-        // Which dates have a scheduled time (and the range checks), before planning them.
-        const all = await backfillSchedule(sc, name, opts.from, opts.to, { overlap, dryRun: true });
-        let plan: BackfillPlan | undefined;
-        if (skip || opts.dryRun || opts.force) {
-          if (!localContext) throw new ConfigError('internal: schedule backfill cannot plan without a local context');
-          // Loaded here: planning pulls in the run's planner, which the other commands need not load.
-          const { planBackfill } = await import('../run/backfill.js');
-          const input = await scheduledRunInput(sc, name);
-          const ctx = await localContext();
-          try {
-            const config = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
-            plan = await planBackfill(ctx, { config, raw: input.config, dates: all.runs.map((x) => x.logical_date), overrides: input.overrides, skipUnchanged: skip, force: opts.force });
-          } finally {
-            await ctx.sessions.close();
-            await ctx.connectors.close?.();
-          }
-        }
-        const only = plan?.to_run;
-        if (opts.dryRun || (only && only.length === 0)) return { plan, backfill: { ...all, runs: all.runs.filter((x) => !only || only.includes(x.logical_date)) }, started: false };
-        return { plan, backfill: await backfillSchedule(sc, name, opts.from, opts.to, { overlap, only }), started: true };
-      });
+      if (!localContext) throw new ConfigError('internal: schedule backfill cannot plan without a local context');
+      // Loaded here: planning pulls in the run's planner, which the other commands need not load.
+      const { planAndBackfillSchedule } = await import('../run/backfill.js');
+      const flags = { overlap: opts.overlap as BackfillOverlap, skipUnchanged: opts.skipUnchanged, force: opts.force, dryRun: opts.dryRun };
+      const out = await withClient((sc) => planAndBackfillSchedule(sc, name, { from: opts.from, to: opts.to }, flags, localContext));
       const r = out.backfill;
       if (opts.json) printJson({ ...r, ...(out.plan && { plan: out.plan }), dry_run: Boolean(opts.dryRun) });
       else {

@@ -6,8 +6,11 @@
  * resolves the model alias to its sha256 exactly as a run would. docs/schedules.md, "Backfills that skip
  * what is already right".
  */
+import type { ScorelineClient } from '../client';
 import type { PipelineConfig } from '../config/pipeline';
 import { ConfigError, errorMessage } from '../errors';
+import { backfillSchedule, scheduledRunInput, type BackfillResult } from '../schedules';
+import type { BackfillOverlap } from '../schedules/config';
 import { addDays } from '../schedules/logical-date';
 import type { RunInput, RunRef } from '../types';
 import { buildPlan } from './batch';
@@ -95,6 +98,47 @@ export async function planBackfill(
     dates.push({ logical_date: date, state, reason, run: !skip || state !== 'unchanged', fingerprint, model_sha256: sha, previous_run_id: previous });
   }
   return { pipeline: config.name, skip_unchanged: skip, dates, to_run: dates.filter((d) => d.run).map((d) => d.logical_date) };
+}
+
+export interface ScheduleBackfill {
+  /** The fingerprint plan (absent under --no-skip-unchanged without --dry-run or --force: nothing to compare). */
+  plan?: BackfillPlan;
+  /** The runs started, or under a dry run (or when every date is unchanged) the runs it would start. */
+  backfill: BackfillResult;
+  started: boolean;
+}
+
+/**
+ * `schedule backfill` as the CLI and the API both do it: which dates have a scheduled time, then the
+ * fingerprint plan of those dates with the pipeline the schedule embeds (planned with `context()`, on
+ * this machine), then the schedule's backfill of the dates to score. Unchanged dates are skipped
+ * unless `force` or `skipUnchanged: false`; `dryRun` starts nothing.
+ */
+export async function planAndBackfillSchedule(
+  sc: ScorelineClient,
+  name: string,
+  range: { from: string; to: string },
+  opts: { overlap?: BackfillOverlap; skipUnchanged?: boolean; force?: boolean; dryRun?: boolean },
+  context: () => Promise<RunContext>,
+): Promise<ScheduleBackfill> {
+  const skip = (opts.skipUnchanged ?? true) && !opts.force;
+  const all = await backfillSchedule(sc, name, range.from, range.to, { overlap: opts.overlap, dryRun: true });
+  let plan: BackfillPlan | undefined;
+  if (skip || opts.dryRun || opts.force) {
+    const input = await scheduledRunInput(sc, name);
+    const ctx = await context();
+    try {
+      const config = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
+      plan = await planBackfill(ctx, { config, raw: input.config, dates: all.runs.map((x) => x.logical_date), overrides: input.overrides, skipUnchanged: skip, force: opts.force });
+    } finally {
+      await ctx.sessions.close();
+      await ctx.inference?.close();
+      await ctx.connectors.close?.();
+    }
+  }
+  const only = plan?.to_run;
+  if (opts.dryRun || (only && only.length === 0)) return { plan, backfill: { ...all, runs: all.runs.filter((x) => !only || only.includes(x.logical_date)) }, started: false };
+  return { plan, backfill: await backfillSchedule(sc, name, range.from, range.to, { overlap: opts.overlap, only }), started: true };
 }
 
 /** The plan as a person reads it, one line per date, then what will happen. */

@@ -7,6 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
+import { startApiServer } from '../../src/api/server';
 import { main } from '../../src/cli/main';
 import { ScorelineClient } from '../../src/client';
 import { parsePipeline } from '../../src/config/pipeline';
@@ -164,6 +165,26 @@ describe('fingerprint-aware backfills', () => {
     const b = await cli(['schedule', 'backfill', 'churn-bf', '--from', DATES[0], '--to', DATES[2]]);
     expect(b.code).toBe(0);
     expect(b.stdout).toContain('nothing to score: all 3 dates are unchanged');
+    // So does the API's: the same planning, the same flags.
+    const client = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE });
+    const api = await startApiServer({ client, token: 'bf', port: 0, projectDir: project, log: () => undefined });
+    try {
+      const post = async (body: object) => {
+        const res = await fetch(`${api.url}/v1/schedules/churn-bf/backfill`, { method: 'POST', headers: { authorization: 'Bearer bf', 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: res.status, json: (await res.json()) as { started: boolean; dry_run: boolean; runs: unknown[]; plan: { dates: { state: string; run: boolean }[] } } };
+      };
+      const skipped = await post({ from: DATES[0], to: DATES[2] });
+      expect(skipped.status).toBe(200);
+      expect(skipped.json).toMatchObject({ started: false, dry_run: false, runs: [] });
+      expect(skipped.json.plan.dates.map((d) => [d.state, d.run])).toEqual(DATES.map(() => ['unchanged', false]));
+      const forced = await post({ from: DATES[0], to: DATES[2], force: true, dry_run: true });
+      expect(forced.json).toMatchObject({ started: false, dry_run: true });
+      expect(forced.json.runs).toHaveLength(3);
+      expect(forced.json.plan.dates.map((d) => [d.state, d.run])).toEqual(DATES.map(() => ['unchanged', true]));
+    } finally {
+      await api.close();
+      await client.close();
+    }
     await new Promise((res) => setTimeout(res, 2_000)); // a wrongly started run would have begun by now
     expect(await allRunIds()).toEqual(before.ids);
     expect(await outputRuns()).toEqual(before.out);
