@@ -87,6 +87,9 @@ export class ScorelineClient {
   /** Start a batch run for one logical date. A date already running is refused, never run twice at once. */
   async startRun(opts: { config: PipelineConfig; raw: unknown; date: string; overrides?: Record<string, string>; trigger: Trigger; onlyQuarantined?: string; resume?: string }): Promise<WorkflowHandleWithFirstExecutionRunId> {
     const date = assertLogicalDate(opts.date, `pipeline ${opts.config.name}`);
+    if (opts.onlyQuarantined && opts.resume) {
+      throw new ConfigError('resume and only-quarantined are two kinds of run: a resume finishes a failed run, a rescore appends the quarantined rows of a succeeded one; give one');
+    }
     const input: RunInput = {
       pipeline: opts.config.name,
       config: opts.raw,
@@ -190,7 +193,8 @@ export class ScorelineClient {
     const desc = await handle.describe();
     const cancelled = desc.status.name === 'CANCELLED';
     return {
-      runId: desc.runId,
+      // The run's own id (a resumed run keeps the id of the run it resumes), as a succeeded run reports it.
+      runId: p?.runId ?? desc.runId,
       workflowId: desc.workflowId,
       pipeline: p?.pipeline ?? '',
       logicalDate: p?.logicalDate ?? '',

@@ -597,8 +597,9 @@ export async function finishRun(ctx: RunContext, args: FinishArgs): Promise<RunR
   const audit = ctx.connectors.audit(config);
   // Only where a resume can pick it up (a sink that lists its staging: Parquet for now).
   const keepMs = status === 'failed' && args.keepStaging && sink.stagedChunks ? (keepFailedStagingMs(config.keep_failed_staging) ?? 0) : 0;
-  if (keepMs > 0) result.resumableUntil = new Date(finishedAt.getTime() + keepMs).toISOString();
-  else if (status !== 'succeeded') await sink.abort(run);
+  if (keepMs === 0 && status !== 'succeeded') await sink.abort(run);
+  // A resume refused at its plan leaves the run it named as it was, and is no resumable run itself.
+  else if (keepMs > 0 && !(args.input.resume !== undefined && !plan)) result.resumableUntil = new Date(finishedAt.getTime() + keepMs).toISOString();
   if (quarantines(config.max_rejected)) {
     const q = args.quarantine;
     if (!q?.commit) await ctx.connectors.sink(quarantineConfig(config)).abort(run);

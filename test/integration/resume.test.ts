@@ -137,12 +137,17 @@ describe('run --resume', () => {
       expect(refused.status).toBe('failed');
       expect(refused.error).toMatch(new RegExp(`^plan failed: the input of changed-run ${DATE} changed since run ${runId} \\(fingerprint parquet:v1:\\w+ → parquet:v1:\\w+\\): start a new run instead$`));
       expect(stagedFiles('changed_run', runId).length).toBeGreaterThanOrEqual(1); // refused: the run it would resume keeps its staging
+      // …and the refused resume reports that run's id, and no resume of its own to offer (it used to print one).
+      expect(refused.runId).toBe(runId);
+      expect(refused.resumableUntil).toBeUndefined();
     } finally {
       utimesSync(file, mtime, mtime);
     }
     const succeeded = (await query(`SELECT run_id FROM read_parquet('${project}/out/scoreline_runs/*.parquet', union_by_name = true) WHERE pipeline = 'uninterrupted' AND status = 'succeeded'`))[0].run_id as string;
     await expect(resumeDate(client, 'uninterrupted', succeeded)).rejects.toThrow(`run ${succeeded} succeeded: there is nothing to resume`);
     await expect(resumeDate(client, 'changed-run', '01a22400-0000-7000-8000-000000000000')).rejects.toThrow(/^no run with id 01a22400-0000-7000-8000-000000000000 /);
+    const both = { config: parsePipeline(raw, 'test'), raw, date: DATE, trigger: 'test' as const, resume: runId, onlyQuarantined: runId };
+    await expect(client.startRun(both)).rejects.toThrow(/^resume and only-quarantined are two kinds of run/);
 
     // A run that fails on its input (a NULL feature) cleans up as before: a resume could not help.
     const bad = join(project, 'data', 'nulls', `ds=${DATE}`);
