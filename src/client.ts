@@ -158,6 +158,16 @@ export class ScorelineClient {
     }
   }
 
+  /** Whether a worker polls this client's task queue for workflow tasks (the server lists recent pollers). */
+  async workerPolling(): Promise<boolean> {
+    const res = await this.client.workflowService.describeTaskQueue({
+      namespace: this.config.namespace,
+      taskQueue: { name: this.config.taskQueue },
+      taskQueueType: 1, // TASK_QUEUE_TYPE_WORKFLOW
+    });
+    return (res.pollers?.length ?? 0) > 0;
+  }
+
   /**
    * Wait for the result, calling `onProgress` about every `intervalMs`. A failed run resolves to a
    * RunResult with status "failed" (not an exception): that is an outcome, not a client error.

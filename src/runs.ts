@@ -113,16 +113,21 @@ export async function listRuns(client: ScorelineClient, f: RunFilter): Promise<R
 }
 
 function summarize(wf: Omit<WorkflowExecutionInfo, 'raw'>): RunSummary {
-  const [, pipeline = '', date = ''] = wf.workflowId.split('/');
-  const trigger = wf.searchAttributes?.ScorelineTrigger as unknown[] | undefined;
+  // From the search attributes when the run has them (a run started in the Web UI may have any workflow
+  // id), else from the workflow id scoreline/<pipeline>/<date>.
+  const [, idPipeline = '', idDate = ''] = wf.workflowId.split('/');
+  const attr = (name: string) => (wf.searchAttributes?.[name] as unknown[] | undefined)?.[0];
+  const pipeline = attr('ScorelinePipeline');
+  const date = attr('ScorelineLogicalDate');
+  const trigger = attr('ScorelineTrigger');
   const memo = wf.memo ?? {};
   return {
     workflow_id: wf.workflowId,
     run_id: wf.runId,
-    pipeline,
-    logical_date: date,
+    pipeline: typeof pipeline === 'string' ? pipeline : idPipeline,
+    logical_date: date instanceof Date ? date.toISOString().slice(0, 10) : typeof date === 'string' ? date.slice(0, 10) : idDate,
     status: STATE_OF[wf.status.name] ?? 'running',
-    trigger: typeof trigger?.[0] === 'string' ? trigger[0] : null,
+    trigger: typeof trigger === 'string' ? trigger : null,
     started_at: wf.startTime.toISOString(),
     closed_at: wf.closeTime?.toISOString() ?? null,
     duration_ms: wf.closeTime ? wf.closeTime.getTime() - wf.startTime.getTime() : null,

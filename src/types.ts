@@ -77,6 +77,8 @@ export interface RunPlan {
   chunksPerChild?: number;
   /** The key check runs beside the chunks (checkRunKeys); the commit waits for it. */
   keyCheckDeferred?: boolean;
+  /** Asked for by a run started without Scoreline's search attributes (the Web UI): they are registered, so it may set them. */
+  searchAttributes?: boolean;
   chunks: Chunk[];
   rowsPlanned: number;
   /** Input files / tables the plan read, for the audit trail. */

@@ -19,7 +19,7 @@ import { defaultWorkerId, type RunContext } from './run/context';
 import { packageRoot } from './paths';
 import { InferencePool } from './scoring/pool';
 import { SessionCache } from './scoring/session';
-import { chunkQueue, TASK_QUEUE } from './search-attributes';
+import { chunkQueue, SEARCH_ATTRIBUTES, TASK_QUEUE } from './search-attributes';
 import { codecFromEnv } from './security/codec';
 import { workflowBundle } from './workflow-bundle';
 
@@ -163,6 +163,12 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
     // Before connecting, so a port in use fails before anything connects; and `up` then reflects the process.
     metrics = config.metricsPort === undefined ? undefined : await startMetricsServer({ port: config.metricsPort, host: config.metricsHost });
     connection = await NativeConnection.connect({ address: config.address });
+    const conn = connection;
+    const namespace = config.namespace ?? 'default';
+    context.searchAttributesRegistered = async () => {
+      const { customAttributes } = await conn.operatorService.listSearchAttributes({ namespace });
+      return Object.keys(SEARCH_ATTRIBUTES).every((name) => name in (customAttributes ?? {}));
+    };
     worker = await createTemporalWorker(config, context, connection, slots, codec);
     chunks = await createTemporalWorker(config, context, connection, slots, codec, 'chunks');
   } catch (err) {

@@ -17,7 +17,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { ScorelineActivities } from '../activities';
-import { SA_MODEL, SA_MODEL_VERSION, SA_PIPELINE, SA_SCHEDULED_START } from '../src/search-attributes';
+import { SA_LOGICAL_DATE, SA_MODEL, SA_MODEL_VERSION, SA_PIPELINE, SA_SCHEDULED_START, SA_TRIGGER } from '../src/search-attributes';
 import type { Profile } from '../src/profile/sketch';
 import type { CommitStats, DriftSummary, PlanSummary, RunInput, RunPlan, RunProgress, RunRef, RunResult, RunStatus, RunTotals } from '../src/types';
 import { ThroughputMeter } from '../src/alerts/eta';
@@ -114,7 +114,9 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
   try {
     // patched(): a run started before the deferred key check replays with the check inside its plan.
     const deferKeyCheck = patched('deferred-key-check');
-    plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs, deferKeyCheck }));
+    // patched(): a run started from the Web UI (without our search attributes) sets them once the plan says it may.
+    const askSearchAttributes = info.typedSearchAttributes.get(SA_PIPELINE) === undefined && patched('tag-untagged-runs');
+    plan = await step('plan', () => planRun({ input, run: provisional, scheduledStart: scheduledStart?.toISOString(), startedAtMs, deferKeyCheck, ...(askSearchAttributes && { askSearchAttributes }) }));
     steps = runSteps(plan.config.heartbeat_timeout ?? DEFAULT_HEARTBEAT_TIMEOUT);
     const { commitRun } = steps;
     if (plan.reused) tally.reuse(plan.reused.staged, plan.reused.totals);
@@ -350,11 +352,23 @@ async function scoreAllChunks(plan: RunPlan, alerts: RunAlerts, tally: ChunkTall
 }
 
 
-/** Search attributes only when the starter set ours (i.e. they are registered on this cluster). */
+/**
+ * The pinned model as search attributes. Only when they are registered on this cluster: the starter set
+ * ours, or (a run started from the Web UI without them) the plan found them registered, and then the
+ * run's pipeline, logical date and trigger too, so the UI's filter box and `runs list` find it.
+ */
 function tagRun(plan: RunPlan): void {
-  if (workflowInfo().typedSearchAttributes.get(SA_PIPELINE) === undefined) return;
+  const tagged = workflowInfo().typedSearchAttributes.get(SA_PIPELINE) !== undefined;
+  if (!tagged && !plan.searchAttributes) return;
   upsertSearchAttributes([
+    ...(tagged
+      ? []
+      : [
+          { key: SA_PIPELINE, value: plan.run.pipeline },
+          { key: SA_LOGICAL_DATE, value: new Date(`${plan.run.logicalDate}T00:00:00Z`) },
+          { key: SA_TRIGGER, value: plan.run.trigger },
+        ]),
     { key: SA_MODEL, value: plan.model.name },
     { key: SA_MODEL_VERSION, value: plan.model.version },
-  ]);
+  ] as Parameters<typeof upsertSearchAttributes>[0]);
 }

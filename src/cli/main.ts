@@ -26,6 +26,9 @@ import { port, wholeNumber } from './options';
 
 export const EXIT = { ok: 0, runFailed: 1, usage: 2 } as const;
 
+/** `run` waiting this long without a word from its run checks whether any worker is there to run it. */
+const NO_WORKER_NOTICE_MS = 5000;
+
 /**
  * Modules only some commands need load when one of them runs: the worker SDK, DuckDB, the dev stack and
  * the scoring path together take ~0.3 s to load, which `scoreline run` and `status` should not pay.
@@ -224,7 +227,19 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
           return;
         }
         const reporter = new ProgressReporter(process.stderr, !opts.json);
-        const result = await client.wait(handle, (p) => reporter.update(p));
+        // A run nobody picks up would otherwise wait in silence: say so once (it starts when a worker does).
+        let progressed = false;
+        const noWorker = setTimeout(() => {
+          void client.workerPolling().then((polling) => {
+            if (!polling && !progressed) process.stderr.write(`no worker polls task queue "${client.config.taskQueue}" at ${client.config.address}: ${handle.workflowId} waits until one does (scoreline worker, or scoreline dev)\n`);
+          }, () => undefined);
+        }, NO_WORKER_NOTICE_MS);
+        const result = await client
+          .wait(handle, (p) => {
+            progressed = true;
+            reporter.update(p);
+          })
+          .finally(() => clearTimeout(noWorker));
         reporter.done();
         if (opts.json) printJson(resultJson(result));
         else process.stdout.write(`${summaryLinesFor(result, process.env.SCORELINE_UI_URL).join('\n')}\n`);

@@ -91,6 +91,8 @@ export interface PlanArgs {
    * whole input, so it need not hold up the first chunk); the commit waits for it. `validate` checks now.
    */
   deferKeyCheck?: boolean;
+  /** The run was started without Scoreline's search attributes (the Web UI): say whether it may set them (RunPlan.searchAttributes). */
+  askSearchAttributes?: boolean;
   /**
    * Only what a backfill needs to tell changed from unchanged (src/run/backfill.ts): the pinned model
    * (alias resolved to its sha256) and the source's plan with its fingerprint; the model is not loaded
@@ -298,6 +300,7 @@ function scoredFeatures(model: LoadedModel, shadow?: LoadedModel): string[] {
 export async function planRun(ctx: RunContext, args: PlanArgs, hooks: StepHooks = NO_HOOKS): Promise<RunPlan> {
   const found: { resume?: ResumeFrom } = {};
   const plan = await buildPlan(ctx, args, hooks, found);
+  if (args.askSearchAttributes && (await ctx.searchAttributesRegistered?.().catch(() => false))) plan.searchAttributes = true;
   const audit = ctx.connectors.audit(plan.config);
   await audit.recordRun(
     runAuditRow(plan.run, plan.model, 'running', {

@@ -24,6 +24,8 @@ export interface RunContext {
   workerId: string;
   /** Chunks per child workflow of a large run (SCORELINE_CHUNKS_PER_CHILD); default DEFAULT_CHUNKS_PER_CHILD. */
   chunksPerChild?: number;
+  /** Whether the namespace has Scoreline's search attributes (a worker asks its server); absent = unknown, treated as no. */
+  searchAttributesRegistered?: () => Promise<boolean>;
 }
 
 export function defaultWorkerId(): string {

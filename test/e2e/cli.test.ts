@@ -5,6 +5,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Stack } from '../../src/dev/stack';
 import { cleanup, copyModels, demoData, query, REPO, startTestStack, tempProject } from '../helpers/project';
@@ -207,6 +208,26 @@ describe('scoreline CLI', () => {
     const r = await scoreline(['run', 'pipelines/churn.yaml', '--date', DATE], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/cannot reach Temporal at 127\.0\.0\.1:1/);
+  });
+
+  it('a run no worker picks up says so instead of waiting in silence', async () => {
+    // A task queue nobody polls: the run is queued, and after a few seconds `run` says why nothing happens.
+    const child = spawn(process.execPath, [BIN, 'run', 'pipelines/churn.yaml', '--date', '2026-11-20'], {
+      cwd: project,
+      env: { ...process.env, TEMPORAL_ADDRESS: stack.address, SCORELINE_TASK_QUEUE: 'nobody-polls' },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      for (const deadline = Date.now() + 30_000; !stderr.includes('no worker polls') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
+      expect(stderr).toContain('no worker polls task queue "nobody-polls" at ');
+      expect(stderr).toContain('scoreline/churn-e2e/2026-11-20 waits until one does (scoreline worker, or scoreline dev)');
+    } finally {
+      child.kill();
+      const client = new Client({ connection: await Connection.connect({ address: stack.address }) });
+      await client.workflow.getHandle('scoreline/churn-e2e/2026-11-20').terminate('test: nobody polls its queue');
+      await client.connection.close();
+    }
   });
 
   it('no-wait returns ids at once; cancel stops the run', async () => {

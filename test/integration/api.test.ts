@@ -227,6 +227,17 @@ describe('runs over HTTP', () => {
     expect(ids).toContain(batchRunId);
   });
 
+  it('a run started as the Web UI starts it (no search attributes, only pipeline and date) is found like any other', async () => {
+    const date = '2026-11-03';
+    const handle = await client.client.workflow.start('scorelineBatchRun', { taskQueue: client.config.taskQueue, workflowId: `ui-started-${Date.now()}`, args: [{ pipeline: 'churn-api', date }] });
+    expect((await handle.result()) as { status: string }).toMatchObject({ status: 'succeeded' });
+    const listed = await waitFor(async () => {
+      const r = await http('GET', `/v1/runs?pipeline=churn-api&date=${date}&trigger=ui`);
+      return r.json.runs.some((x: { run_id: string }) => x.run_id === handle.firstExecutionRunId) ? r.json.runs : undefined;
+    }, 'the Web UI run in the runs list');
+    expect(listed.find((x: { run_id: string }) => x.run_id === handle.firstExecutionRunId)).toMatchObject({ pipeline: 'churn-api', logical_date: date, trigger: 'ui', status: 'succeeded', model: { name: 'churn-gbt', version: '1' } });
+  });
+
   it('cancel over HTTP', async () => {
     const started = await http('POST', '/v1/pipelines/churn-api/runs', { body: { date: '2026-11-02', overrides: { chunk_rows: 100, parallelism: 1 } } });
     expect(started.status).toBe(202);
