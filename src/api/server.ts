@@ -103,7 +103,7 @@ export async function startApiServer(opts: ApiOptions): Promise<ApiServer> {
   server.keepAliveTimeout = 65_000; // longer than common load balancers' idle timeout
   await new Promise<void>((ok, fail) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      fail(err.code === 'EADDRINUSE' ? new ConfigError(`port ${opts.port} on ${opts.host ?? '127.0.0.1'} is in use; pick another with --port`) : err),
+      fail(err.code === 'EADDRINUSE' ? new ConfigError(`port ${opts.port} on ${opts.host ?? '127.0.0.1'} is in use; pick another (scoreline api --port, scoreline dev --api-port)`) : err),
     );
     server.listen(opts.port ?? DEFAULT_API_PORT, opts.host ?? '127.0.0.1', () => ok());
   });

@@ -125,6 +125,8 @@ Exit codes: 0 success, 1 run failed or cancelled, 2 usage or configuration error
       const worker = (await load.worker()).workerConfigFromEnv();
       const log = (m: string) => process.stderr.write(`${m}\n`);
       worker.metricsPort = await devMetricsPort(opts.metricsPort, log);
+      // Before anything starts: a busy API port would otherwise fail only after the server and worker are up.
+      if (opts.api) await (await import('../dev/dev-server.js')).assertPortFree('127.0.0.1', opts.apiPort, '--api-port');
       const stack = await (await load.stack()).startStack({
         projectDir: projectDir(),
         dbFilename: resolve(opts.db),

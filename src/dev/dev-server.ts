@@ -8,6 +8,7 @@ import { createWriteStream, promises as fs, type WriteStream } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
+import { ConfigError } from '../errors';
 import { ensureTemporalCli } from './temporal-cli';
 
 export type SearchAttributeTypeName = 'Text' | 'Keyword' | 'Int' | 'Double' | 'Bool' | 'Datetime' | 'KeywordList';
@@ -103,8 +104,8 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
 
   // Checked up front because otherwise the readiness probe could succeed against whatever already
   // listens there (e.g. another dev server) before our child notices the clash and exits.
-  await assertPortFree(ip, port, 'port');
-  if (uiPort !== undefined) await assertPortFree(ip, uiPort, 'uiPort');
+  await assertPortFree(ip, port, '--port');
+  if (uiPort !== undefined) await assertPortFree(ip, uiPort, '--ui-port');
 
   if (opts.dbFilename) await fs.mkdir(path.dirname(path.resolve(opts.dbFilename)), { recursive: true });
   const logStream = opts.logFile ? await openLogFile(opts.logFile) : undefined;
@@ -148,7 +149,8 @@ export async function getFreePort(host: string = DEFAULT_IP): Promise<number> {
   });
 }
 
-async function assertPortFree(ip: string, port: number, option: 'port' | 'uiPort'): Promise<void> {
+/** A port `scoreline dev` is about to use, checked first; `flag` is the option that chooses it. */
+export async function assertPortFree(ip: string, port: number, flag: string): Promise<void> {
   const error = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
     const server = net.createServer();
     server.unref();
@@ -156,8 +158,8 @@ async function assertPortFree(ip: string, port: number, option: 'port' | 'uiPort
     server.listen(port, ip, () => server.close(() => resolve(undefined)));
   });
   if (!error) return;
-  const why = error.code === 'EADDRINUSE' ? 'is already in use (another Temporal dev server?)' : `cannot be bound (${error.message})`;
-  throw new Error(`Port ${port} on ${ip} ${why}. Stop whatever uses it, or pass another ${option} (0 or omitted picks a free one).`);
+  const why = error.code === 'EADDRINUSE' ? 'is already in use (another dev server or API?)' : `cannot be bound (${error.message})`;
+  throw new ConfigError(`Port ${port} on ${ip} ${why}. Stop whatever uses it, or choose another with ${flag}.`);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -175,7 +175,7 @@ describe('dev server (real Temporal CLI)', () => {
       const port = Number(server.address.split(':')[1]);
       const started = Date.now();
       await expect(startDevServer({ cliPath, port, headless: true })).rejects.toThrow(
-        /Port \d+ on 127\.0\.0\.1 is already in use/,
+        /Port \d+ on 127\.0\.0\.1 is already in use .*choose another with --port\./,
       );
       expect(Date.now() - started).toBeLessThan(30_000);
 
