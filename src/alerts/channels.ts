@@ -17,6 +17,8 @@ export interface HttpRequest {
 export interface DeliveryOptions {
   /** Where credentials and SCORELINE_UI_URL / SCORELINE_PAGERDUTY_URL are read. */
   env: NodeJS.ProcessEnv;
+  /** Whose environment `env` is, for a missing variable's message; default "the worker". */
+  envOf?: string;
   /** Temporal namespace of the run, for the Web UI link. */
   namespace: string;
   /** Per request; a hung endpoint must not hold the delivery activity. Default 5 s. */
@@ -25,16 +27,16 @@ export interface DeliveryOptions {
 
 export const REQUEST_TIMEOUT_MS = 5_000;
 
-function requireEnv(env: NodeJS.ProcessEnv, name: string, channel: AlertChannel, what: string): string {
-  const value = env[name];
+function requireEnv(opts: DeliveryOptions, name: string, channel: AlertChannel, what: string): string {
+  const value = opts.env[name];
   if (!value) {
-    throw new AlertError(`${channel.kind} channel "${channel.name}": environment variable ${name} (${what}) is not set on the worker`, false);
+    throw new AlertError(`${channel.kind} channel "${channel.name}": environment variable ${name} (${what}) is not set in ${opts.envOf ?? 'the worker'}`, false);
   }
   return value;
 }
 
-function requireUrl(env: NodeJS.ProcessEnv, name: string, channel: AlertChannel, what: string): string {
-  const value = requireEnv(env, name, channel, what);
+function requireUrl(opts: DeliveryOptions, name: string, channel: AlertChannel, what: string): string {
+  const value = requireEnv(opts, name, channel, what);
   let url: URL;
   try {
     url = new URL(value);
@@ -54,8 +56,8 @@ export function buildRequests(alert: AlertFacts, channel: AlertChannel, opts: De
   const link = runLink(opts.env[ALERT_ENV.uiUrl] || DEFAULT_UI_URL, opts.namespace, alert);
   switch (channel.kind) {
     case 'webhook': {
-      const url = requireUrl(opts.env, channel.url_env, channel, 'webhook URL');
-      const secret = requireEnv(opts.env, channel.secret_env, channel, 'signing secret');
+      const url = requireUrl(opts, channel.url_env, channel, 'webhook URL');
+      const secret = requireEnv(opts, channel.secret_env, channel, 'signing secret');
       const body = JSON.stringify(webhookBody(alert, link));
       const headers = {
         ...JSON_HEADERS,
@@ -67,11 +69,11 @@ export function buildRequests(alert: AlertFacts, channel: AlertChannel, opts: De
       return { requests: [{ url, headers, body }], secrets: [...urlSecrets(url), secret] };
     }
     case 'slack': {
-      const url = requireUrl(opts.env, channel.url_env, channel, 'Slack incoming-webhook URL');
+      const url = requireUrl(opts, channel.url_env, channel, 'Slack incoming-webhook URL');
       return { requests: [{ url, headers: JSON_HEADERS, body: JSON.stringify(slackMessage(alert, link)) }], secrets: urlSecrets(url) };
     }
     case 'pagerduty': {
-      const key = requireEnv(opts.env, channel.routing_key_env, channel, 'PagerDuty routing key');
+      const key = requireEnv(opts, channel.routing_key_env, channel, 'PagerDuty routing key');
       const url = opts.env[ALERT_ENV.pagerdutyUrl] || DEFAULT_PAGERDUTY_URL;
       const requests = pagerdutyEvents(alert, key, link).map((event) => ({ url, headers: JSON_HEADERS, body: JSON.stringify(event) }));
       return { requests, secrets: [key, ...urlSecrets(url)] };

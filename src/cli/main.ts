@@ -390,7 +390,7 @@ A PagerDuty test is a trigger followed by a resolve of the key scoreline/<pipeli
     .action(async (pipeline: string, opts) => {
       const { config, origin } = loadPipelineArg(pipeline, parseOverrideFlags(opts.set));
       if (!config.alerts) throw new ConfigError(`${origin}: no alerts: section, so there is nothing to test (docs/alerts.md shows one)`);
-      const results = await (await load.alerts()).sendTestAlerts(config, { env: process.env, namespace: clientConfigFromEnv().namespace });
+      const results = await (await load.alerts()).sendTestAlerts(config, { env: process.env, envOf: 'this shell (alerts test reads it; the worker needs it too)', namespace: clientConfigFromEnv().namespace });
       for (const r of results) {
         if (opts.json) printJson(r);
         else process.stdout.write(`${r.ok ? '✔' : '✘'} ${r.channel} (${r.kind}): ${r.ok ? `accepted (HTTP ${r.status})` : r.error}\n`);

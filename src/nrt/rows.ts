@@ -46,6 +46,7 @@ export function rowsFromObjects(rows: unknown, where = 'rows'): EncodedRows {
   if (rows.length === 0) throw new RowsError(`${where}: no rows (send at least one row object)`);
   checkRowCount(rows.length, where);
   const kinds = new Map<string, Kind | undefined>(); // undefined: only NULLs so far
+  const firstSeen = new Map<string, number>(); // the row that set a column's kind, for the message
   rows.forEach((row, i) => {
     if (row === null || typeof row !== 'object' || Array.isArray(row)) throw new RowsError(`${where}[${i}]: expected an object of column → value`);
     for (const [name, value] of Object.entries(row as Record<string, unknown>)) {
@@ -58,7 +59,11 @@ export function rowsFromObjects(rows: unknown, where = 'rows'): EncodedRows {
         throw new RowsError(`${where}[${i}].${name}: expected a number, boolean, string or null, got ${Array.isArray(value) ? 'a list' : kind}`);
       }
       const seen = kinds.get(name);
-      if (seen && seen !== kind) throw new RowsError(`${where}[${i}].${name}: expected a ${seen} like the rows before it, got ${kind}`);
+      if (seen && seen !== kind) {
+        const first = firstSeen.get(name)!;
+        throw new RowsError(`${where}[${i}].${name} is a ${kind} but ${where}[${first}].${name} is a ${seen}: a column holds one type (features are numbers)`);
+      }
+      if (!seen) firstSeen.set(name, i);
       kinds.set(name, kind as Kind);
     }
   });

@@ -336,7 +336,7 @@ ${channels}`;
     const lines = bad.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.slice(3)).toEqual([
       { channel: 'down', kind: 'slack', ok: false, error: 'slack channel "down": cannot reach the endpoint (ECONNREFUSED)' },
-      { channel: 'unset', kind: 'slack', ok: false, error: 'slack channel "unset": environment variable T_NOT_SET (Slack incoming-webhook URL) is not set on the worker' },
+      { channel: 'unset', kind: 'slack', ok: false, error: 'slack channel "unset": environment variable T_NOT_SET (Slack incoming-webhook URL) is not set in this shell (alerts test reads it; the worker needs it too)' },
     ]);
     expect(bad.stdout + bad.stderr).not.toContain(SLACK_TOKEN);
 

@@ -349,7 +349,7 @@ describe('requests: credentials only from the environment', () => {
 
   it('a missing or malformed variable is a clear, non-retryable error that does not echo the value', () => {
     const slack = { kind: 'slack' as const, name: 'slack', url_env: 'SLACK_URL' };
-    expect(() => buildRequests(failed, slack, opts({}))).toThrow('slack channel "slack": environment variable SLACK_URL (Slack incoming-webhook URL) is not set on the worker');
+    expect(() => buildRequests(failed, slack, opts({}))).toThrow('slack channel "slack": environment variable SLACK_URL (Slack incoming-webhook URL) is not set in the worker');
     try {
       buildRequests(failed, slack, opts({ SLACK_URL: 'hooks.slack.com/services/SECRET' }));
       expect.unreachable();
