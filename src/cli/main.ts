@@ -280,7 +280,8 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
           closed: desc.closeTime?.toISOString() ?? null,
           error: p?.error ?? null,
         };
-        if (opts.json) printJson(info);
+        // For tooling, the counts as numbers too (the same names as GET /v1/runs/{id}'s progress).
+        if (opts.json) printJson({ ...info, progress: p ? { chunks_done: p.chunksDone, chunks_total: p.chunksTotal, rows_done: p.rowsDone, rows_planned: p.rowsPlanned } : null });
         else {
           const width = Math.max(...Object.keys(info).map((k) => k.length));
           process.stdout.write(`${Object.entries(info).map(([k, v]) => `${k.padEnd(width)}  ${v ?? '-'}`).join('\n')}\n`);

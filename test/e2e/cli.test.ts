@@ -110,7 +110,8 @@ describe('scoreline CLI', () => {
 
     const status = await scoreline(['status', runId, '--json']);
     expect(status.code).toBe(0);
-    expect(status.json).toMatchObject({ run_id: runId, temporal_status: 'COMPLETED', phase: 'succeeded', rows_out: 10_000 });
+    expect(status.json).toMatchObject({ run_id: runId, temporal_status: 'COMPLETED', phase: 'succeeded', rows_out: 10_000, chunks: '3/3' });
+    expect(status.json!.progress).toEqual({ chunks_done: 3, chunks_total: 3, rows_done: 10_000, rows_planned: 10_000 });
 
     const list = await scoreline(['runs', 'list', '--pipeline', 'churn-e2e', '--json']);
     expect(list.stdout).toContain(runId);
