@@ -365,11 +365,19 @@ async function scheduledRunInfo(
     reason: null,
   };
   try {
-    const wf = await sc.client.workflow.getHandle(a.workflowId, a.runId).describe();
+    const handle = sc.client.workflow.getHandle(a.workflowId, a.runId);
+    const wf = await handle.describe();
     const memo = (wf.memo ?? {}) as ScheduledRunMemo;
     if (memo.logical_date) Object.assign(info, { logical_date: memo.logical_date, run_workflow_id: memo.run_workflow_id ?? batchWorkflowId(pipeline, memo.logical_date) });
     info.status = memo.outcome === 'skipped' && wf.status.name === 'COMPLETED' ? 'skipped' : runStatusOf(wf.status.name);
     info.reason = memo.reason ?? null;
+    // A failed run says why: its failure, read from its (closed) history.
+    if (info.status === 'failed' && !info.reason) {
+      info.reason = await handle.result().then(
+        () => null,
+        (err: { cause?: { message?: string }; message?: string }) => err.cause?.message ?? err.message ?? null,
+      );
+    }
   } catch {
     // Past the namespace's retention the workflow is gone; the schedule still lists the action.
   }

@@ -298,6 +298,7 @@ describe('failures', () => {
     );
     expect(info.note).toMatch(/fail/i);
     expect(info.recent_runs[0]).toMatchObject({ status: 'failed', logical_date: t.logical_date, run_workflow_id: `scoreline/churn-broken/${t.logical_date}` });
+    expect(info.recent_runs[0].reason).toMatch(/plan failed: no input rows for churn-broken/); // describe says why it failed
     await deleteSchedule(sc, 'churn-broken');
   }, LONG);
 });
