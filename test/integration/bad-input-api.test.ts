@@ -202,7 +202,7 @@ const REFUSED: RefusedRequest[] = [
     case: 'wrong type: text for a numeric override',
     send: () => http('POST', runsOf('churn-api'), { body: { date: UNTOUCHED, overrides: { parallelism: 'lots' } } }),
     status: 400,
-    message: /^\/.*\/pipelines\/churn-api\.yaml: parallelism: expected number, got "lots"$/,
+    message: /^body\.overrides\.parallelism: expected number, got "lots"$/,
     notStarted: [UNTOUCHED_RUN],
   },
   {
