@@ -68,6 +68,9 @@ export function buildProgram(): Command {
   const program = new Command('scoreline');
   // Before any .command(): subcommands inherit it, so errors and --help come back to main() for exit codes.
   program.exitOverride();
+  // Options before the command belong to scoreline, after it to the command: `models register --version 2`
+  // is the model's version, not scoreline's own --version (which printed 0.1.0 and registered nothing).
+  program.enablePositionalOptions();
   program
     .description('Batch inference on Temporal: Parquet/Snowflake/BigQuery → parallel ONNX Runtime → predictions + audit rows.')
     .version(packageVersion())

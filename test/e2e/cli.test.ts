@@ -203,6 +203,11 @@ describe('scoreline CLI', () => {
     const notOnnx = await m('register', join(project, 'pipelines', 'churn.yaml'), '--name', 'junk');
     expect(notOnnx.code).toBe(2);
     expect(notOnnx.stderr).toMatch(/churn\.yaml is not a model ONNX Runtime can load, so nothing was registered/);
+    // The command's own --version, not scoreline's (which used to print 0.1.0 and register nothing).
+    const seven = await m('register', onnx, '--name', 'churn', '--version', '7');
+    expect(seven.code, seven.stderr).toBe(0);
+    expect(seven.stdout).toMatch(/registered churn:7 /);
+    expect((await scoreline(['--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
   it('a run that cannot reach Temporal is a clear usage error', async () => {
