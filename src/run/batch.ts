@@ -115,10 +115,17 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
   // A resumed run keeps the run id it had, so its staged files (named by run) and output rows agree.
   const resume = input.resume ? await resumeFrom(ctx, pipeline, input.resume, logicalDate) : undefined;
   found.resume = resume;
-  const config = rescoreConfig(resume ? resumeConfig(pipeline, resume) : pipeline, rescoreOf);
+  const scoredWith = rescoreOf ? await ctx.connectors.audit(pipeline).lastSucceededRun(pipeline.name, logicalDate) : undefined;
+  const config = rescoreConfig(resume ? resumeConfig(pipeline, resume) : pipeline, rescoreOf, scoredWith);
   const run: RunRef = { ...args.run, ...(input.resume && { runId: input.resume }), pipeline: config.name, logicalDate };
   const store = modelStoreFor(ctx, config);
   const model = await store.resolve(config.model);
+  if (scoredWith?.model_sha256 && model.pin.sha256 !== scoredWith.model_sha256) {
+    throw new InputError(
+      `${config.name} ${logicalDate} was scored with ${scoredWith.model_name}:${scoredWith.model_version} sha256 ${scoredWith.model_sha256}, which the model store now holds as ${model.pin.sha256}: ` +
+        'a rescore would append rows another model scored; rerun the date instead',
+    );
+  }
   hooks.heartbeat({ step: 'model', model: model.pin });
   if (!args.fingerprintOnly) await ctx.sessions.get(model); // loads the session and checks the manifest against the model
   checkOutputColumns(config, model.manifest.outputs.map((o) => o.column), `pipeline ${config.name} with model ${model.pin.name}:${model.pin.version}`);
@@ -182,9 +189,12 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
  * rows that still cannot be scored stay quarantined whatever the budget; no profile (a handful of rejected
  * rows would make a poor drift reference).
  */
-function rescoreConfig(config: PipelineConfig, rescoreOf: string | undefined): PipelineConfig {
+function rescoreConfig(config: PipelineConfig, rescoreOf: string | undefined, scoredWith: RunAudit | undefined): PipelineConfig {
   if (!rescoreOf) return config;
-  return { ...config, sink: { ...config.sink, mode: 'append' }, max_rejected: '100%', profile: false };
+  // The model the date's rows were scored with (its last succeeded run: the rescored run, or an earlier
+  // rescore of it), not what the alias names now: appended rows must match the partition's columns and model.
+  const model = scoredWith?.model_name && scoredWith.model_version ? `${scoredWith.model_name}:${scoredWith.model_version}` : config.model;
+  return { ...config, model, sink: { ...config.sink, mode: 'append' }, max_rejected: '100%', profile: false };
 }
 
 async function pendingQuarantinedRows(ctx: RunContext, config: PipelineConfig, run: RunRef, of: string): Promise<number> {

@@ -12,6 +12,7 @@ import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
 import { summaryLinesFor } from '../../src/cli/run-output';
+import { LocalModelStore, readManifestDraft } from '../../src/models/store';
 import { rescoreDate } from '../../src/runs';
 import type { RunResult } from '../../src/types';
 import { copyModels, demoData, directScores, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
@@ -145,9 +146,18 @@ describe('quarantine and error budget', () => {
     const dirty = `read_parquet('${project}/data/dirty/ds=${DATE}/*.parquet')`;
     const clean = `read_parquet('${project}/data/customers/ds=${DATE}/*.parquet')`;
 
+    // The alias moves on meanwhile (to the MLP, same columns): a rescore still scores with the model the
+    // date's rows were scored with (churn-gbt:1), or the partition would mix two models (the values below
+    // are checked against the tree model's direct scores).
+    const store = new LocalModelStore(join(project, 'models'));
+    const mlp = join(project, 'models', 'churn-mlp', '1');
+    await store.register({ modelPath: join(mlp, 'model.onnx'), name: 'churn-gbt', manifest: readManifestDraft(join(mlp, 'scoreline.model.yaml')), by: 'test' });
+    await store.promote('churn-gbt', '2');
+
     // The NULLs fixed at the source, the out-of-range values not yet.
     await rewrite(`SELECT d.* REPLACE (c.f05 AS f05) FROM ${dirty} d JOIN ${clean} c USING (customer_id) ORDER BY customer_id`);
     const partly = await rescore(first);
+    expect(partly.model).toMatchObject({ name: 'churn-gbt', version: '1' });
     expect(partly.error).toBeUndefined();
     expect(partly).toMatchObject({ status: 'succeeded', rescoreOf: first, rowsIn: dirtyKeys.length, rowsOut: 12, rowsQuarantined: 12 });
     expect(summaryLinesFor(partly).join('\n')).toContain(`rescore of run ${first}: 12 of its 24 quarantined rows scored and appended, 12 still quarantined`);
@@ -176,6 +186,8 @@ describe('quarantine and error budget', () => {
       `plan failed: run ${first} has no quarantined rows left to rescore in ${partition('scores_quarantine')}: it quarantined none on this date, a rescore already scored them, or a later run of the date replaced them`,
     );
     expect(await query(`SELECT count(*) AS n FROM read_parquet('${partition('scores')}/*.parquet')`)).toEqual([{ n: ROWS }]);
+    expect(await query(`SELECT DISTINCT model_version FROM read_parquet('${partition('scores')}/*.parquet')`)).toEqual([{ model_version: '1' }]);
+    await store.promote('churn-gbt', '1');
   });
 
   it('a rerun over clean input empties the date in the quarantine table', async () => {
