@@ -173,7 +173,9 @@ export class Connections {
   }
 
   private snowflakeOptions(name: string, spec: Extract<ConnectionSpec, { kind: 'snowflake' }>): SnowflakeOptions {
-    const options: SnowflakeOptions = { ...spec.options, account: spec.account, username: spec.username };
+    // The driver retries a failed login 7 times with backoff (~2 minutes to give up on an unreachable
+    // account) inside a step that Temporal retries anyway: 2 tries (~4 s), unless `options` says otherwise.
+    const options: SnowflakeOptions = { sfRetryMaxLoginRetries: 2, ...spec.options, account: spec.account, username: spec.username };
     if (spec.database) options.database = spec.database;
     if (spec.schema) options.schema = spec.schema;
     if (spec.warehouse) options.warehouse = spec.warehouse;

@@ -345,7 +345,12 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
       const date = opts.date ?? new Date().toISOString().slice(0, 10);
       const run = { runId: `validate${Date.now()}`, workflowId: 'validate', pipeline: config.name, logicalDate: date, trigger: 'cli' as const };
       try {
-        const plan = await (await load.batch()).buildPlan(ctx, { input: { pipeline: config.name, config: raw ?? config, date, overrides }, run });
+        const plan = await (await load.batch()).buildPlan(ctx, { input: { pipeline: config.name, config: raw ?? config, date, overrides }, run }).catch((err: unknown) => {
+          // Whatever the plan found wrong is the verdict: exit 2, and with --json an object saying so.
+          const message = errorMessage(err);
+          if (opts.json) printJson({ valid: false, pipeline: config.name, logical_date: date, error: message });
+          throw err instanceof ConfigError ? err : new ConfigError(message);
+        });
         const summary = {
           pipeline: config.name,
           logical_date: date,
@@ -359,8 +364,9 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
         if (opts.json) printJson({ valid: true, ...summary });
         else process.stdout.write(`✔ ${config.name} is valid for ${date}\n${Object.entries(summary).map(([k, v]) => `  ${k.padEnd(13)} ${v}`).join('\n')}\n`);
       } finally {
-        // A warehouse source snapshots its input while planning (one billed query): drop it again.
-        await ctx.connectors.source(config).cleanup?.(config, run);
+        // A warehouse source snapshots its input while planning (one billed query): drop it again. A drop
+        // that fails (the warehouse unreachable, as the plan may have found too) must not hide the verdict.
+        await Promise.resolve(ctx.connectors.source(config).cleanup?.(config, run)).catch((err: unknown) => process.stderr.write(`warning: ${errorMessage(err)}\n`));
         await ctx.sessions.close();
         await ctx.connectors.close?.(); // warehouse connection pools, or the command would not exit
       }

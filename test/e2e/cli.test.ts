@@ -99,6 +99,9 @@ describe('scoreline CLI', () => {
     const noData = await scoreline(['validate', 'pipelines/churn.yaml', '--date', '2026-01-01']);
     expect(noData.code).toBe(2);
     expect(noData.stderr).toMatch(/no input rows for churn-e2e on 2026-01-01/);
+    const noDataJson = await scoreline(['validate', 'pipelines/churn.yaml', '--date', '2026-01-01', '--json']);
+    expect(noDataJson.code).toBe(2);
+    expect(noDataJson.json).toMatchObject({ valid: false, pipeline: 'churn-e2e', logical_date: '2026-01-01', error: expect.stringMatching(/no input rows for churn-e2e on 2026-01-01/) });
   });
 
   it('run --json succeeds, and status / runs list / sql see the run', async () => {

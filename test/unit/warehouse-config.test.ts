@@ -68,6 +68,10 @@ describe('connections', () => {
   it('reads credentials from the worker environment, not the file', () => {
     const c = new Connections({ baseDir: dir, env: { WH_PASSWORD: 's3cret', BQ_TOKEN: 'tok' } });
     expect(c.snowflake('wh').options).toMatchObject({ account: 'acme-eu', username: 'SCORER', password: 's3cret', database: 'ANALYTICS' });
+    // Two login tries by default (the driver's own 7 take ~2 minutes on an unreachable account); `options` can say otherwise.
+    expect(c.snowflake('wh').options.sfRetryMaxLoginRetries).toBe(2);
+    const patient = new Connections({ baseDir: dir, env: { SCORELINE_CONNECTION_P: JSON.stringify({ kind: 'snowflake', account: 'a', username: 'u', options: { sfRetryMaxLoginRetries: 7 } }), SNOWFLAKE_PASSWORD: 'x' } });
+    expect(patient.snowflake('p').options.sfRetryMaxLoginRetries).toBe(7);
     const bq = c.bigquery('bq');
     expect(bq).toMatchObject({ project: 'acme-prod', dataset: 'scoring', options: { projectId: 'acme-prod', apiEndpoint: 'http://127.0.0.1:9050' } });
     expect(bq.options.authClient).toBeDefined();
