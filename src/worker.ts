@@ -173,6 +173,10 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
     chunks = await createTemporalWorker(config, context, connection, slots, codec, 'chunks');
   } catch (err) {
     await release();
+    // The SDK's runtime, started above, shuts down once its last connection closes; a start that failed
+    // before connecting leaves it running, and its signal handlers and threads kept the process alive after
+    // the error (SIGTERM included). Only if idle: another worker of this process may be using it.
+    await (Runtime.instance() as unknown as { shutdownIfIdle(): Promise<void> }).shutdownIfIdle();
     throw err;
   }
   activitySlots.set(slots);

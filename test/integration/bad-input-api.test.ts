@@ -16,6 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiServer, type ApiServer } from '../../src/api/server';
@@ -390,6 +391,21 @@ describe('CLI', () => {
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
     for (const id of notStarted) expect(await noWorkflow(id), id).toBe(true);
+  });
+
+  it('a worker whose metrics port is taken says so and exits 2 at once (it used to stay alive)', async () => {
+    const busy = createServer();
+    await new Promise<void>((ok) => busy.listen(0, '127.0.0.1', ok));
+    try {
+      const port = (busy.address() as AddressInfo).port;
+      const started = Date.now();
+      const r = await cli(['worker', '--metrics-port', String(port)]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^error: metrics port ${port} on 127\\.0\\.0\\.1 is in use`, 'm'));
+      expect(Date.now() - started).toBeLessThan(60_000); // the helper's own timeout is 120 s
+    } finally {
+      busy.close();
+    }
   });
 
   it('a run over a truncated file exits 1, names the file, commits nothing, and `scoreline sql` shows it failed', async () => {
