@@ -75,7 +75,13 @@ export async function runAnalystQuery(sql: string, opts: { dataDirs: string[]; t
     }
     let rows: Record<string, unknown>[];
     try {
-      rows = (await con.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
+      const reader = await con.runAndReadAll(sql);
+      const types = new Map(reader.columnNames().map((name, i) => [name, reader.columnTypes()[i].toString()]));
+      // Dates as 2026-11-06 and timestamps as ISO 8601 (UTC), not JavaScript's Date text, in tables and JSON alike.
+      rows = (reader.getRowObjectsJS() as Record<string, unknown>[]).map((row) => {
+        for (const [name, value] of Object.entries(row)) if (value instanceof Date) row[name] = types.get(name) === 'DATE' ? value.toISOString().slice(0, 10) : value.toISOString();
+        return row;
+      });
     } catch (err) {
       throw new ConfigError(`${String((err as Error).message).split('\n')[0]} (views: ${views.join(', ') || 'none — run a pipeline first'})`);
     }

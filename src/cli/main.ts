@@ -277,7 +277,8 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
           rows: p ? `${p.rowsDone}/${p.rowsPlanned}` : null,
           eta_estimate: p?.phase === 'scoring' && p.estimate ? new Date(p.estimate.finishAtMs).toISOString() : null,
           rows_per_s_estimate: p?.phase === 'scoring' && p.estimate ? p.estimate.rowsPerSec : null,
-          rows_out: p?.rowsOut ?? null,
+          // A run that failed or was cancelled committed nothing, whatever its chunks had staged (as its audit row says).
+          rows_out: p && (p.phase === 'failed' || p.phase === 'cancelled') ? 0 : (p?.rowsOut ?? null),
           model: p?.model ? `${p.model.name}:${p.model.version}` : null,
           started: desc.startTime.toISOString(),
           closed: desc.closeTime?.toISOString() ?? null,

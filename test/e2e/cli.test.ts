@@ -130,6 +130,11 @@ describe('scoreline CLI', () => {
     expect(sql.json).toEqual({ n: 10_000, runs: 1 });
     const audit = await scoreline(['sql', `SELECT status, rows_out FROM scoreline_runs WHERE run_id = '${runId}'`, '--json']);
     expect(audit.json).toEqual({ status: 'succeeded', rows_out: 10_000 });
+    // Dates and timestamps as ISO text, not JavaScript's Date strings, in JSON and in the table.
+    const when = await scoreline(['sql', 'SELECT ds, max(scored_at) AS scored_at FROM churn_scores GROUP BY ds', '--json']);
+    expect(when.json!.ds).toBe(DATE);
+    expect(String(when.json!.scored_at)).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    expect((await scoreline(['sql', 'SELECT ds FROM churn_scores LIMIT 1'])).stdout).toContain(DATE);
   });
 
   it('a failed run exits 1 with the error in the JSON summary', async () => {
