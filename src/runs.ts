@@ -171,6 +171,8 @@ export interface RunDetails extends RunSummary {
   counts: { rows_in: number; rows_out: number; rows_rejected: number; rows_imputed: number; rows_quarantined: number; chunks: number } | null;
   model: { name: string; version: string; sha256: string; ref: string } | null;
   output: string | null;
+  drift: ReturnType<typeof driftJson>;
+  shadow: ReturnType<typeof shadowJson>;
   error: string | null;
 }
 
@@ -252,6 +254,20 @@ export async function describeRun(client: ScorelineClient, id: string): Promise<
     counts: result ? { rows_in: result.rowsIn, rows_out: result.rowsOut, rows_rejected: result.rowsRejected, rows_imputed: result.rowsImputed, rows_quarantined: result.rowsQuarantined ?? 0, chunks: result.chunks } : null,
     model: model ? { name: model.name, version: model.version, sha256: model.sha256, ref: model.ref } : null,
     output: result?.output ?? null,
+    drift: result ? driftJson(result) : null,
+    shadow: result ? shadowJson(result) : null,
     error,
   };
+}
+
+/** A finished run's drift against its reference (docs/drift.md), as `run --json` and GET /v1/runs/{id} show it. */
+export function driftJson(r: RunResult) {
+  const d = r.drift;
+  return d ? { reference: d.reference, breached: d.breached.map((c) => c.column), columns: d.columns, ...(d.error && { error: d.error }) } : null;
+}
+
+/** A finished run's challenger (`shadow:`): model, its table, and the agreement with the model. */
+export function shadowJson(r: RunResult) {
+  const s = r.shadow;
+  return s ? { model: `${s.model.name}:${s.model.version}`, output: s.output ?? null, agreement: s.agreement } : null;
 }

@@ -98,6 +98,14 @@ export const RunDetails = RunSummary.extend({
     })
     .nullable(),
   model: z.object({ name: z.string(), version: z.string(), sha256: z.string(), ref: z.string() }).nullable(),
+  drift: z
+    .object({ reference: z.string().nullable(), breached: z.array(z.string()), columns: z.array(z.record(z.string(), z.unknown())), error: z.string().optional() })
+    .nullable()
+    .describe('a finished run: its profile against the reference (docs/drift.md); null without profiles'),
+  shadow: z
+    .object({ model: z.string(), output: z.string().nullable(), agreement: z.record(z.string(), z.unknown()) })
+    .nullable()
+    .describe('a finished run with `shadow:`: the challenger, its table and its agreement with the model'),
   output: z.string().nullable(),
   error: z.string().nullable(),
 }).meta({ id: 'RunDetails' });

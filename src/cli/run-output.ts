@@ -1,5 +1,6 @@
 /** How a finished run is shown: the human summary and the --json object other tooling reads. */
 import { webUiLink } from '../client';
+import { driftJson, shadowJson } from '../runs';
 import type { RunResult } from '../types';
 import { formatDuration, formatRate } from './progress';
 import { jsonSafe } from './table';
@@ -18,6 +19,12 @@ export function summaryLinesFor(r: RunResult, uiUrl?: string): string[] {
   if (r.output) lines.push(`  output  ${r.output}`);
   if (r.quarantine?.output && r.quarantine.rows > 0) lines.push(`  quarantine ${r.quarantine.output}: ${r.quarantine.rows.toLocaleString('en-US')} rows that could not be scored (within max_rejected)`);
   if (r.quarantine?.error) lines.push(`  warning ${r.quarantine.error}`);
+  if (r.drift) lines.push(`  drift   ${driftLine(r.drift)}`);
+  if (r.shadow) {
+    const a = r.shadow.agreement;
+    const rates = Object.entries(a.columns).map(([c, v]) => `${c} ${v.agreement_rate === null ? '-' : `${(100 * v.agreement_rate).toFixed(1)}%`}`).join(', ');
+    lines.push(`  shadow  ${r.shadow.model.name}:${r.shadow.model.version} → ${r.shadow.output ?? 'not committed'}; agreement over ${a.rows_compared.toLocaleString('en-US')} rows: ${rates || 'none'}${a.error ? ` (${a.error})` : ''}`);
+  }
   if (r.reusedChunks !== undefined) lines.push(`  resumed: ${r.reusedChunks} of ${r.chunks} chunks taken over from the run's staging, ${r.chunks - r.reusedChunks} scored`);
   if (r.resumableUntil) lines.push(`  staged chunks kept until ${r.resumableUntil}: resume with scoreline run ${r.pipeline} --resume ${r.runId}`);
   if (r.rescoreOf && r.status === 'succeeded') {
@@ -59,8 +66,19 @@ export function resultJson(r: RunResult): Record<string, unknown> {
     model: r.model ? `${r.model.name}:${r.model.version}` : null,
     model_sha256: r.model?.sha256 ?? null,
     stage_ms: r.stageMs ?? null,
+    // Drift against the reference (docs/drift.md) and the challenger's agreement (docs/models.md), as the run's result holds them.
+    drift: driftJson(r),
+    shadow: shadowJson(r),
     error: r.error ?? null,
   };
+}
+
+/** `2 of 34 columns drifted vs run … (2026-11-05): f03, churn_probability`, or why there is nothing to compare. */
+function driftLine(d: NonNullable<RunResult['drift']>): string {
+  if (d.error) return d.error;
+  if (!d.reference) return 'no reference yet (the first profiled run of this pipeline is the next run\'s reference)';
+  const breached = d.breached.map((c) => c.column);
+  return `${breached.length} of ${d.columns.length} columns drifted vs ${d.reference}${breached.length ? `: ${breached.join(', ')}` : ''}`;
 }
 
 export function waitForSignal(): Promise<void> {

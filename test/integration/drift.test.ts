@@ -9,7 +9,9 @@ import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resultJson, summaryLinesFor } from '../../src/cli/run-output';
 import { ScorelineClient } from '../../src/client';
+import { describeRun } from '../../src/runs';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
 import type { RunResult } from '../../src/types';
@@ -165,6 +167,10 @@ describe('run profiles and drift', () => {
     const f03 = third.drift!.columns.find((c) => c.column === 'f03')!;
     expect(f03.psi!).toBeGreaterThan(0.2);
     expect(f03.meanShift!).toBeGreaterThan(0.8);
+    // What the user sees: the run's summary, `run --json` and GET /v1/runs/{id} say which columns drifted.
+    expect(summaryLinesFor(third).join('\n')).toMatch(new RegExp(`drift {3}${breached.length} of ${third.drift!.columns.length} columns drifted vs run ${results[1].runId} \\(${DATES[1]}\\): .*f03`));
+    expect(resultJson(third).drift).toMatchObject({ reference: `run ${results[1].runId} (${DATES[1]})`, breached });
+    expect((await describeRun(client, third.runId)).drift).toMatchObject({ breached });
 
     await receiver.waitFor(() => driftHooks('drift-daily').length > 0);
     const [hook] = driftHooks('drift-daily');

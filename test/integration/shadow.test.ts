@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resultJson, summaryLinesFor } from '../../src/cli/run-output';
 import { stringify } from 'yaml';
 import { ScorelineClient } from '../../src/client';
 import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
@@ -65,6 +66,9 @@ describe('shadow scoring', () => {
     expect(result).toMatchObject({ status: 'succeeded', rowsOut: ROWS, chunks: 3 });
     expect(result.shadow!.model).toMatchObject({ name: 'churn-mlp', version: '1', ref: 'churn-mlp@challenger' });
     expect(result.shadow!.output).toBe(join(project, 'out', 'shadow_daily_shadow', `ds=${DATE}`));
+    // Shown to the user: the run's summary line and `run --json`.
+    expect(summaryLinesFor(result).join('\n')).toMatch(/shadow {2}churn-mlp:1 → .*shadow_daily_shadow\/ds=2026-11-05; agreement over [\d,]+ rows: .*churn_label \d+\.\d%/);
+    expect(resultJson(result).shadow).toMatchObject({ model: 'churn-mlp:1', output: result.shadow!.output, agreement: { rows_compared: expect.any(Number) } });
 
     const input = `${project}/data/customers/ds=${DATE}/*.parquet`;
     for (const [table, model] of [['shadow_daily', 'churn-gbt'], ['shadow_daily_shadow', 'churn-mlp']] as const) {
