@@ -52,7 +52,7 @@ export function registerApiCommands(program: Command, loadPipelineArg: LoadPipel
       'after',
       `
 Environment:
-  SCORELINE_API_TOKEN      bearer token every route but /healthz and /openapi.json requires (required)
+  SCORELINE_API_TOKEN      bearer token every route but /healthz, /openapi.json and /metrics requires (required)
   SCORELINE_API_PORT       default for --port (8080)
   SCORELINE_CODEC_KEYS     payload codec keys (id:base64key,…); when set, POST /codec/encode and /codec/decode
                            serve Temporal's remote codec protocol for the Web UI and CLI (docs/security.md)

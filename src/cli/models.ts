@@ -262,7 +262,11 @@ run does with them, measures time and memory per 1k rows, and suggests a chunk_r
     .option('--json', 'one JSON object per event')
     .addOption(storeOption())
     .action(async (name: string, opts) => {
-      const events = await openStore(opts).history(name, opts.alias);
+      const store = openStore(opts);
+      const events = await store.history(name, opts.alias);
+      // A typo'd name is not a model without history: refuse it (exit 2) like `show` does.
+      const known = events.length === 0 ? (await store.list()).map((m) => m.name) : [name];
+      if (!known.includes(name)) throw new ConfigError(`model "${name}" not found in model store ${store.root}` + (known.length ? ` (known: ${known.join(', ')})` : ' (store is empty)'));
       if (opts.json) events.forEach((e) => printJson(e));
       else process.stdout.write(events.length ? `${formatTable(events.map((e) => ({ time: e.time, alias: e.alias, from: e.from ?? '-', to: e.to, action: e.action, by: e.by })))}\n` : 'no alias history\n');
     });

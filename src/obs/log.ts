@@ -113,9 +113,10 @@ function safeFormat(value: string | undefined): LogFormat | undefined {
 
 /**
  * The level a long-running command logs at: its --log-level flag, else SCORELINE_LOG_LEVEL, else `info`.
- * A bad value is a usage error naming where it came from.
+ * A bad value (or a bad SCORELINE_LOG_FORMAT) is a usage error naming where it came from.
  */
 export function commandLogLevel(flag: string | undefined): LogLevelName {
+  parseLogFormat(process.env.SCORELINE_LOG_FORMAT); // a bad format is refused like a bad level, not ignored
   return parseLogLevel(flag, '--log-level') ?? parseLogLevel(process.env.SCORELINE_LOG_LEVEL) ?? 'info';
 }
 

@@ -202,6 +202,9 @@ describe('scoreline CLI', () => {
     const none = await m('rollback', 'churn');
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/error: cannot roll back churn@champion: there is no previous target/);
+    const typo = await m('history', 'chrun');
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/error: model "chrun" not found in model store .*\(known: churn\)/);
     const history = await m('history', 'churn', '--json');
     expect(history.stdout.trim().split('\n').map((l) => JSON.parse(l).action)).toEqual(['promote', 'promote', 'rollback']);
     const list = await m('list');

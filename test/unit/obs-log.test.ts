@@ -87,6 +87,9 @@ describe('levels', () => {
       process.env.SCORELINE_LOG_LEVEL = 'ERROR';
       expect(commandLogLevel(undefined)).toBe('error');
       expect(commandLogLevel('debug')).toBe('debug');
+      process.env.SCORELINE_LOG_FORMAT = 'text';
+      expect(() => commandLogLevel(undefined)).toThrow(/SCORELINE_LOG_FORMAT: "text" is not a log format \(expected json or pretty\)/);
+      delete process.env.SCORELINE_LOG_FORMAT;
     } finally {
       if (saved === undefined) delete process.env.SCORELINE_LOG_LEVEL;
       else process.env.SCORELINE_LOG_LEVEL = saved;
