@@ -53,6 +53,12 @@ export const rowsRejected = new Counter({
   labelNames: ['pipeline'] as const,
   registers,
 });
+export const rowsQuarantined = new Counter({
+  name: 'scoreline_rows_quarantined_total',
+  help: 'Rows set aside in the quarantine table under the error budget (max_rejected) in batch chunks, counted once per successful chunk attempt.',
+  labelNames: ['pipeline'] as const,
+  registers,
+});
 export const chunkDuration = new Histogram({
   name: 'scoreline_chunk_duration_seconds',
   help: 'Wall time of a successful scoreChunk activity attempt (read, convert, infer, write, audit row).',
@@ -130,13 +136,15 @@ export function touchPipeline(pipeline: string): void {
   for (const status of RUN_STATUSES) runsTotal.labels(pipeline, status).inc(0);
   rowsScored.labels(pipeline).inc(0);
   rowsRejected.labels(pipeline).inc(0);
+  rowsQuarantined.labels(pipeline).inc(0);
   chunkFailures.labels(pipeline).inc(0);
 }
 
 /** One successful chunk attempt: its rows and its time, overall and per stage. */
-export function recordChunk(pipeline: string, stats: Pick<ChunkStats, 'rowsOut' | 'rowsRejected' | 'readMs' | 'convertMs' | 'inferMs' | 'writeMs'>, seconds: number): void {
+export function recordChunk(pipeline: string, stats: Pick<ChunkStats, 'rowsOut' | 'rowsRejected' | 'quarantine' | 'readMs' | 'convertMs' | 'inferMs' | 'writeMs'>, seconds: number): void {
   rowsScored.labels(pipeline).inc(stats.rowsOut);
   rowsRejected.labels(pipeline).inc(stats.rowsRejected);
+  rowsQuarantined.labels(pipeline).inc(stats.quarantine?.rows ?? 0);
   chunkDuration.labels(pipeline).observe(seconds);
   const ms = { read: stats.readMs, convert: stats.convertMs, infer: stats.inferMs, write: stats.writeMs };
   for (const stage of STAGES) chunkStageDuration.labels(pipeline, stage).observe(ms[stage] / 1000);

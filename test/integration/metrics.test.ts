@@ -207,6 +207,7 @@ describe('worker /metrics after batch runs', () => {
     expect(valueOf(e, 'scoreline_rows_scored_total', p)).toBe(ok.rowsOut);
     expect(valueOf(e, 'scoreline_rows_rejected_total', p)).toBe(ok.rowsRejected);
     expect(valueOf(e, 'scoreline_rows_scored_total', p)! + valueOf(e, 'scoreline_rows_rejected_total', p)!).toBe(ok.rowsIn);
+    expect(valueOf(e, 'scoreline_rows_quarantined_total', p)).toBe(0); // no error budget: nothing set aside
     expect(valueOf(e, 'scoreline_runs_total', { ...p, status: 'succeeded' })).toBe(1);
     // Zero-valued series exist from the plan on, so `increase()` sees a pipeline's first failure.
     expect(valueOf(e, 'scoreline_runs_total', { ...p, status: 'failed' })).toBe(0);
