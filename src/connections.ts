@@ -237,10 +237,13 @@ function rejectSecrets(raw: unknown, origin: string): void {
   const entries = Object.entries(raw as Record<string, unknown>);
   const nested = (raw as { options?: unknown }).options;
   const all = typeof nested === 'object' && nested !== null ? [...entries, ...Object.entries(nested)] : entries;
+  const snowflake = (raw as { kind?: unknown }).kind === 'snowflake';
   for (const [key] of all) {
-    const instead = SECRET_KEYS[key.toLowerCase()];
+    let instead = SECRET_KEYS[key.toLowerCase()];
+    // access_token_env is BigQuery's; a Snowflake connection authenticates by password or key pair.
+    if (instead === 'access_token_env' && snowflake) instead = 'password_env" (or key-pair auth with "private_key_path';
     if (instead) {
-      throw new ConfigError(`${origin}: "${key}" would put a secret into a file; name the environment variable that holds it with "${instead}" instead`);
+      throw new ConfigError(`${origin}: "${key}" would put a secret into the connection's configuration; name the environment variable that holds it with "${instead}" instead`);
     }
   }
 }

@@ -87,8 +87,11 @@ describe('connections', () => {
       expect(err).toBeInstanceOf(ConfigError);
       message = (err as Error).message;
     }
-    expect(message).toContain('"password" would put a secret into a file');
+    expect(message).toContain('"password" would put a secret into the connection\'s configuration; name the environment variable that holds it with "password_env" instead');
     expect(message).not.toContain('hunter2');
+    // A Snowflake token is pointed at Snowflake's ways to authenticate, not BigQuery's access_token_env.
+    const token = new Connections({ baseDir: dir, env: { SCORELINE_CONNECTION_T: JSON.stringify({ kind: 'snowflake', account: 'a', username: 'u', token: 'x' }) } });
+    expect(() => token.snowflake('t')).toThrow(/"token" would put a secret .* with "password_env" \(or key-pair auth with "private_key_path" instead/);
   });
 
   it('never echoes a malformed connection (it may hold a secret) in its error', () => {
