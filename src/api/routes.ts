@@ -61,6 +61,7 @@ export function apiRoutes(ctx: ApiContext): Route[] {
         try {
           const { only_quarantined: onlyQuarantined, resume } = body;
           const date = await startDate(ctx.client, config.name, { date: body.date, onlyQuarantined, resume });
+          if (onlyQuarantined) await withPlanningContext(ctx, (run) => import('../run/batch.js').then((b) => b.assertRescoreHasRows(run, config, date, onlyQuarantined)));
           const handle = await ctx.client.startRun({ config, raw: config, date, overrides, trigger: 'api', onlyQuarantined, resume });
           return { status: 202, body: { workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running', pipeline: config.name, logical_date: date } };
         } catch (err) {
@@ -203,11 +204,10 @@ function scheduleRoutes(ctx: ApiContext, schedules: NonNullable<ApiContext['sche
       'backfillSchedule',
       'Run each logical date in [from, to] once, skipping dates whose input and model are unchanged unless force (a date already running is not started twice); like `scoreline schedule backfill`',
       async (name, b) => {
-        // Loaded on first use: the planner and the worker's context are not needed by any other route.
-        const [{ planAndBackfillSchedule }, { runContextFor }] = await Promise.all([import('../run/backfill.js'), import('../worker.js')]);
-        const context = async () => runContextFor({ address: ctx.client.config.address, projectDir: ctx.projectDir, pipelinesDir: ctx.pipelinesDir, modelsDir: ctx.modelsDir, inferenceThreads: 0 });
+        // Loaded on first use: the planner is not needed by any other route.
+        const { planAndBackfillSchedule } = await import('../run/backfill.js');
         const flags = { overlap: b.overlap, skipUnchanged: b.skip_unchanged, force: b.force, dryRun: b.dry_run };
-        const r = await planAndBackfillSchedule(ctx.client, name, { from: b.from, to: b.to }, flags, context);
+        const r = await planAndBackfillSchedule(ctx.client, name, { from: b.from, to: b.to }, flags, () => planningContext(ctx));
         return { ...r.backfill, ...(r.plan && { plan: r.plan }), started: r.started, dry_run: Boolean(b.dry_run) };
       },
       S.BackfillBody,
@@ -267,6 +267,22 @@ export function pipelineErrorForCaller(name: string, message: string, overrides:
     if (rest.includes(`unknown field "${key.split('.').at(-1)}"`)) return `body.overrides.${key}: not a pipeline field`;
   }
   return `pipeline ${name}: ${rest}`;
+}
+
+/** A run context for planning on this server (backfill plans, rescore checks): its connectors, no inference threads. Loaded on first use. */
+async function planningContext(ctx: ApiContext): Promise<RunContext> {
+  const { runContextFor } = await import('../worker.js');
+  return runContextFor({ address: ctx.client.config.address, projectDir: ctx.projectDir, pipelinesDir: ctx.pipelinesDir, modelsDir: ctx.modelsDir, inferenceThreads: 0 });
+}
+
+async function withPlanningContext<T>(ctx: ApiContext, fn: (run: RunContext) => Promise<T>): Promise<T> {
+  const run = await planningContext(ctx);
+  try {
+    return await fn(run);
+  } finally {
+    await run.sessions.close();
+    await run.connectors.close?.();
+  }
 }
 
 function pipelineContext(ctx: ApiContext): RunContext {

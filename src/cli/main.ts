@@ -225,6 +225,15 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
       try {
         const { onlyQuarantined, resume } = opts as { onlyQuarantined?: string; resume?: string };
         const date = await startDate(client, config.name, { date: opts.date, onlyQuarantined, resume });
+        if (onlyQuarantined) {
+          const ctx = await localContext();
+          try {
+            await (await load.batch()).assertRescoreHasRows(ctx, config, date, onlyQuarantined);
+          } finally {
+            await ctx.sessions.close();
+            await ctx.connectors.close?.();
+          }
+        }
         const handle = await client.startRun({ config, raw: raw ?? config, date, overrides, trigger: 'cli' as Trigger, onlyQuarantined, resume });
         if (!opts.wait) {
           if (opts.json) printJson({ workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running' });

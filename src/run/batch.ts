@@ -197,6 +197,20 @@ function rescoreConfig(config: PipelineConfig, rescoreOf: string | undefined, sc
   return { ...config, model, sink: { ...config.sink, mode: 'append' }, max_rejected: '100%', profile: false };
 }
 
+/**
+ * Before a rescore starts (CLI and API): one that would find no rows is refused, rather than started as a
+ * run that fails at its plan (a failed audit row, failure alerts). Only a positive "none": a check this
+ * machine cannot make (e.g. no warehouse credentials here) lets the run start, and its plan decides.
+ */
+export async function assertRescoreHasRows(ctx: RunContext, config: PipelineConfig, logicalDate: string, of: string): Promise<void> {
+  const run: RunRef = { runId: `rescore-check-${of}-${Date.now()}`, workflowId: 'rescore-check', pipeline: config.name, logicalDate, trigger: 'cli' };
+  try {
+    await pendingQuarantinedRows(ctx, rescoreConfig(config, of, undefined), run, of);
+  } catch (err) {
+    if (err instanceof InputError) throw new ConfigError(err.message);
+  }
+}
+
 async function pendingQuarantinedRows(ctx: RunContext, config: PipelineConfig, run: RunRef, of: string): Promise<number> {
   const pending = (await pendingKeySet(ctx, config, run, of)).size;
   if (pending === 0) {

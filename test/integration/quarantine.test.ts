@@ -13,6 +13,8 @@ import { parsePipeline, type PipelineInput } from '../../src/config/pipeline';
 import type { Stack } from '../../src/dev/stack';
 import { summaryLinesFor } from '../../src/cli/run-output';
 import { LocalModelStore, readManifestDraft } from '../../src/models/store';
+import { ConfigError } from '../../src/errors';
+import { assertRescoreHasRows } from '../../src/run/batch';
 import { rescoreDate } from '../../src/runs';
 import type { RunResult } from '../../src/types';
 import { copyModels, demoData, directScores, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
@@ -156,6 +158,7 @@ describe('quarantine and error budget', () => {
 
     // The NULLs fixed at the source, the out-of-range values not yet.
     await rewrite(`SELECT d.* REPLACE (c.f05 AS f05) FROM ${dirty} d JOIN ${clean} c USING (customer_id) ORDER BY customer_id`);
+    await assertRescoreHasRows(stack.worker!.context, parsePipeline(pipeline('budget'), 'test'), DATE, first); // rows to rescore: no objection
     const partly = await rescore(first);
     expect(partly.model).toMatchObject({ name: 'churn-gbt', version: '1' });
     expect(partly.error).toBeUndefined();
@@ -179,7 +182,11 @@ describe('quarantine and error budget', () => {
     expect(Object.fromEntries(byRun)).toEqual({ [first]: ROWS - dirtyKeys.length, [partly.runId]: 12, [rest.runId]: 12 });
     expect(files(partition('scores_quarantine'))).toEqual([]);
 
-    // Again: nothing is left to rescore, and nothing is appended twice.
+    // Again: nothing is left to rescore, and nothing is appended twice. The CLI and the API refuse it before
+    // starting anything (exit 2 / 400); a run started anyway fails at its plan, saying so.
+    const config = parsePipeline(pipeline('budget'), 'test');
+    await expect(assertRescoreHasRows(stack.worker!.context, config, DATE, first)).rejects.toThrow(ConfigError);
+    await expect(assertRescoreHasRows(stack.worker!.context, config, DATE, first)).rejects.toThrow(`run ${first} has no quarantined rows left to rescore`);
     const again = await rescore(first);
     expect(again.status).toBe('failed');
     expect(again.error).toBe(
