@@ -62,6 +62,17 @@ async function localContext(): Promise<RunContext> {
   return runContextFor({ ...workerConfigFromEnv(), projectDir: projectDir() });
 }
 
+/** `fn` with a local context (planning on this machine), closed after: sessions and warehouse pools, or the command would not exit. */
+async function withLocalContext<T>(fn: (ctx: RunContext) => Promise<T>): Promise<T> {
+  const ctx = await localContext();
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.sessions.close();
+    await ctx.connectors.close?.();
+  }
+}
+
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function buildProgram(): Command {
@@ -225,15 +236,7 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
       try {
         const { onlyQuarantined, resume } = opts as { onlyQuarantined?: string; resume?: string };
         const date = await startDate(client, config.name, { date: opts.date, onlyQuarantined, resume });
-        if (onlyQuarantined) {
-          const ctx = await localContext();
-          try {
-            await (await load.batch()).assertRescoreHasRows(ctx, config, date, onlyQuarantined);
-          } finally {
-            await ctx.sessions.close();
-            await ctx.connectors.close?.();
-          }
-        }
+        if (onlyQuarantined) await withLocalContext(async (ctx) => (await load.batch()).assertRescoreHasRows(ctx, config, date, onlyQuarantined));
         const handle = await client.startRun({ config, raw: raw ?? config, date, overrides, trigger: 'cli' as Trigger, onlyQuarantined, resume });
         if (!opts.wait) {
           if (opts.json) printJson({ workflow_id: handle.workflowId, run_id: handle.firstExecutionRunId, status: 'running' });
@@ -463,14 +466,7 @@ async function runDates(
   if (to < from) throw new ConfigError(`--dates ${from}..${to}: the first date is after the last`);
   const dates = backfill.datesBetween(from, to);
   if (dates.length > 366) throw new ConfigError(`--dates ${from}..${to} spans ${dates.length} days; at most 366 at a time`);
-  const ctx = await localContext();
-  let plan: Awaited<ReturnType<typeof backfill.planBackfill>>;
-  try {
-    plan = await backfill.planBackfill(ctx, { config, raw: raw ?? config, dates, overrides, skipUnchanged: opts.skipUnchanged ?? true, force: opts.force });
-  } finally {
-    await ctx.sessions.close();
-    await ctx.connectors.close?.();
-  }
+  const plan = await withLocalContext((ctx) => backfill.planBackfill(ctx, { config, raw: raw ?? config, dates, overrides, skipUnchanged: opts.skipUnchanged ?? true, force: opts.force }));
   if (!opts.json) process.stdout.write(`${backfill.backfillPlanLines(plan, { dryRun: opts.dryRun, force: opts.force }).join('\n')}\n`);
   if (opts.dryRun || plan.to_run.length === 0) {
     if (opts.json) printJson({ plan, runs: [] });
