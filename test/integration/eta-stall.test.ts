@@ -147,9 +147,10 @@ describe('late: the projection crosses the deadline before the deadline', () => 
     const deadlineMs = now - (now % 60_000) + 60_000;
     const hhmm = new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/Berlin', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(new Date(deadlineMs));
     const deadline = `${hhmm} Europe/Berlin`;
-    // 2,000 chunks one at a time (in child workflows of 500, which report progress every 5 s): minutes
-    // of work, so it is projected past a deadline at most a minute away, from the second progress report.
-    const raw = pipeline('eta-deadline', { chunk_rows: 4, alerts: { deadline, channels: [webhook] } });
+    // 4,000 chunks one at a time (in child workflows of 500, which report progress every 5 s): ~2 minutes
+    // of work at ~30 ms a chunk, so it is projected well past a deadline at most a minute away, from the
+    // second progress report. (2,000 chunks projected ~60 s: a coin flip when the deadline was ~60 s away.)
+    const raw = pipeline('eta-deadline', { chunk_rows: 2, alerts: { deadline, channels: [webhook] } });
     expect(parsePipeline(raw, 'test').alerts?.on).toEqual(['failed', 'late', 'recovered']);
     const handle = await start(raw);
     await receiver.waitFor(() => hooks('eta-deadline', 'late').length > 0, 70_000);
@@ -158,7 +159,7 @@ describe('late: the projection crosses the deadline before the deadline', () => 
 
     const [late] = hooks('eta-deadline', 'late');
     const p = late.json.projection;
-    expect(p).toMatchObject({ limit: 'deadline', limit_text: deadline, deadline: new Date(deadlineMs).toISOString(), rows_planned: ROWS, chunks_total: 2000 });
+    expect(p).toMatchObject({ limit: 'deadline', limit_text: deadline, deadline: new Date(deadlineMs).toISOString(), rows_planned: ROWS, chunks_total: 4000 });
     expect(Date.parse(late.json.occurred_at)).toBeLessThan(deadlineMs);
     expect(Date.parse(p.eta)).toBeGreaterThan(deadlineMs);
     expect(p.chunks_done).toBeGreaterThan(0);
