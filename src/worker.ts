@@ -15,7 +15,7 @@ import { parseWholeNumber } from './config/numbers';
 import { ConfigError } from './errors';
 import { logger, temporalLogger, temporalThreshold } from './obs/log';
 import { activitySlots, startMetricsServer } from './obs/metrics';
-import { defaultWorkerId, type RunContext } from './run/context';
+import { closeRunContext, defaultWorkerId, type RunContext } from './run/context';
 import { packageRoot } from './paths';
 import { InferencePool } from './scoring/pool';
 import { SessionCache } from './scoring/session';
@@ -154,9 +154,7 @@ export async function createWorker(config: WorkerConfig): Promise<ScorelineWorke
   // and sockets would keep the process alive after the error).
   const release = async () => {
     await metrics?.close();
-    await context.sessions.close();
-    await context.inference?.close();
-    await context.connectors.close?.();
+    await closeRunContext(context);
     await connection?.close();
   };
   try {

@@ -12,7 +12,7 @@ import type { NrtClient } from '../nrt/client';
 import { predictionRows } from '../nrt/response';
 import { rowsFromArrow, rowsFromObjects } from '../nrt/rows';
 import { liveModels } from '../nrt/score';
-import { modelStoreFor, resolvePipeline, type RunContext } from '../run/context';
+import { modelStoreFor, resolvePipeline, withRunContext, type RunContext } from '../run/context';
 import { describeRun, listRuns, runListQuery, startDate } from '../runs';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ApiError, type Route } from './http';
@@ -275,14 +275,8 @@ async function planningContext(ctx: ApiContext): Promise<RunContext> {
   return runContextFor({ address: ctx.client.config.address, projectDir: ctx.projectDir, pipelinesDir: ctx.pipelinesDir, modelsDir: ctx.modelsDir, inferenceThreads: 0 });
 }
 
-async function withPlanningContext<T>(ctx: ApiContext, fn: (run: RunContext) => Promise<T>): Promise<T> {
-  const run = await planningContext(ctx);
-  try {
-    return await fn(run);
-  } finally {
-    await run.sessions.close();
-    await run.connectors.close?.();
-  }
+function withPlanningContext<T>(ctx: ApiContext, fn: (run: RunContext) => Promise<T>): Promise<T> {
+  return withRunContext(() => planningContext(ctx), fn);
 }
 
 function pipelineContext(ctx: ApiContext): RunContext {

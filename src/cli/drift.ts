@@ -10,7 +10,7 @@ import type { PipelineConfig } from '../config/pipeline';
 import { ConfigError } from '../errors';
 import { profileKey } from '../profile/sketch';
 import { baselinePath, breachedColumns, profileFromRows, type BaselineFile } from '../run/profile';
-import type { RunContext } from '../run/context';
+import { withRunContext, type RunContext } from '../run/context';
 import type { AgreementSummary } from '../profile/agreement';
 import type { ProfileAudit } from '../types';
 import { formatTable } from './table';
@@ -85,14 +85,8 @@ interface CliDeps {
 }
 
 /** Runs `fn` with a worker-like context in this process (credentials from this shell's env), then closes it. */
-async function withContext<T>(deps: CliDeps, fn: (ctx: RunContext) => Promise<T>): Promise<T> {
-  const ctx = await deps.localContext();
-  try {
-    return await fn(ctx);
-  } finally {
-    await ctx.sessions.close();
-    await ctx.connectors.close?.();
-  }
+function withContext<T>(deps: CliDeps, fn: (ctx: RunContext) => Promise<T>): Promise<T> {
+  return withRunContext(deps.localContext, fn);
 }
 
 /** `models compare` under the `models` command (registered by src/cli/models.ts). */

@@ -8,7 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { assertLogicalDate, loadPipelineFile, parseOverrideFlags, readPipelineYaml, type PipelineConfig } from '../config/pipeline';
 import { ScorelineClient, clientConfigFromEnv } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
-import { resolvePipeline, type RunContext } from '../run/context';
+import { closeRunContext, resolvePipeline, withRunContext, type RunContext } from '../run/context';
 import { listRuns, RUN_STATES, startDate, type RunSummary } from '../runs';
 import type { Trigger } from '../types';
 import { DEFAULT_DEV_METRICS_PORT, parseMetricsPort } from '../obs/ports';
@@ -63,14 +63,8 @@ async function localContext(): Promise<RunContext> {
 }
 
 /** `fn` with a local context (planning on this machine), closed after: sessions and warehouse pools, or the command would not exit. */
-async function withLocalContext<T>(fn: (ctx: RunContext) => Promise<T>): Promise<T> {
-  const ctx = await localContext();
-  try {
-    return await fn(ctx);
-  } finally {
-    await ctx.sessions.close();
-    await ctx.connectors.close?.();
-  }
+function withLocalContext<T>(fn: (ctx: RunContext) => Promise<T>): Promise<T> {
+  return withRunContext(localContext, fn);
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -380,8 +374,7 @@ and is then skipped. Planning reads the source's metadata and the audit table fr
         // A warehouse source snapshots its input while planning (one billed query): drop it again. A drop
         // that fails (the warehouse unreachable, as the plan may have found too) must not hide the verdict.
         await Promise.resolve(ctx.connectors.source(config).cleanup?.(config, run)).catch((err: unknown) => process.stderr.write(`warning: ${errorMessage(err)}\n`));
-        await ctx.sessions.close();
-        await ctx.connectors.close?.(); // warehouse connection pools, or the command would not exit
+        await closeRunContext(ctx);
       }
     });
 

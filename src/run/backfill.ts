@@ -14,7 +14,7 @@ import type { BackfillOverlap } from '../schedules/config';
 import { addDays } from '../schedules/logical-date';
 import type { RunInput, RunRef } from '../types';
 import { buildPlan } from './batch';
-import { resolvePipeline, type RunContext } from './context';
+import { resolvePipeline, withRunContext, type RunContext } from './context';
 
 export type DateState = 'changed' | 'unchanged' | 'new';
 
@@ -126,15 +126,10 @@ export async function planAndBackfillSchedule(
   let plan: BackfillPlan | undefined;
   if (skip || opts.dryRun || opts.force) {
     const input = await scheduledRunInput(sc, name);
-    const ctx = await context();
-    try {
+    plan = await withRunContext(context, (ctx) => {
       const config = resolvePipeline(ctx, input.pipeline, input.config, input.overrides ?? {});
-      plan = await planBackfill(ctx, { config, raw: input.config, dates: all.runs.map((x) => x.logical_date), overrides: input.overrides, skipUnchanged: skip, force: opts.force });
-    } finally {
-      await ctx.sessions.close();
-      await ctx.inference?.close();
-      await ctx.connectors.close?.();
-    }
+      return planBackfill(ctx, { config, raw: input.config, dates: all.runs.map((x) => x.logical_date), overrides: input.overrides, skipUnchanged: skip, force: opts.force });
+    });
   }
   const only = plan?.to_run;
   if (opts.dryRun || (only && only.length === 0)) return { plan, backfill: { ...all, runs: all.runs.filter((x) => !only || only.includes(x.logical_date)) }, started: false };

@@ -28,6 +28,23 @@ export interface RunContext {
   searchAttributesRegistered?: () => Promise<boolean>;
 }
 
+/** Releases what a context holds: ONNX sessions, inference threads, warehouse connection pools (or the process would not exit). */
+export async function closeRunContext(ctx: RunContext): Promise<void> {
+  await ctx.sessions.close();
+  await ctx.inference?.close();
+  await ctx.connectors.close?.();
+}
+
+/** Runs `fn` with a context opened for it (planning on this machine), then closes the context. */
+export async function withRunContext<T>(open: () => Promise<RunContext>, fn: (ctx: RunContext) => Promise<T>): Promise<T> {
+  const ctx = await open();
+  try {
+    return await fn(ctx);
+  } finally {
+    await closeRunContext(ctx);
+  }
+}
+
 export function defaultWorkerId(): string {
   return `${hostname()}:${process.pid}`;
 }
