@@ -17,6 +17,14 @@ import type { CommitStats, RunRef, StagedChunk } from '../src/types';
 import type { Sink, StagedFile } from './types';
 
 export const COMMIT_MARKER = '_scoreline_commit.json';
+/** The 0-row file of an empty replace-partition commit (ParquetSink.emptyLikeReplaced). */
+const EMPTY_PART = 'part-00000.parquet';
+
+async function firstParquet(dir: string): Promise<string | undefined> {
+  const names = existsSync(dir) ? await fs.readdir(dir) : [];
+  const name = names.sort().find((f) => f.endsWith('.parquet'));
+  return name && join(dir, name);
+}
 
 interface CommitMarker {
   run_id: string;
@@ -79,6 +87,10 @@ export class ParquetSink implements Sink {
     }
 
     await fs.mkdir(staging, { recursive: true }); // an empty input stages nothing but still commits
+    if (files.length === 0 && this.mode === 'replace-partition') {
+      const empty = await this.emptyLikeReplaced(staging, target);
+      if (empty) files.push(empty);
+    }
     // An append retried after a crash may already have moved some files into the partition.
     const present = (f: string) => existsSync(join(staging, f)) || (this.mode === 'append' && existsSync(join(target, f)));
     const missing = files.filter((f) => !present(f));
@@ -94,6 +106,21 @@ export class ParquetSink implements Sink {
 
     if (this.mode === 'append') return stats(await this.appendInto(target, staging, files, run));
     return stats(await this.swapInto(target, staging, run));
+  }
+
+  /**
+   * An empty commit over a partition that held rows (a rescore that scored every quarantined row, a
+   * rerun on an emptied input) writes one 0-row file with the replaced rows' columns: the table keeps
+   * its schema for readers (`scoreline sql` has a view only for tables with files) instead of vanishing.
+   * The file's name, or undefined when there is nothing to take the columns from.
+   */
+  private async emptyLikeReplaced(staging: string, target: string): Promise<string | undefined> {
+    const written = join(staging, EMPTY_PART);
+    if (existsSync(written)) return EMPTY_PART; // a retried commit
+    const template = (await firstParquet(target)) ?? (await firstParquet(`${staging}.replaced`));
+    if (!template) return undefined;
+    await withConnection((con) => con.run(`COPY (SELECT * FROM read_parquet(${sqlString(template)}) LIMIT 0) TO ${sqlString(written)} (FORMAT parquet)`));
+    return EMPTY_PART;
   }
 
   private markerName(run: RunRef): string {

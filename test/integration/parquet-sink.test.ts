@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import * as arrow from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ParquetSink } from '../../connectors/parquet-sink';
+import { runAnalystQuery } from '../../src/sql';
 import type { RunRef, StagedChunk } from '../../src/types';
 import { cleanup, query, tempProject } from '../helpers/project';
 
@@ -42,6 +43,24 @@ describe('ParquetSink', () => {
     expect(first).toMatchObject({ rowsOut: 3, rowsReplaced: 3, files: 1 });
     expect(await sink.commit(b, stagedB)).toMatchObject({ rowsOut: 3 }); // idempotent
     expect(await rowsIn('replace')).toEqual([{ run_id: 'b', n: 3 }]);
+  });
+
+  it('an empty commit over rows keeps the table and its columns (a 0-row file), and stays idempotent', async () => {
+    const sink = new ParquetSink(join(dir, 'emptied'), 'replace-partition');
+    const a = run('a');
+    await sink.commit(a, await stageRows(sink, a, [[1, 2]]));
+    const b = run('b');
+    expect(await sink.commit(b, [])).toMatchObject({ rowsOut: 0, rowsReplaced: 2 });
+    expect(await sink.commit(b, [])).toMatchObject({ rowsOut: 0 }); // retried: still one file
+    expect(readdirSync(join(dir, 'emptied', `ds=${DATE}`)).filter((f) => f.endsWith('.parquet'))).toEqual(['part-00000.parquet']);
+    // What an analyst sees: the table's view, with its columns, and no rows (it used to vanish from `scoreline sql`).
+    const { rows, views } = await runAnalystQuery('SELECT count(*)::INTEGER AS n, max(id) AS id, max(run_id) AS run_id FROM emptied', { dataDirs: [dir] });
+    expect(views).toContain('emptied');
+    expect(rows).toEqual([{ n: 0, id: null, run_id: null }]);
+    // A table that never had rows has nothing to take the columns from: no file.
+    const fresh = new ParquetSink(join(dir, 'never'), 'replace-partition');
+    await fresh.commit(a, []);
+    expect(readdirSync(join(dir, 'never', `ds=${DATE}`)).filter((f) => f.endsWith('.parquet'))).toEqual([]);
   });
 
   it('a commit interrupted between its two renames is finished by the retry', async () => {
