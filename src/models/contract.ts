@@ -27,6 +27,7 @@ import type { Source, SourcePlan } from '../../connectors/types';
 import { chunkRowsFor, NAME_PATTERN, renderTemplate, templateVars, type FeaturePolicy, type PipelineConfig } from '../config/pipeline';
 import { ConfigError, errorMessage, InputError } from '../errors';
 import { packageRoot } from '../paths';
+import { describeBudget, quarantines, rejectBudget, type MaxRejected } from '../run/budget';
 import { createSession, runModel, type ScoringSession } from '../scoring/session';
 import { buildFeeds, type BuiltTensor, type OutputColumn, type TensorData } from '../scoring/tensor';
 import type { Chunk, RunRef } from '../types';
@@ -349,11 +350,15 @@ export async function checkContract(opts: ContractOptions): Promise<ContractRepo
     const built: BuiltTensor[][] = [];
     const stats = { rowsIn: 0, rowsOut: 0, rejected: 0, imputed: 0, readBytes: 0 };
     const outputs: Map<string, OutputColumn>[] = [];
+    // Every sampled row a run could not score (a NULL under nulls: error, a strict cast's loss), by
+    // column: all of them, not just the first, so one check names everything to fix.
+    const unscorable = new Map<string, { rows: number; first: string }>();
+    let unscorableRows = 0;
     for (const batch of batches) {
       stats.readBytes += batchBytes(batch);
       let feeds;
       try {
-        feeds = buildFeeds(batch, manifest, policy, where);
+        feeds = buildFeeds(batch, manifest, policy, where, { quarantine: true });
       } catch (err) {
         const message = errorMessage(err);
         const col = /column "([^"]+)"/.exec(message)?.[1];
@@ -361,6 +366,16 @@ export async function checkContract(opts: ContractOptions): Promise<ContractRepo
         if (check) Object.assign(check, { status: 'failed', problem: message });
         report.problems.push(message);
         return report;
+      }
+      if (feeds.quarantined) {
+        const q = feeds.quarantined;
+        unscorableRows += q.rows.length;
+        for (let i = 0; i < q.rows.length; i++) {
+          const key = keys.filter((k) => batch.getChild(k)).map((k) => `${k}=${String(batch.getChild(k)!.get(q.rows[i]))}`).join(', ');
+          const seen = unscorable.get(q.columns[i]) ?? { rows: 0, first: `row ${stats.rowsIn + q.rows[i]}${key && ` (${key})`}: ${q.reasons[i]}` };
+          seen.rows++;
+          unscorable.set(q.columns[i], seen);
+        }
       }
       stats.rowsIn += feeds.rowsIn;
       stats.rowsOut += feeds.rowsOut;
@@ -376,7 +391,8 @@ export async function checkContract(opts: ContractOptions): Promise<ContractRepo
       }
     }
     report.sample = { rows_read: stats.rowsIn, rows_scored: stats.rowsOut, rows_rejected: stats.rejected, rows_imputed: stats.imputed, predictions: predictionStats(manifest, outputs) };
-    if (stats.rowsOut === 0) {
+    if (unscorableRows > 0) judgeUnscorable(report, unscorable, { rows: unscorableRows, sampled: stats.rowsIn, planned: plan.rows, budget: src.kind === 'pipeline' ? config.max_rejected : undefined });
+    if (stats.rowsOut === 0 && unscorableRows === 0) {
       report.problems.push(`no sampled row could be scored: all ${stats.rowsIn} have a NULL feature and features.nulls is "skip"`);
       return report;
     }
@@ -455,6 +471,31 @@ export async function checkContract(opts: ContractOptions): Promise<ContractRepo
     await source.cleanup?.(config, run).catch(() => undefined);
     await connectors.close?.().catch(() => undefined);
   }
+}
+
+/**
+ * Sampled rows a run could not score: each column's count and first row go on its line of the report.
+ * Without an error budget a run fails on the first, so they are a problem; with one (`max_rejected`),
+ * a run quarantines them, so they are a warning unless the sample's share, scaled to the input, would
+ * exceed the budget.
+ */
+function judgeUnscorable(report: ContractReport, byColumn: Map<string, { rows: number; first: string }>, n: { rows: number; sampled: number; planned: number; budget: MaxRejected | undefined }): void {
+  const parts: string[] = [];
+  for (const [column, { rows, first }] of byColumn) {
+    const more = rows > 1 ? ` (and ${rows - 1} more row${rows > 2 ? 's' : ''})` : '';
+    parts.push(`column "${column}" ${first}${more}`);
+    const check = report.columns.find((c) => c.column === column && c.role === 'feature');
+    if (check) Object.assign(check, { status: 'failed', problem: `${rows} of ${n.sampled} sampled rows cannot be scored; first: ${first}` });
+  }
+  const what = `${n.rows} of ${n.sampled} sampled rows cannot be scored: ${parts.join('; ')}`;
+  if (!quarantines(n.budget)) {
+    report.problems.push(`${what}. A run fails its chunk on such a row: fix the source, relax features.nulls / features.cast, or set max_rejected to quarantine such rows`);
+    return;
+  }
+  const expected = Math.round((n.rows / n.sampled) * n.planned);
+  const budget = `max_rejected: ${describeBudget(n.budget, n.planned)}`;
+  if (expected > rejectBudget(n.budget, n.planned)) report.problems.push(`${what}. At this share ~${expected} of the input's ${n.planned} rows, over the error budget ${budget}: a run would fail`);
+  else report.warnings.push(`${what}. A run quarantines such rows (~${expected} of ${n.planned} at this share, within ${budget})`);
 }
 
 /** A pipeline-shaped config for a Parquet path given directly: no keys, default feature policy. */

@@ -57,7 +57,20 @@ beforeAll(async () => {
   await query(`COPY (SELECT * EXCLUDE (f05, f07) FROM ${src}) TO '${project}/bad/missing.parquet' (FORMAT parquet)`);
   await query(`COPY (SELECT * REPLACE (CAST(f05 AS VARCHAR) AS f05) FROM ${src}) TO '${project}/bad/strings.parquet' (FORMAT parquet)`);
   await query(`COPY (SELECT * REPLACE ((CASE WHEN customer_id % 1000 = 500 THEN 99999999 ELSE 3 END)::BIGINT AS f05) FROM ${src}) TO '${project}/bad/bigint.parquet' (FORMAT parquet)`);
+  // Two kinds of unscorable rows in two columns: f03 NULL (nulls: error) and f05 beyond float32 (strict casts), 5 rows each.
+  await query(
+    `COPY (SELECT * REPLACE (CASE WHEN customer_id % 1000 = 7 THEN NULL ELSE f03 END AS f03, (CASE WHEN customer_id % 1000 = 500 THEN 99999999 ELSE 3 END)::BIGINT AS f05) FROM ${src}) TO '${project}/bad/two.parquet' (FORMAT parquet)`,
+  );
   mkdirSync(join(project, 'pipelines'));
+  writeFileSync(
+    join(project, 'pipelines', 'budget.yaml'),
+    `name: budget-daily
+source: { kind: parquet, path: bad/two.parquet, key: [customer_id] }
+model: churn@champion
+sink: { kind: parquet, path: out/budget_scores }
+max_rejected: 1%
+`,
+  );
   writeFileSync(
     join(project, 'pipelines', 'churn.yaml'),
     `name: churn-daily
@@ -152,6 +165,30 @@ describe('models register --sample-from', () => {
     expect(big.stdout).toMatch(/f05: Int64 → float32: exact up to \|v\| ≤ 2\^24; a larger value fails the chunk \(features\.cast: strict\)/);
     expect(big.stderr).toMatch(/column "f05" row 500: value 99999999 is an integer beyond 2\^24/);
     expect(existsSync(join(project, 'store-bigint', 'churn'))).toBe(false);
+  });
+
+  it('names every unscorable column with its count and first row; an error budget makes them a warning while the share fits it', async () => {
+    const none = await register(MLP, 'churn', 'store-two', '--sample-from', 'bad/two.parquet', '--sample-rows', '5000', '--json');
+    expect(none.code).toBe(2);
+    const c = none.json!.contract as ContractReport;
+    expect(c.problems).toHaveLength(1);
+    expect(c.problems[0]).toMatch(/^10 of 5000 sampled rows cannot be scored: column "f03" row \d+: NULL \(features\.nulls: error\) \(and 4 more rows\); column "f05" row \d+: value 99999999 is an integer beyond 2\^24/);
+    expect(c.problems[0]).toMatch(/set max_rejected to quarantine such rows$/);
+    expect(c.columns.filter((x) => x.status === 'failed').map((x) => x.column)).toEqual(['f03', 'f05']);
+    expect(c.sample).toMatchObject({ rows_read: 5000, rows_scored: 4990 }); // the model still ran on the rest
+    expect(existsSync(join(project, 'store-two', 'churn'))).toBe(false);
+
+    // The pipeline's max_rejected: 1% (50 of 5,000 rows) quarantines them: a warning, and the model registers.
+    const within = await register(MLP, 'churn', 'store-within', '--sample-from', 'budget-daily', '--date', DATE, '--sample-rows', '5000', '--json');
+    expect(within.code).toBe(0);
+    const w = within.json!.contract as ContractReport;
+    expect(w.problems).toEqual([]);
+    expect(w.warnings.join('\n')).toMatch(/10 of 5000 sampled rows cannot be scored: column "f03" row \d+ \(customer_id=\d+\): NULL .*A run quarantines such rows \(~10 of 5000 at this share, within max_rejected: 1% of 5000 rows \(50 rows\)\)/);
+    expect(within.json).toMatchObject({ registered: true });
+
+    const over = await register(MLP, 'churn', 'store-over', '--sample-from', 'budget-daily', '--date', DATE, '--sample-rows', '5000', '--set', 'max_rejected=4', '--json');
+    expect(over.code).toBe(2);
+    expect((over.json!.contract as ContractReport).problems[0]).toMatch(/~10 of the input's 5000 rows, over the error budget max_rejected: 4 rows: a run would fail$/);
   });
 
   it('the ZipMap classifier: its sequence<map> output is reported as never fetched, with the export fix (dry run: nothing written)', async () => {
