@@ -51,17 +51,30 @@ export const NO_HOOKS: StepHooks = { heartbeat: () => undefined, throwIfCancelle
 /** Columns every output row carries besides keys and predictions (docs/output-schema.md). */
 export const CONTRACT_COLUMNS = ['run_id', 'model_name', 'model_version', 'model_sha256', 'scored_at', 'ds'];
 
-/** Keys, predictions and contract columns share one table: a name used twice would silently shadow. */
+/** The quarantine table's own columns, after the keys (docs/output-schema.md). */
+const QUARANTINE_COLUMNS = ['rejected_column', 'reason'];
+
+/**
+ * Keys, predictions and contract columns share one table (keys, the quarantine table's columns and the
+ * contract columns another): a name used twice would silently shadow. Compared without case, as DuckDB,
+ * Snowflake and BigQuery compare column names (`DS` and `ds` are one column there).
+ */
 function checkOutputColumns(config: PipelineConfig, predictions: string[], origin: string): void {
-  const seen = new Map<string, string>();
-  const add = (name: string, role: string) => {
-    const clash = seen.get(name);
-    if (clash) throw new ConfigError(`${origin}: output column "${name}" is both ${clash} and ${role}; rename one (source.key, or the manifest's outputs[].column)`);
-    seen.set(name, role);
-  };
-  CONTRACT_COLUMNS.forEach((c) => add(c, 'a Scoreline contract column'));
-  config.source.key.forEach((k) => add(k, 'a key column'));
-  predictions.forEach((p) => add(p, 'a prediction column'));
+  const contract = CONTRACT_COLUMNS.map((c) => [c, 'a Scoreline contract column']);
+  const keys = config.source.key.map((k) => [k, 'a key column']);
+  const tables = [[...contract, ...keys, ...predictions.map((p) => [p, 'a prediction column'])]];
+  if (quarantines(config.max_rejected)) tables.push([...contract, ...QUARANTINE_COLUMNS.map((c) => [c, 'a column of the quarantine table (max_rejected)']), ...keys]);
+  for (const columns of tables) {
+    const seen = new Map<string, string[]>();
+    for (const [name, role] of columns) {
+      const clash = seen.get(name.toLowerCase());
+      if (clash) {
+        const names = clash[0] === name ? `"${name}"` : `"${clash[0]}" / "${name}"`;
+        throw new ConfigError(`${origin}: output column ${names} is both ${clash[1]} and ${role}; rename one (source.key, or the manifest's outputs[].column)`);
+      }
+      seen.set(name.toLowerCase(), [name, role]);
+    }
+  }
 }
 
 /** Columns a run reads: keys first, then model features, each once. */

@@ -112,6 +112,16 @@ describe('scoring contract', () => {
     await expect(buildPlan(ctx, { input: { pipeline: 'fixture', config: input, date: DATE }, run: run('fixture') })).rejects.toThrow(
       /output column "score" is both a key column and a prediction column/,
     );
+    // Names compare without case, as DuckDB and the warehouses do: a key DS would have renamed ds to ds_1.
+    const upper = base('per-feature@champion', { source: { kind: 'parquet', path: 'data/ds={{ ds }}/*.parquet', key: ['id', 'DS'] } });
+    await expect(buildPlan(ctx, { input: { pipeline: 'fixture', config: upper, date: DATE }, run: run('fixture') })).rejects.toThrow(
+      /output column "ds" \/ "DS" is both a Scoreline contract column and a key column/,
+    );
+    // Under an error budget the keys also share the quarantine table with its reason column.
+    const reason = base('per-feature@champion', { source: { kind: 'parquet', path: 'data/ds={{ ds }}/*.parquet', key: ['reason'] }, max_rejected: 5 });
+    await expect(buildPlan(ctx, { input: { pipeline: 'fixture', config: reason, date: DATE }, run: run('fixture') })).rejects.toThrow(
+      /output column "reason" is both a column of the quarantine table \(max_rejected\) and a key column/,
+    );
   });
 
   it('a manifest that does not match the model fails before scoring', async () => {
