@@ -54,6 +54,8 @@ export async function runAnalystQuery(sql: string, opts: { dataDirs: string[]; t
   const instance = await DuckDBInstance.create(':memory:');
   const con = await instance.connect();
   try {
+    // Dates of timestamps (::DATE, hour(), date_trunc) in UTC, as the tables store them, not in this machine's zone.
+    await con.run(`SET TimeZone = 'UTC'`);
     const views: string[] = [];
     for (const v of discoverViews(opts.dataDirs, opts.tableDirs)) {
       await con.run(`CREATE VIEW "${v.name}" AS SELECT * FROM read_parquet(${sqlString(join(v.path, '**', '*.parquet'))}, hive_partitioning = false, union_by_name = true)`);
@@ -77,9 +79,11 @@ export async function runAnalystQuery(sql: string, opts: { dataDirs: string[]; t
     try {
       const reader = await con.runAndReadAll(sql);
       const types = new Map(reader.columnNames().map((name, i) => [name, reader.columnTypes()[i].toString()]));
-      // Dates as 2026-11-06 and timestamps as ISO 8601 (UTC), not JavaScript's Date text, in tables and JSON alike.
+      // Dates as 2026-11-06 and timestamps as ISO 8601 (UTC, `Z`; a TIMESTAMP without a zone without it), not
+      // JavaScript's Date text, in tables and JSON alike.
+      const iso = (value: Date, type: string | undefined) => (type === 'DATE' ? value.toISOString().slice(0, 10) : type === 'TIMESTAMP' ? value.toISOString().slice(0, -1) : value.toISOString());
       rows = (reader.getRowObjectsJS() as Record<string, unknown>[]).map((row) => {
-        for (const [name, value] of Object.entries(row)) if (value instanceof Date) row[name] = types.get(name) === 'DATE' ? value.toISOString().slice(0, 10) : value.toISOString();
+        for (const [name, value] of Object.entries(row)) if (value instanceof Date) row[name] = iso(value, types.get(name));
         return row;
       });
     } catch (err) {

@@ -135,6 +135,10 @@ describe('scoreline CLI', () => {
     expect(when.json!.ds).toBe(DATE);
     expect(String(when.json!.scored_at)).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
     expect((await scoreline(['sql', 'SELECT ds FROM churn_scores LIMIT 1'])).stdout).toContain(DATE);
+    // Timestamps' dates and hours in UTC whatever the machine's zone; a zoneless TIMESTAMP printed without Z.
+    const at = `TIMESTAMPTZ '2026-11-29 23:30:00+00'`;
+    const tz = await scoreline(['sql', `SELECT hour(${at}) AS h, ${at}::DATE AS d, ${at}::TIMESTAMP AS naive`, '--json'], { TZ: 'Asia/Tokyo' });
+    expect(tz.json).toEqual({ h: 23, d: '2026-11-29', naive: '2026-11-29T23:30:00.000' });
   });
 
   it('a failed run exits 1 with the error in the JSON summary', async () => {
