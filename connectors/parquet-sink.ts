@@ -8,6 +8,7 @@
  * `_scoreline_commit.json`, so a retried commit after a crash finishes the job instead of repeating it.
  */
 import { existsSync, promises as fs } from 'node:fs';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { basename, dirname, join, resolve } from 'node:path';
 import { errorMessage, SinkError } from '../src/errors';
 import { quoteIdent, sqlString, withConnection } from '../src/io/duckdb';
@@ -19,6 +20,18 @@ import type { Sink, StagedFile } from './types';
 export const COMMIT_MARKER = '_scoreline_commit.json';
 /** The 0-row file of an empty replace-partition commit (ParquetSink.emptyLikeReplaced). */
 const EMPTY_PART = 'part-00000.parquet';
+
+async function columnsOf(con: DuckDBConnection, file: string): Promise<Array<[string, string]>> {
+  const rows = (await con.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${sqlString(file)})`)).getRows();
+  return rows.map(([name, type]) => [String(name), String(type)]);
+}
+
+/** Types a reader unions into one without changing what the values mean. */
+function typeFamily(type: string): string {
+  if (['FLOAT', 'DOUBLE'].includes(type)) return 'FLOAT';
+  if (/^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$/.test(type)) return 'INTEGER';
+  return type;
+}
 
 async function firstParquet(dir: string): Promise<string | undefined> {
   const names = existsSync(dir) ? await fs.readdir(dir) : [];
@@ -97,6 +110,7 @@ export class ParquetSink implements Sink {
     if (missing.length > 0) {
       throw new SinkError(`commit of run ${run.runId}: staged file(s) missing in ${staging}: ${missing.slice(0, 5).join(', ')}`, false);
     }
+    await this.checkColumns(staging, files, target, run);
     // Files a retried chunk may have left under another name are not part of the run.
     for (const f of await fs.readdir(staging)) {
       if (f !== COMMIT_MARKER && !files.includes(f)) await fs.rm(join(staging, f), { force: true });
@@ -121,6 +135,46 @@ export class ParquetSink implements Sink {
     if (!template) return undefined;
     await withConnection((con) => con.run(`COPY (SELECT * FROM read_parquet(${sqlString(template)}) LIMIT 0) TO ${sqlString(written)} (FORMAT parquet)`));
     return EMPTY_PART;
+  }
+
+  /**
+   * The staged rows must fit the table's columns as readers see them (a file of the newest other
+   * partition; in append mode, of any): a key read as text one day and as a number the next would turn
+   * every partition's key into text for a reader (`union_by_name`), and the warehouse sinks refuse the same
+   * change. Columns the table has and the run lacks are allowed (NULL for its rows); types compare by
+   * family (FLOAT and DOUBLE, or INTEGER and BIGINT, read back as one).
+   */
+  private async checkColumns(staging: string, files: string[], target: string, run: RunRef): Promise<void> {
+    // (An append retried after a crash may have moved some files in already.)
+    const staged = files.map((f) => join(staging, f)).find((f) => existsSync(f));
+    const reference = staged && (await this.referenceFile(target));
+    if (!staged || !reference) return;
+    const [want, have] = await withConnection(async (con) => [await columnsOf(con, staged), await columnsOf(con, reference)]);
+    const table = new Map(have.map(([name, type]) => [name.toLowerCase(), type]));
+    const conflicts = want.flatMap(([name, type]) => {
+      const actual = table.get(name.toLowerCase());
+      if (actual === undefined) return [`column ${name} (${type}) is new`];
+      return typeFamily(actual) === typeFamily(type) ? [] : [`column ${name} is ${type}, the table's is ${actual}`];
+    });
+    if (conflicts.length > 0) {
+      throw new SinkError(
+        `parquet commit of run ${run.runId} into ${this.tableDir}: its rows do not match the table's columns (docs/output-schema.md; as in ${reference}): ${conflicts.join('; ')}. ` +
+          'Point sink.path at a new table, or move the older partitions away.',
+        false,
+      );
+    }
+  }
+
+  /** A committed file showing the table's current columns: of the newest partition a commit into `target` keeps. */
+  private async referenceFile(target: string): Promise<string | undefined> {
+    const partitions = existsSync(this.tableDir) ? (await fs.readdir(this.tableDir)).filter((d) => d.startsWith('ds=')).sort().reverse() : [];
+    for (const p of partitions) {
+      const dir = join(this.tableDir, p);
+      if (this.mode === 'replace-partition' && dir === target) continue;
+      const file = await firstParquet(dir);
+      if (file) return file;
+    }
+    return undefined;
   }
 
   private markerName(run: RunRef): string {

@@ -63,6 +63,35 @@ describe('ParquetSink', () => {
     expect(readdirSync(join(dir, 'never', `ds=${DATE}`)).filter((f) => f.endsWith('.parquet'))).toEqual([]);
   });
 
+  it("a run whose columns do not fit the table's is refused at commit, naming them; FLOAT vs DOUBLE fits", async () => {
+    const sink = new ParquetSink(join(dir, 'typed'), 'replace-partition');
+    const at = (id: string, logicalDate: string): RunRef => ({ ...run(id), logicalDate });
+    const stageTable = async (r: RunRef, table: arrow.Table) => {
+      const file = await sink.stage(r, 0, { table, constants: [{ name: 'run_id', sqlType: 'VARCHAR', value: r.runId }] });
+      return [{ index: 0, rows: table.numRows, file: file.path.split('/').pop()! }];
+    };
+    const a = at('a', '2026-11-01');
+    await sink.commit(a, await stageTable(a, new arrow.Table({ id: arrow.makeVector(new BigInt64Array([1n])), score: arrow.makeVector(new Float32Array([0.5])) })));
+    // The key read as text on the next date, and a new column: refused, nothing committed.
+    const b = at('b', '2026-11-02');
+    const text = new arrow.Table({ id: arrow.vectorFromArray(['1'], new arrow.Utf8()), score: arrow.makeVector(new Float32Array([0.5])), extra: arrow.makeVector(new Float32Array([1])) });
+    await expect(sink.commit(b, await stageTable(b, text))).rejects.toThrow(
+      /its rows do not match the table's columns \(docs\/output-schema\.md; as in \S+ds=2026-11-01\/part-00000\.parquet\): column id is VARCHAR, the table's is BIGINT; column extra \(FLOAT\) is new\. Point sink\.path at a new table/,
+    );
+    expect(existsSync(join(dir, 'typed', 'ds=2026-11-02'))).toBe(false);
+    await sink.abort(b);
+    // float32 → float64 predictions and int64 → int32 keys read back as one column: allowed.
+    const c = at('c', '2026-11-03');
+    await sink.commit(c, await stageTable(c, new arrow.Table({ id: arrow.makeVector(new Int32Array([2])), score: arrow.makeVector(new Float64Array([0.25])) })));
+    // Replacing the only partition there is may change its columns: nothing else holds the old ones.
+    const lone = new ParquetSink(join(dir, 'lone'), 'replace-partition');
+    const d = run('d');
+    await lone.commit(d, await stageRows(lone, d, [[1]]));
+    const e = run('e');
+    const file = await lone.stage(e, 0, { table: text, constants: [] });
+    await lone.commit(e, [{ index: 0, rows: 1, file: file.path.split('/').pop()! }]);
+  });
+
   it('a commit interrupted between its two renames is finished by the retry', async () => {
     const sink = new ParquetSink(join(dir, 'crash'), 'replace-partition');
     const a = run('a');
