@@ -7,7 +7,7 @@
  * directory into place, delete the old one. Every step checks the commit marker
  * `_scoreline_commit.json`, so a retried commit after a crash finishes the job instead of repeating it.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, statSync } from 'node:fs';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { basename, dirname, join, resolve } from 'node:path';
 import { errorMessage, SinkError } from '../src/errors';
@@ -77,6 +77,13 @@ export class ParquetSink implements Sink {
     return this.mode === 'append' ? `${part}-${run.runId}.parquet` : `${part}.parquet`;
   }
 
+  /** A table path taken by a file fails every attempt the same way: say so once, without retries. */
+  check(): void {
+    if (existsSync(this.tableDir) && !statSync(this.tableDir).isDirectory()) {
+      throw new SinkError(`${this.tableDir} exists and is not a directory: a Parquet table is a directory of ds=… partitions (move the file, or point the sink elsewhere)`, false);
+    }
+  }
+
   async stage(run: RunRef, chunkIndex: number, output: OutputBatch): Promise<StagedFile> {
     const path = join(this.stagingDir(run), this.fileName(run, chunkIndex));
     const bytes = await writeParquetFile(path, output.table, output.constants);
@@ -84,6 +91,7 @@ export class ParquetSink implements Sink {
   }
 
   async commit(run: RunRef, staged: StagedChunk[]): Promise<CommitStats> {
+    this.check();
     const target = this.partitionDir(run.logicalDate);
     const rowsOut = staged.reduce((n, s) => n + s.rows, 0);
     const files = staged.map((s) => s.file);

@@ -87,6 +87,8 @@ export interface Sink {
   pendingQuarantined(run: RunRef, quarantine: Sink, of: string, keys: string[]): Promise<string[][]>;
   /** Where the output lands, for summaries. */
   location(run: RunRef): string;
+  /** Throws what would fail every commit, so a run fails at its plan (optional; sync, no I/O beyond a stat). */
+  check?(): void;
   /**
    * `run --resume`: what the run has staged, by chunk index (file name and rows), read from the staging
    * area itself. Optional: sinks without it cannot resume.

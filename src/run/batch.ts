@@ -148,6 +148,8 @@ export async function buildPlan(ctx: RunContext, args: PlanArgs, hooks: StepHook
     await ctx.sessions.get(shadow);
     checkOutputColumns(config, shadow.manifest.outputs.map((o) => o.column), `pipeline ${config.name} with shadow model ${shadow.pin.name}:${shadow.pin.version}`);
   }
+  // What would fail every commit (a Parquet table path taken by a file) fails the plan, before any work.
+  for (const target of [config, ...(shadow ? [shadowConfig(config)] : []), ...(quarantines(config.max_rejected) ? [quarantineConfig(config)] : [])]) ctx.connectors.sink(target).check?.();
   const features = scoredFeatures(model, shadow);
   const chunkRows = chunkRowsFor(config, features.length);
   const source = ctx.connectors.source(config);

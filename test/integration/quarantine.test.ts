@@ -5,7 +5,7 @@
  * the budget the run succeeds with exactly the other rows scored, over it the run fails and nothing is
  * committed (output and quarantine partitions untouched, staging empty, audit `failed` with the count).
  */
-import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ScorelineClient } from '../../src/client';
@@ -196,6 +196,17 @@ describe('quarantine and error budget', () => {
     expect(await query(`SELECT count(*) AS n FROM read_parquet('${partition('scores')}/*.parquet')`)).toEqual([{ n: ROWS }]);
     expect(await query(`SELECT DISTINCT model_version FROM read_parquet('${partition('scores')}/*.parquet')`)).toEqual([{ model_version: '1' }]);
     await store.promote('churn-gbt', '1');
+  });
+
+  it('a quarantine table path taken by a file fails the plan: nothing is committed, nothing retried', async () => {
+    mkdirSync(join(project, 'out'), { recursive: true });
+    writeFileSync(join(project, 'out', 'blocked_quarantine'), 'not a table');
+    const result = await score(pipeline('blocked', { max_rejected: '1%', sink: { kind: 'parquet', path: 'out/blocked' } }));
+    expect(result.status).toBe('failed');
+    expect(result.error).toContain(`plan failed: ${join(project, 'out', 'blocked_quarantine')} exists and is not a directory`);
+    expect(files(join(project, 'out', 'blocked'))).toEqual([]);
+    // It used to commit the output, retry the quarantine commit for minutes, then report success with its rows lost.
+    expect(await auditRow(result.runId)).toMatchObject({ status: 'failed', rows_out: 0 });
   });
 
   it('a rerun over clean input empties the date in the quarantine table', async () => {
