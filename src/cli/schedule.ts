@@ -14,6 +14,7 @@ import {
   triggerSchedule,
   unpauseSchedule,
   type ApplyResult,
+  type BackfillResult,
   type ScheduleInfo,
 } from '../schedules';
 import { BACKFILL_OVERLAP_POLICIES, OVERLAP_POLICIES, type BackfillOverlap, type OverlapPolicy } from '../schedules/config';
@@ -51,6 +52,20 @@ export function applyLines(r: ApplyResult): string[] {
   ];
 }
 
+/** The dates of a backfill the schedule has no time on; those where the clocks change get their own way out. */
+function withoutRunsLines(r: BackfillResult, name: string): string[] {
+  if (!r.dates_without_runs.length) return [];
+  const lines = [`no scheduled time on: ${r.dates_without_runs.join(', ')}`];
+  if (r.clock_change_dates.length) {
+    const pipeline = r.schedule_id.slice('scoreline/'.length) || name;
+    lines.push(
+      `  the clocks change in ${r.timezone} on ${r.clock_change_dates.join(', ')}: a cron time in the hour they skip does not exist that day; ` +
+        `to score such a date anyway: scoreline run ${pipeline} --date ${r.clock_change_dates[0]}`,
+    );
+  }
+  return lines;
+}
+
 export function describeLines(s: ScheduleInfo): string[] {
   const kv = (k: string, v: unknown) => `${k.padEnd(17)} ${v === null || v === undefined || v === '' ? '-' : show(v)}`;
   const lines = [
@@ -64,8 +79,8 @@ export function describeLines(s: ScheduleInfo): string[] {
     kv('jitter', s.jitter),
     kv('actions taken', `${s.actions_taken} (skipped for overlap ${s.skipped_overlap}, missed catch-up ${s.missed_catchup_window})`),
     '',
-    'next runs:',
-    s.next_runs.length ? formatTable(s.next_runs.slice(0, 5).map((n) => ({ at: n.at, logical_date: n.logical_date }))) : '(none: paused, or the cron has no future times)',
+    s.paused ? 'next runs (none starts while paused; these once unpaused):' : 'next runs:',
+    s.next_runs.length ? formatTable(s.next_runs.slice(0, 5).map((n) => ({ at: n.at, logical_date: n.logical_date }))) : '(none: the cron has no future times)',
     '',
     'recent runs (newest first):',
     s.recent_runs.length
@@ -125,7 +140,7 @@ Example output:
       if (opts.json) items.forEach((i) => printJson(i));
       else
         process.stdout.write(
-          `${formatTable(items.map((i) => ({ pipeline: i.pipeline, cron: i.cron.join(' | '), timezone: i.timezone, state: i.paused ? 'paused' : 'active', next_run: i.next_run, last_run: i.last_run })))}\n`,
+          `${formatTable(items.map((i) => ({ pipeline: i.pipeline, cron: i.cron.join(' | '), timezone: i.timezone, state: i.paused ? 'paused' : 'active', next_run: i.paused ? '- (paused)' : i.next_run, last_run: i.last_run })))}\n`,
         );
     });
 
@@ -179,10 +194,12 @@ A date that is already running is never started twice: the action then ends as "
     )
     .action(async (name: string, opts) => {
       const r = await withClient((sc) => triggerSchedule(sc, name, { overlap: opts.overlap as OverlapPolicy | undefined }));
-      if (r.skipped_overlap) process.exitCode = 1; // asked for a run, none was started
+      if (r.skipped_overlap || r.skipped) process.exitCode = 1; // asked for a run, none was started
       if (opts.json) printJson(r);
       else if (r.skipped_overlap) {
         process.stdout.write(`not started: a run of ${r.schedule_id} is in progress and its overlap policy is ${r.overlap} (use --overlap allow_all to force one)\n`);
+      } else if (r.skipped) {
+        process.stdout.write(`not scored: the trigger's run of ${r.logical_date} was skipped (${r.skipped}); wait for that run, or cancel it first (scoreline cancel ${r.run_workflow_id})\n`);
       } else if (!r.workflow_id) process.stdout.write(`triggered ${r.schedule_id}; the server has not started it yet (see: scoreline schedule describe ${name})\n`);
       else process.stdout.write(`triggered ${r.schedule_id}: scoring ${r.logical_date} as ${r.run_workflow_id} (scheduled for ${r.scheduled_at})\n`);
     });
@@ -230,13 +247,13 @@ the audit table from this machine, like validate.
         const { backfillPlanLines } = await import('../run/backfill.js');
         const lines = out.plan ? backfillPlanLines(out.plan, { dryRun: opts.dryRun, force: opts.force }) : [];
         if (!out.started) {
-          if (r.dates_without_runs.length) lines.push(`no scheduled time on: ${r.dates_without_runs.join(', ')}`);
+          lines.push(...withoutRunsLines(r, name));
           process.stdout.write(`${lines.join('\n')}\n`);
           return;
         }
         lines.push(`backfill ${r.schedule_id} ${r.from} … ${r.to} (${r.overlap}): ${r.runs.length} run${r.runs.length === 1 ? '' : 's'}`);
         if (r.runs.length) lines.push(formatTable(r.runs.map((x) => ({ logical_date: x.logical_date, scheduled_at: x.scheduled_at, run: x.run_workflow_id }))));
-        if (r.dates_without_runs.length) lines.push(`no scheduled time on: ${r.dates_without_runs.join(', ')}`);
+        lines.push(...withoutRunsLines(r, name));
         lines.push(`follow with: scoreline schedule describe ${name}   or   scoreline runs list --pipeline ${r.schedule_id.slice('scoreline/'.length)}`);
         process.stdout.write(`${lines.join('\n')}\n`);
       }

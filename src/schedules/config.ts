@@ -32,8 +32,9 @@ const CRON_FIELDS: { name: string; min: number; max: number; names?: string[] }[
   { name: 'hour', min: 0, max: 23 },
   { name: 'day of month', min: 1, max: 31 },
   { name: 'month', min: 1, max: 12, names: MONTHS },
-  { name: 'day of week', min: 0, max: 6, names: DAYS },
+  { name: 'day of week', min: 0, max: 7, names: DAYS }, // 0 and 7 are Sunday, as for the server
 ];
+const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 /**
  * Why `expr` is not a cron expression Scoreline accepts, or undefined if it is one: five fields
@@ -55,7 +56,29 @@ export function cronProblem(expr: string): string | undefined {
     const problem = fieldProblem(fields[i], CRON_FIELDS[i]);
     if (problem) return `${CRON_FIELDS[i].name} "${fields[i]}": ${problem}`;
   }
+  // A day of month no listed month has (31 February) never fires; with a day of week too, either matches.
+  if (fields[4] === '*') {
+    const days = fieldValues(fields[2], CRON_FIELDS[2]);
+    const months = fieldValues(fields[3], CRON_FIELDS[3]);
+    if (![...months].some((m) => [...days].some((d) => d <= DAYS_IN_MONTH[m - 1]))) {
+      return `day of month "${fields[2]}" never falls in month "${fields[3]}", so the schedule would never run`;
+    }
+  }
   return undefined;
+}
+
+/** The values a valid field matches. */
+function fieldValues(field: string, spec: (typeof CRON_FIELDS)[number]): Set<number> {
+  const out = new Set<number>();
+  for (const item of field.split(',')) {
+    const [range, step] = item.split('/');
+    const [a, b] = range === '*' ? [String(spec.min), String(spec.max)] : range.split('-');
+    const value = (v: string) => (/^\d+$/.test(v) ? Number(v) : spec.names!.indexOf(v.toUpperCase()) + spec.min);
+    const start = value(a);
+    const end = b === undefined ? (step ? spec.max : start) : value(b);
+    for (let v = start; v <= end; v += Number(step ?? 1)) out.add(v);
+  }
+  return out;
 }
 
 function fieldProblem(field: string, spec: (typeof CRON_FIELDS)[number]): string | undefined {

@@ -12,7 +12,7 @@ import type { ScorelineClient } from '../client';
 import { ConfigError, ScorelineError, errorMessage } from '../errors';
 import { batchWorkflowId, SA_SCHEDULED_START } from '../search-attributes';
 import { BACKFILL_OVERLAP_POLICIES, OVERLAP_POLICIES, type BackfillOverlap, type OverlapPolicy } from './config';
-import { addDays, logicalDateIn, startOfDateIn } from './logical-date';
+import { addDays, clocksChangeOn, logicalDateIn, startOfDateIn } from './logical-date';
 import { currentFields, desiredSchedule, diffFields, formatMs, fromTemporalOverlap, toTemporalOverlap, type FieldChange } from './spec';
 import { scheduleIdFor, type ScheduledRunMemo } from './types';
 import type { RunInput } from '../types';
@@ -43,7 +43,7 @@ export interface ScheduleListItem {
 }
 
 export interface ScheduledRunInfo {
-  /** Nominal time the run was due (plus jitter, if any). */
+  /** Nominal time the run was due (without jitter; with it only once the run's workflow is past retention). */
   scheduled_at: string;
   taken_at: string;
   logical_date: string;
@@ -86,6 +86,8 @@ export interface TriggerResult {
   skipped_overlap: boolean;
   /** Null when the server had not taken the action (yet, or at all: see skipped_overlap). */
   workflow_id: string | null;
+  /** Why the action scored nothing although the server took it (its date was already running), else null. */
+  skipped: string | null;
   scheduled_at: string | null;
   logical_date: string | null;
   run_workflow_id: string | null;
@@ -100,6 +102,9 @@ export interface BackfillResult {
   runs: { logical_date: string; scheduled_at: string; run_workflow_id: string }[];
   /** Dates in the range on which the schedule has no time (e.g. weekends of a weekday cron). */
   dates_without_runs: string[];
+  /** Those of them on which the timezone's clocks change: a cron time in the skipped hour does not exist that day. */
+  clock_change_dates: string[];
+  timezone: string;
 }
 
 /** `churn` or `scoreline/churn` → the pipeline name. */
@@ -117,7 +122,12 @@ export function pipelineOfSchedule(name: string): string {
 export async function applySchedule(sc: ScorelineClient, pipeline: { config: PipelineConfig; origin?: string }, opts: { dryRun?: boolean } = {}): Promise<ApplyResult> {
   const { config } = pipeline;
   const origin = pipeline.origin ?? `pipeline ${config.name}`;
-  if (!config.schedule) throw new ConfigError(`${origin}: schedule: required to apply a schedule (e.g. schedule: { cron: "0 2 * * *", timezone: UTC })`);
+  if (!config.schedule) {
+    // A schedule already on the server goes on running the pipeline it embeds: say how to stop it.
+    const existing = await describeOrUndefined(sc.client.schedule.getHandle(scheduleIdFor(config.name)));
+    const stop = existing ? `; schedule ${scheduleIdFor(config.name)} still exists and runs the pipeline as last applied: remove it with scoreline schedule delete ${config.name} (or pause it)` : '';
+    throw new ConfigError(`${origin}: schedule: required to apply a schedule (e.g. schedule: { cron: "0 2 * * *", timezone: UTC })${stop}`);
+  }
   const desired = desiredSchedule({ config, taskQueue: sc.config.taskQueue, searchAttributes: await sc.hasSearchAttributes() });
   const handle = sc.client.schedule.getHandle(desired.scheduleId);
   const dryRun = opts.dryRun ?? false;
@@ -198,7 +208,7 @@ export async function describeSchedule(sc: ScorelineClient, name: string): Promi
     jitter: formatMs(desc.spec.jitter ?? 0),
     paused: desc.state.paused,
     note: desc.state.note ?? null,
-    next_runs: desc.info.nextActionTimes.map((t) => ({ at: t.toISOString(), logical_date: logicalDateIn(t, timezone) })),
+    next_runs: await Promise.all(desc.info.nextActionTimes.map(async (t) => ({ at: t.toISOString(), logical_date: await nominalDateOf(sc, scheduleIdFor(pipeline), t, timezone, desc.spec.jitter ?? 0) }))),
     recent_runs: await Promise.all(
       recent.map((a) => scheduledRunInfo(sc, pipeline, timezone, { workflowId: a.action.workflow.workflowId, runId: a.action.workflow.firstExecutionRunId, scheduledAt: a.scheduledAt, takenAt: a.takenAt })),
     ),
@@ -239,19 +249,31 @@ export async function triggerSchedule(sc: ScorelineClient, name: string, opts: {
   const overlap = opts.overlap ?? fromTemporalOverlap(before.policies.overlap);
   const handle = sc.client.schedule.getHandle(scheduleIdFor(pipeline));
   await withSchedule(sc, pipeline, (h) => h.trigger(toTemporalOverlap(overlap)));
-  const result: TriggerResult = { schedule_id: scheduleIdFor(pipeline), overlap, skipped_overlap: false, workflow_id: null, scheduled_at: null, logical_date: null, run_workflow_id: null };
+  const result: TriggerResult = { schedule_id: scheduleIdFor(pipeline), overlap, skipped_overlap: false, workflow_id: null, skipped: null, scheduled_at: null, logical_date: null, run_workflow_id: null };
   const deadline = Date.now() + (opts.waitMs ?? 10_000);
+  const pause = () => new Promise((r) => setTimeout(r, 250));
   while (Date.now() < deadline) {
     const now = await handle.describe();
     if (now.info.numActionsSkippedOverlap > before.info.numActionsSkippedOverlap) return { ...result, skipped_overlap: true };
     if (now.info.numActionsTaken > before.info.numActionsTaken) {
       const action = now.info.recentActions.at(-1)!;
-      const wf = await sc.client.workflow.getHandle(action.action.workflow.workflowId, action.action.workflow.firstExecutionRunId).describe();
-      const nominal = wf.typedSearchAttributes.get(SA_SCHEDULED_START) ?? action.scheduledAt;
-      const date = logicalDateIn(nominal, now.spec.timezone || 'UTC');
-      return { ...result, workflow_id: wf.workflowId, scheduled_at: nominal.toISOString(), logical_date: date, run_workflow_id: batchWorkflowId(pipeline, date) };
+      const scheduled = sc.client.workflow.getHandle(action.action.workflow.workflowId, action.action.workflow.firstExecutionRunId);
+      // Taken is not scored: the scheduled workflow skips a date that is already running. Its memo says
+      // which, moments later (or, if it says nothing in time, it is reported as started).
+      for (;;) {
+        const wf = await scheduled.describe();
+        const memo = (wf.memo ?? {}) as ScheduledRunMemo;
+        const settled = memo.outcome === 'skipped' || memo.run_id !== undefined || wf.status.name !== 'RUNNING' || Date.now() >= deadline;
+        if (settled) {
+          const nominal = wf.typedSearchAttributes.get(SA_SCHEDULED_START) ?? action.scheduledAt;
+          const date = memo.logical_date ?? logicalDateIn(nominal, now.spec.timezone || 'UTC');
+          const skipped = memo.outcome === 'skipped' ? (memo.reason ?? `${batchWorkflowId(pipeline, date)} is already running`) : null;
+          return { ...result, workflow_id: wf.workflowId, skipped, scheduled_at: nominal.toISOString(), logical_date: date, run_workflow_id: batchWorkflowId(pipeline, date) };
+        }
+        await pause();
+      }
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await pause();
   }
   return result;
 }
@@ -292,31 +314,14 @@ export async function backfillSchedule(
   const scheduleId = scheduleIdFor(pipeline);
   const desc = await describeRequired(sc, pipeline);
   const timezone = desc.spec.timezone || 'UTC';
-  const rangeStart = startOfDateIn(from, timezone);
-  const rangeEnd = new Date(startOfDateIn(addDays(to, 1), timezone).getTime() - 1_000);
-  const matching = await sc.client.workflowService.listScheduleMatchingTimes({
-    namespace: sc.config.namespace,
-    scheduleId,
-    startTime: msNumberToTs(rangeStart.getTime()),
-    endTime: msNumberToTs(rangeEnd.getTime()),
-  });
-  const times = (matching.startTime ?? []).map((t) => tsToDate(t)).sort((a, b) => a.getTime() - b.getTime());
-  const firstPerDate = new Map<string, Date>();
-  for (const t of times) {
-    const date = logicalDateIn(t, timezone);
-    if (date >= from && date <= to && !firstPerDate.has(date)) firstPerDate.set(date, t);
-  }
   const dates: string[] = [];
   for (let d = from; d <= to; d = addDays(d, 1)) dates.push(d);
+  const firstPerDate = await firstTimesOf(sc, scheduleId, dates, timezone, desc.spec.jitter ?? 0);
   const withoutRuns = dates.filter((d) => !firstPerDate.has(d));
   if (opts.only) for (const d of [...firstPerDate.keys()]) if (!opts.only.includes(d)) firstPerDate.delete(d);
-  const jitterMs = desc.spec.jitter ?? 0;
-  const periods = [...firstPerDate.values()].map((t) => {
-    // The server matches a backfill period against jittered times; stop before the date's next time.
-    const next = times.find((u) => u.getTime() > t.getTime());
-    const end = Math.min(t.getTime() + jitterMs, next ? next.getTime() - 1_000 : Infinity);
-    return { start: t, end: new Date(Math.max(end, t.getTime())), overlap: toTemporalOverlap(overlap) };
-  });
+  // From the date's midnight (the server takes a period's runs from its start − 1 s) to the date's first
+  // time as listed: exactly that run, whose nominal time lies between the two.
+  const periods = [...firstPerDate].map(([date, t]) => ({ start: startOfDateIn(date, timezone), end: t, overlap: toTemporalOverlap(overlap) }));
   if (periods.length > 0 && !opts.dryRun) await withSchedule(sc, pipeline, (h) => h.backfill(periods));
   return {
     schedule_id: scheduleId,
@@ -325,7 +330,48 @@ export async function backfillSchedule(
     overlap,
     runs: [...firstPerDate].map(([date, t]) => ({ logical_date: date, scheduled_at: t.toISOString(), run_workflow_id: batchWorkflowId(pipeline, date) })),
     dates_without_runs: withoutRuns,
+    clock_change_dates: withoutRuns.filter((d) => clocksChangeOn(d, timezone)),
+    timezone,
   };
+}
+
+/** The first time the server lists from `date`'s local midnight on (that of the first nominal time ≥ midnight, jittered), within the next date plus jitter. */
+async function firstListedFrom(sc: ScorelineClient, scheduleId: string, date: string, timezone: string, jitterMs: number): Promise<number | undefined> {
+  const midnight = startOfDateIn(date, timezone).getTime();
+  // A date's first nominal time is before the next midnight, and jitter adds less than jitterMs.
+  const until = startOfDateIn(addDays(date, 1), timezone).getTime() + jitterMs + 1_000;
+  const r = await sc.client.workflowService.listScheduleMatchingTimes({ namespace: sc.config.namespace, scheduleId, startTime: msNumberToTs(midnight - 1_000), endTime: msNumberToTs(until) });
+  const first = r.startTime?.[0];
+  return first ? tsToDate(first).getTime() : undefined;
+}
+
+/**
+ * The logical date of an upcoming time the server lists (jittered): its nominal time's date. The nominal
+ * time is at most `jitterMs` earlier; only when that spans a midnight does the server say which side it is on.
+ */
+async function nominalDateOf(sc: ScorelineClient, scheduleId: string, listed: Date, timezone: string, jitterMs: number): Promise<string> {
+  const date = logicalDateIn(listed, timezone);
+  if (jitterMs === 0 || logicalDateIn(new Date(listed.getTime() - jitterMs), timezone) === date) return date;
+  return (await firstListedFrom(sc, scheduleId, date, timezone, jitterMs)) === listed.getTime() ? date : addDays(date, -1);
+}
+
+/**
+ * Each date's first time in `timezone`, as the server lists them (with the schedule's jitter added), for
+ * the dates that have one. The server lists the times of the nominal times after an instant, jittered,
+ * so each date is asked on its own: the first time listed after its local midnight − 1 s is its first
+ * nominal time's if it has one, else the same as the next date's (a weekday cron's Saturday, a time in a
+ * daylight-saving gap). Nominal and jittered times can fall on different dates near midnight, so the
+ * jittered time's own date would not do; without jitter this is the plain listing, date by date.
+ */
+async function firstTimesOf(sc: ScorelineClient, scheduleId: string, dates: string[], timezone: string, jitterMs: number): Promise<Map<string, Date>> {
+  const boundaries = [...dates, addDays(dates.at(-1)!, 1)];
+  const firsts: (number | undefined)[] = [];
+  for (let i = 0; i < boundaries.length; i += 16) firsts.push(...(await Promise.all(boundaries.slice(i, i + 16).map((d) => firstListedFrom(sc, scheduleId, d, timezone, jitterMs)))));
+  const out = new Map<string, Date>();
+  dates.forEach((date, i) => {
+    if (firsts[i] !== undefined && firsts[i] !== firsts[i + 1]) out.set(date, new Date(firsts[i]!));
+  });
+  return out;
 }
 
 /**
@@ -367,6 +413,9 @@ async function scheduledRunInfo(
   try {
     const handle = sc.client.workflow.getHandle(a.workflowId, a.runId);
     const wf = await handle.describe();
+    // The nominal time (the action's is the jittered one, which can be the next day's near midnight).
+    const nominal = wf.typedSearchAttributes.get(SA_SCHEDULED_START);
+    if (nominal) info.scheduled_at = nominal.toISOString();
     const memo = (wf.memo ?? {}) as ScheduledRunMemo;
     if (memo.logical_date) Object.assign(info, { logical_date: memo.logical_date, run_workflow_id: memo.run_workflow_id ?? batchWorkflowId(pipeline, memo.logical_date) });
     info.status = memo.outcome === 'skipped' && wf.status.name === 'COMPLETED' ? 'skipped' : runStatusOf(wf.status.name);

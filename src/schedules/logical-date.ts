@@ -40,6 +40,11 @@ export function startOfDateIn(date: string, timeZone: string): Date {
   return new Date(hi);
 }
 
+/** Whether `date` is not 24 hours long in `timeZone` (a daylight-saving change). */
+export function clocksChangeOn(date: string, timeZone: string): boolean {
+  return startOfDateIn(addDays(date, 1), timeZone).getTime() - startOfDateIn(date, timeZone).getTime() !== 86_400_000;
+}
+
 /** `date` plus `days` calendar days, as `YYYY-MM-DD`. */
 export function addDays(date: string, days: number): string {
   return new Date(Date.parse(`${date}T00:00:00Z`) + days * 86_400_000).toISOString().slice(0, 10);

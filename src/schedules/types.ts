@@ -26,6 +26,8 @@ export interface ScheduledRunMemo {
   run_workflow_id?: string;
   outcome?: 'started' | 'skipped';
   reason?: string;
+  /** The batch run's run id, once it has started. */
+  run_id?: string;
   /** `rescore_window`: each re-checked day and its outcome, e.g. `2026-11-01: succeeded, 2026-11-02: unchanged`. */
   rescored?: string;
 }

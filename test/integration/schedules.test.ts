@@ -223,6 +223,27 @@ describe('scheduled runs', () => {
     for (const d of ['2026-11-01', '2026-11-02']) expect(await partitionRuns(d)).toEqual([expect.objectContaining({ n: ROWS, k: ROWS })]);
   }, LONG);
 
+  it('backfill takes a midnight cron on its first date, and a jittered cron on its nominal dates', async () => {
+    // 00:00 in Berlin: the server lists times after an instant, so the range's own first midnight used to be left out.
+    const midnight = pipeline({ name: 'churn-midnight', sink: { kind: 'parquet', path: 'out/midnight_scores' }, schedule: { cron: '@daily', timezone: 'Europe/Berlin', paused: true } });
+    await applySchedule(sc, loaded(midnight));
+    const one = await backfillSchedule(sc, 'churn-midnight', '2026-11-02', '2026-11-02');
+    expect(one.runs).toEqual([{ logical_date: '2026-11-02', scheduled_at: '2026-11-01T23:00:00.000Z', run_workflow_id: 'scoreline/churn-midnight/2026-11-02' }]);
+    expect((await settledRuns('churn-midnight', ['2026-11-02'])).map((x) => [x.logical_date, x.status])).toEqual([['2026-11-02', 'succeeded']]);
+
+    // 23:55 UTC with up to an hour of jitter: most runs are taken the next day, yet each scores its nominal date, every date once.
+    const late = pipeline({ name: 'churn-late', sink: { kind: 'parquet', path: 'out/late_scores' }, schedule: { cron: '55 23 * * *', timezone: 'UTC', jitter: '1h', paused: true } });
+    await applySchedule(sc, loaded(late));
+    const dates = ['2026-11-01', '2026-11-02', '2026-11-03'];
+    const r = await backfillSchedule(sc, 'churn-late', dates[0], dates[2], { overlap: 'allow_all' });
+    expect(r.runs.map((x) => x.logical_date)).toEqual(dates);
+    for (const x of r.runs) expect(Date.parse(x.scheduled_at) - Date.parse(`${x.logical_date}T23:55:00Z`)).toBeGreaterThanOrEqual(0);
+    const runs = await settledRuns('churn-late', dates);
+    expect(runs.map((x) => [x.logical_date, x.status, x.scheduled_at]).sort()).toEqual(dates.map((d) => [d, 'succeeded', `${d}T23:55:00.000Z`]));
+    // Upcoming runs name their nominal date too, though the listed (jittered) time may be past midnight.
+    for (const n of (await describeSchedule(sc, 'churn-late')).next_runs) expect(n.logical_date).toBe(n.at.slice(11, 13) === '23' ? n.at.slice(0, 10) : addDays(n.at.slice(0, 10), -1));
+  }, LONG);
+
   it('a date already running is not started twice by a backfill', async () => {
     // A slow run of 2026-11-03 started by hand (many small chunks, one at a time).
     const raw = pipeline({ chunk_rows: 50, parallelism: 1 });
@@ -239,6 +260,23 @@ describe('scheduled runs', () => {
     const result = await sc.wait(handle);
     expect(result.status).toBe('succeeded');
     expect(await partitionRuns('2026-11-03')).toEqual([{ run_id: result.runId, n: ROWS, k: ROWS }]);
+  }, LONG);
+
+  it('a trigger whose date is already running says it scored nothing (exit 1), not that it is scoring', async () => {
+    const raw = pipeline({ chunk_rows: 50, parallelism: 1 });
+    const today = berlinDate(new Date());
+    const handle = await sc.startRun({ config: parsePipeline(raw, 'test'), raw, date: today, trigger: 'test' });
+    try {
+      await waitFor('the slow run to start scoring', async () => ((await sc.progress(handle))?.chunksDone ?? 0) >= 1 || undefined);
+      const t = await triggerSchedule(sc, 'churn-sched', { overlap: 'allow_all' });
+      expect(t).toMatchObject({ skipped_overlap: false, logical_date: today, skipped: `scoreline/churn-sched/${today} is already running` });
+      const printed = await cli(['schedule', 'trigger', 'churn-sched', '--overlap', 'allow_all']);
+      expect(printed.code).toBe(1);
+      expect(printed.stdout).toContain(`not scored: the trigger's run of ${today} was skipped (scoreline/churn-sched/${today} is already running)`);
+    } finally {
+      await sc.cancelRun(handle.workflowId);
+      await sc.wait(handle).catch(() => undefined);
+    }
   }, LONG);
 });
 
@@ -331,6 +369,12 @@ describe('scoreline schedule (CLI)', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain(`${file}: schedule.cron: not a valid cron expression "0 25 * * *": hour "25": values must be 0-23`);
     expect(bad.stderr).toContain(`${file}: schedule.timezone: unknown timezone "Europe/Berln"`);
+    // The section taken out: the schedule on the server keeps running, so the error says how to stop it.
+    const { schedule: _dropped, ...unscheduled } = raw;
+    writeFileSync(file, stringify(unscheduled));
+    const removed = await cli(['schedule', 'apply', file]);
+    expect(removed.code).toBe(2);
+    expect(removed.stderr).toContain('schedule scoreline/churn-cli still exists and runs the pipeline as last applied: remove it with scoreline schedule delete churn-cli');
 
     const missing = await cli(['schedule', 'trigger', 'no-such-pipeline']);
     expect(missing.code).toBe(2);

@@ -87,6 +87,14 @@ describe('schedule section of a pipeline file', () => {
     expect(cronProblem('0 2 * * 5-1')).toMatch(/runs backwards/);
     expect(cronProblem('0 */0 * * *')).toMatch(/at least 1/);
     expect(cronProblem('@fortnightly')).toMatch(/unknown shorthand/);
+    // 7 is Sunday too, as for the server; a day no listed month has is refused, since it never fires.
+    expect(cronProblem('0 2 * * 5-7')).toBeUndefined();
+    expect(cronProblem('0 2 * * 8')).toMatch(/values must be 0-7/);
+    expect(cronProblem('0 0 31 2 *')).toBe('day of month "31" never falls in month "2", so the schedule would never run');
+    expect(cronProblem('0 0 30,31 FEB,APR *')).toBeUndefined(); // 30 April
+    expect(cronProblem('0 0 29 2 *')).toBeUndefined(); // leap years
+    expect(cronProblem('0 0 31 2 MON')).toBeUndefined(); // with a day of week, either matches
+    expect(cronProblem('0 0 5/10 */2 *')).toBeUndefined();
   });
 
   it('rejects a bad timezone naming the field, with a hint for case typos', () => {
