@@ -1,7 +1,6 @@
 /**
  * `npm run bench -- --nrt [--json]`: near-real-time latency through the HTTP API against a local dev
- * server (in-memory SQLite) with the worker and the API in this process, as in `scoreline dev`, and the
- * clients in a process of their own (bench/nrt-load.ts; `--nrt-client in-process` for this one).
+ * server (in-memory SQLite) with the worker and the API in this process, as in `scoreline dev`.
  * 1, 100 and 1,000 rows per request × 1 and 10 concurrent clients, p50/p90/p99 over the requests of
  * each case; both designs of docs/nrt.md (`--nrt-designs update,eager`, default both; the API serves
  * the first, `update`); and how long a 1k-row batch run started by the CLI takes to reach committed
@@ -21,11 +20,11 @@ import type { NrtDesign } from '../src/nrt/client';
 import { packageRoot } from '../src/paths';
 import { TASK_QUEUE } from '../src/search-attributes';
 import { arg, log } from './common';
-import { timeRequests, type LoadCase } from './nrt-load';
 import { startWorkerProcess } from './process';
 
 const ROOT = packageRoot(__dirname);
 const TOKEN = 'bench';
+const FEATURES = Array.from({ length: 32 }, (_, i) => `f${String(i).padStart(2, '0')}`);
 const DATE = '2026-11-01';
 
 type Row = Record<string, string | number | null>;
@@ -36,17 +35,29 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
-/** One case's latencies, from a load-generator process (bench/nrt-load.ts) or from this process. */
-function timeCase(c: LoadCase, where: 'process' | 'in-process'): Promise<number[]> {
-  if (where === 'in-process') return timeRequests(c);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(__dirname, 'nrt-load.js'), JSON.stringify(c)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d));
-    child.stderr!.on('data', (d: Buffer) => (err += d));
-    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as number[]) : reject(new Error(`load generator: exit ${code}: ${err.trim()}`))));
-  });
+/** Deterministic demo-like rows (the values do not matter for latency, their shape does). */
+function rows(n: number): Record<string, number>[] {
+  return Array.from({ length: n }, (_, i) => Object.fromEntries([['customer_id', i], ...FEATURES.map((f, j) => [f, Math.sin(i * 7 + j) * 3])]));
+}
+
+async function timeCase(api: ApiServer, pipeline: string, rowCount: number, clients: number, requests: number): Promise<number[]> {
+  const body = JSON.stringify({ rows: rows(rowCount) });
+  const one = async () => {
+    const t = performance.now();
+    const res = await fetch(`${api.url}/v1/pipelines/${pipeline}/score`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`score returned ${res.status}: ${text}`);
+    return performance.now() - t;
+  };
+  for (let i = 0; i < Math.min(10, requests); i++) await one(); // warm: session, workflow cache, JIT
+  const times: number[] = [];
+  let left = requests;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (left-- > 0) times.push(await one());
+    }),
+  );
+  return times.sort((a, b) => a - b);
 }
 
 /** A 1k-row batch run started by `scoreline run` (a child process, as a user would) until it exits with the output committed. */
@@ -96,15 +107,12 @@ export async function benchNrt(argv: string[]): Promise<void> {
   // own with the API's client on its own connection (`scoreline api` + `scoreline worker`).
   const topology = (arg(argv, '--nrt-worker') ?? 'in-process') as 'in-process' | 'process';
   if (topology !== 'in-process' && topology !== 'process') throw new Error(`--nrt-worker: in-process or process, not "${topology}"`);
-  // Where the clients run: a process of their own (default, as a caller's are), or this one.
-  const clientsIn = (arg(argv, '--nrt-client') ?? 'process') as 'in-process' | 'process';
-  if (clientsIn !== 'in-process' && clientsIn !== 'process') throw new Error(`--nrt-client: process or in-process, not "${clientsIn}"`);
   let runDesigns = designs;
   if (topology === 'process' && designs.includes('eager')) {
     log('  (eager start needs the worker in the API process: measuring the update design only)');
     runDesigns = designs.filter((d) => d !== 'eager');
   }
-  log(`== Near-real-time scoring through the HTTP API (churn-gbt, dev server in memory, worker ${topology === 'process' ? 'in its own process' : '+ API in this process'}, clients ${clientsIn === 'process' ? 'in a process of their own' : 'in this process'}) ==`);
+  log(`== Near-real-time scoring through the HTTP API (churn-gbt, dev server in memory, worker ${topology === 'process' ? 'in its own process' : '+ API in this process'}) ==`);
   const stack = await startStack({ projectDir, toolsDir: ROOT, dbFilename: null, headless: true, startWorker: topology === 'in-process', worker: { modelsDir: models, pipelinesDir: join(projectDir, 'pipelines') }, log });
   const config = { address: stack.address, namespace: 'default', taskQueue: TASK_QUEUE };
   const workerProcess = topology === 'process' ? await startWorkerProcess(stack.address, { env: { SCORELINE_PROJECT_DIR: projectDir } }) : undefined;
@@ -119,7 +127,7 @@ export async function benchNrt(argv: string[]): Promise<void> {
         for (const rowCount of [1, 100, 1000]) {
           for (const clients of [1, 10]) {
             const n = rowCount === 1000 ? Math.ceil(requests / 2) : requests;
-            const times = await timeCase({ url: api.url, token: TOKEN, pipeline: 'bench-nrt', rows: rowCount, clients, requests: n }, clientsIn);
+            const times = await timeCase(api, 'bench-nrt', rowCount, clients, n);
             const row: Row = { case: 'nrt', design, rows: rowCount, clients, requests: times.length, p50_ms: round(percentile(times, 50)), p90_ms: round(percentile(times, 90)), p99_ms: round(percentile(times, 99)), max_ms: round(times.at(-1)!) };
             results.push(row);
             emit(row);
@@ -151,7 +159,6 @@ export async function benchNrt(argv: string[]): Promise<void> {
   // The headline numbers are the served design's (the first).
   summary.design = runDesigns[0];
   summary.worker = topology;
-  summary.clients_in = clientsIn;
   summary.p50_ms_100 = summary[`p50_ms_100_${runDesigns[0]}`];
   summary.p99_ms_100 = summary[`p99_ms_100_${runDesigns[0]}`];
   Object.assign(summary, { target_p50_ms_100: 25, target_p99_ms_100: 100, target_batch_1k_ms: 1000 });

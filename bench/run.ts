@@ -17,7 +17,7 @@
  *                 [--cpu-prof DIR]   (V8 CPU profiles of the worker process, for "where does the time go")
  *                 [--skip-python] [--skip-warehouses] [--warehouses bigquery,snowflake] [--warehouse-rows 100000]
  *   BENCH_WORKER_NODE_ARGS="--single-threaded-gc …": extra node flags for the worker process (experiments)
- *   npm run bench -- --nrt [--json] [--nrt-designs update,eager] [--nrt-requests 200] [--nrt-worker in-process|process] [--nrt-client process|in-process]
+ *   npm run bench -- --nrt [--json] [--nrt-designs update,eager] [--nrt-requests 200] [--nrt-worker in-process|process]
  *                 only the near-real-time latency bench (bench/nrt.ts)
  */
 import { rmSync } from 'node:fs';
