@@ -171,13 +171,18 @@ export function isNotFound(err: unknown): boolean {
   return (err as SdkError)?.code === 404 || reason(err) === 'notFound';
 }
 
+/** Reasons BigQuery gives for a request that may succeed later (its troubleshooting guide: retry with backoff). */
+const TRANSIENT_REASONS = new Set(['resourceInUse', 'rateLimitExceeded', 'backendError', 'internalError', 'jobBackendError', 'jobInternalError']);
+
 /** Errors that a retry cannot fix: bad SQL, bad names, missing objects, bad requests. */
-function isPermanent(err: unknown): boolean {
+export function isPermanent(err: unknown): boolean {
   const r = reason(err);
   const code = (err as SdkError)?.code;
-  // Busy, not wrong: retried. bqemulator's engine answers two concurrent queries (a chunk read beside
-  // the key check) with a 400 "Resource In Use Error: connection is busy".
-  if (r === 'resourceInUse' || /resource in use|connection is busy/i.test(sdkMessage(err))) return false;
+  // Busy, not wrong: retried. Two DML statements on one table at once: the loser fails with a 400
+  // invalidQuery "Could not serialize access to table … due to concurrent update" (a chunk's audit row
+  // retried beside another's, two appends of a date); rate limits are a 403. bqemulator's engine answers
+  // two concurrent queries (a chunk read beside the key check) with a 400 "Resource In Use Error: connection is busy".
+  if ((r && TRANSIENT_REASONS.has(r)) || /resource in use|connection is busy|concurrent update|serialize access/i.test(sdkMessage(err))) return false;
   return isNotFound(err) || isAuthError(err) || r === 'invalidQuery' || r === 'invalid' || r === 'accessDenied' || code === 400 || code === 403;
 }
 
@@ -741,7 +746,8 @@ export class BigQuerySink implements Sink {
       if (!(await exists(table))) return [];
       const k = keys.map(quoteColumn);
       const notScored = (await exists(this.target))
-        ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteTable(this.target)} o WHERE o.ds = q.ds AND ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
+        ? // o.ds against the parameter, not q.ds: only a constant or parameter prunes the output's partitions (and satisfies require_partition_filter)
+          ` AND NOT EXISTS (SELECT 1 FROM ${quoteTable(this.target)} o WHERE o.ds = @ds AND ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
         : '';
       const sql = `SELECT ${k.map((c, i) => `CAST(q.${c} AS STRING) AS k${i}`).join(', ')} FROM ${quoteTable(table)} q WHERE q.ds = @ds AND q.run_id = @run_id${notScored}`;
       const [rows] = await this.client.query({ query: sql, params: { ds: this.client.date(run.logicalDate), run_id: of }, location: this.conn.location });

@@ -328,10 +328,19 @@ function isNumericColumn(c: snowflake.Column): boolean {
   return ['fixed', 'real', 'boolean'].includes(c.getType().toLowerCase());
 }
 
-/** Keys must come back exactly: integers and floats as such, everything else as its text. */
-function keyExpr(c: snowflake.Column, ident: string): string {
+/**
+ * Keys must come back exactly: integers and floats as such, everything else as its text. Dates, times
+ * and timestamps by an explicit format: a plain cast uses the session's *_OUTPUT_FORMAT (by default
+ * milliseconds for timestamps and whole seconds for times, so keys a microsecond apart became one) and a
+ * zoned timestamp's text the session's TIMEZONE; these give every digit, zoned ones as the instant in UTC.
+ */
+export function keyExpr(c: Pick<snowflake.Column, 'getType' | 'getScale'>, ident: string): string {
   const t = c.getType().toLowerCase();
   if ((t === 'fixed' && (c.getScale() ?? 0) === 0) || t === 'real' || t === 'text') return ident;
+  if (t === 'date') return `TO_VARCHAR(${ident}, 'YYYY-MM-DD')`;
+  if (t === 'time') return `TO_VARCHAR(${ident}, 'HH24:MI:SS.FF9')`;
+  if (t === 'timestamp_ntz') return `TO_VARCHAR(${ident}, 'YYYY-MM-DD HH24:MI:SS.FF9')`;
+  if (t === 'timestamp_tz' || t === 'timestamp_ltz') return `TO_VARCHAR(CONVERT_TIMEZONE('UTC', ${ident}), 'YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM')`;
   return `CAST(${ident} AS VARCHAR)`;
 }
 
@@ -852,10 +861,10 @@ export class SnowflakeSink implements Sink {
       if (!(await this.describe(table))) return [];
       const k = keys.map(columnIdent);
       const notScored = (await this.describe(this.table))
-        ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteName(this.table)} o WHERE o."DS" = q."DS" AND ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
+        ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteName(this.table)} o WHERE o."DS" = CAST(? AS DATE) AND ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
         : '';
       const sql = `SELECT ${k.map((c, i) => `TO_VARCHAR(q.${c}) AS "K${i}"`).join(', ')} FROM ${quoteName(table)} q WHERE q."DS" = CAST(? AS DATE) AND q."RUN_ID" = ?${notScored}`;
-      const { rows } = await this.sessions.use((s) => s.run(sql, [run.logicalDate, of]));
+      const { rows } = await this.sessions.use((s) => s.run(sql, [run.logicalDate, of, ...(notScored ? [run.logicalDate] : [])]));
       return rows.map((r) => keys.map((_, i) => String(r[`K${i}`])));
     } catch (err) {
       throw wrapError(err, `${displayName(table)}: reading the quarantined rows of run ${of} failed`, 'sink');

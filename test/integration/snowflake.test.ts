@@ -186,6 +186,24 @@ describe('Snowflake source → ONNX → Snowflake sink', () => {
     expect(await sql(`SELECT status AS "S" FROM "SCORELINE"."AUDIT"."SCORELINE_RUNS" WHERE run_id = ? ORDER BY updated_at`, [result.runId])).toEqual([{ S: 'running' }, { S: 'succeeded' }]);
   });
 
+  it('date and timestamp keys are read by an explicit format and come back distinct to the microsecond', async () => {
+    // Two keys a microsecond apart: Snowflake's default output format (milliseconds) made them one.
+    await sql(
+      `CREATE OR REPLACE TABLE features_tskeys AS SELECT TO_DATE('2026-11-01') AS event_day, TO_TIMESTAMP_NTZ('2026-11-01 10:11:12.12345' || CAST(MOD(customer_id, 2) AS VARCHAR)) AS event_at, customer_id, f00, f01, f02, f03, f04, f05, f06, f07, f08, f09, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29, f30, f31 FROM features WHERE ds = ? AND customer_id IN (SELECT MIN(customer_id) FROM features WHERE ds = ? UNION ALL SELECT MIN(customer_id) + 1 FROM features WHERE ds = ?)`,
+      [DATE, DATE, DATE],
+    );
+    const source = { kind: 'snowflake' as const, connection: 'snowflake', table: 'features_tskeys', key: ['event_day', 'event_at'] };
+    const result = await runSteps(pipeline({ source, sink: { kind: 'snowflake', connection: 'snowflake', table: 'tskey_scores' } }));
+    expect(result).toMatchObject({ status: 'succeeded', rowsOut: 2 });
+    // Snowflake prints these with nine digits ('…12.123451000'); fakesnow ignores the format for a column and
+    // gives the microseconds. The SQL the keys are read with is pinned by the unit test of keyExpr.
+    const keys = (await sql(`SELECT event_day AS "D", event_at AS "A" FROM tskey_scores ORDER BY event_at`)).map((r) => [r.D, String(r.A).replace(/0+$/, '')]);
+    expect(keys).toEqual([
+      ['2026-11-01', '2026-11-01 10:11:12.12345'],
+      ['2026-11-01', '2026-11-01 10:11:12.123451'],
+    ]);
+  });
+
   it('keeps NULL features as NULLs, so the NULL policy applies (skip counts them)', async () => {
     await sql(`CREATE OR REPLACE TABLE features_nulls AS SELECT * FROM features WHERE ds = ?`, [DATE]);
     await sql(`UPDATE features_nulls SET f05 = NULL WHERE MOD(customer_id, 100) = 7`);

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bindTemplate, parsePipeline, templateVars } from '../../src/config/pipeline';
+import { isPermanent } from '../../connectors/bigquery';
+import { keyExpr } from '../../connectors/snowflake';
 import { Connections } from '../../src/connections';
 import { ConfigError } from '../../src/errors';
 
@@ -108,5 +110,32 @@ describe('connections', () => {
     expect(c.bigquery('wh').project).toBe('other-proj');
     expect(() => c.snowflake('wh')).toThrow('connection "wh" is a bigquery connection, the pipeline needs snowflake');
     expect(() => c.snowflake('nope')).toThrow(`connection "nope" is not defined: add it under "connections:" in ${file} (defined there: wh, bq, leaky)`);
+  });
+});
+
+describe('BigQuery error classes', () => {
+  const apiError = (code: number, reason: string, message: string) => Object.assign(new Error(message), { code, errors: [{ reason, message }] });
+  it('retries what BigQuery says may pass later, and fails fast on what cannot', () => {
+    // Two DML statements on one table at once: the loser's 400 is retried, not a failed run.
+    expect(isPermanent(apiError(400, 'invalidQuery', 'Could not serialize access to table p:d.scoreline_run_chunks due to concurrent update'))).toBe(false);
+    expect(isPermanent(apiError(403, 'rateLimitExceeded', 'Exceeded rate limits: too many table update operations for this table'))).toBe(false);
+    expect(isPermanent(apiError(500, 'backendError', 'Backend error'))).toBe(false);
+    expect(isPermanent(apiError(400, 'invalidQuery', 'Syntax error: Unexpected keyword WHERE at [1:20]'))).toBe(true);
+    expect(isPermanent(apiError(403, 'accessDenied', 'Access Denied: Table p:d.t: User does not have permission'))).toBe(true);
+    expect(isPermanent(apiError(404, 'notFound', 'Not found: Table p:d.t'))).toBe(true);
+  });
+});
+
+describe('Snowflake key columns', () => {
+  const col = (type: string, scale = 0) => ({ getType: () => type, getScale: () => scale });
+  it('reads dates, times and timestamps by an explicit format, not the session output formats (milliseconds by default)', () => {
+    expect(keyExpr(col('fixed'), '"ID"')).toBe('"ID"');
+    expect(keyExpr(col('text'), '"ID"')).toBe('"ID"');
+    expect(keyExpr(col('fixed', 2), '"ID"')).toBe('CAST("ID" AS VARCHAR)');
+    expect(keyExpr(col('date'), '"D"')).toBe(`TO_VARCHAR("D", 'YYYY-MM-DD')`);
+    expect(keyExpr(col('time'), '"T"')).toBe(`TO_VARCHAR("T", 'HH24:MI:SS.FF9')`);
+    expect(keyExpr(col('timestamp_ntz'), '"AT"')).toBe(`TO_VARCHAR("AT", 'YYYY-MM-DD HH24:MI:SS.FF9')`);
+    // Zoned: the instant in UTC, whatever the session's TIMEZONE.
+    expect(keyExpr(col('timestamp_ltz'), '"AT"')).toBe(`TO_VARCHAR(CONVERT_TIMEZONE('UTC', "AT"), 'YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM')`);
   });
 });
