@@ -696,8 +696,8 @@ export class SnowflakeSink implements Sink {
         }
         await s.run(
           `INSERT INTO ${quoteName(chunksTable)} ("CHUNK_INDEX", ${CONTRACT.map(([c]) => quoteIdent(c)).join(', ')}) ` +
-            `VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP_TZ), CAST(? AS DATE))`,
-          [String(chunkIndex), ...CONTRACT.map(([c]) => constant(c.toLowerCase()))],
+            `VALUES (?, ?, ?, ?, ?, ${TIMESTAMP_TZ_PARAM}, ${DATE_PARAM})`,
+          [String(chunkIndex), ...CONTRACT.map(([c, t]) => (t === 'TIMESTAMP_TZ' ? timestampText(constant('scored_at')) : constant(c.toLowerCase())))],
         );
       });
       return { path: `${displayName(rowsTable)}#chunk-${chunkIndex}`, bytes: 0 };
@@ -758,7 +758,7 @@ export class SnowflakeSink implements Sink {
 
   /** replace-partition: the date's rows; append: only this run's rows, so a retried commit replaces itself. */
   private deleteSql(target: string): string {
-    return this.config.mode === 'replace-partition' ? `DELETE FROM ${target} WHERE "DS" = CAST(? AS DATE)` : `DELETE FROM ${target} WHERE "DS" = CAST(? AS DATE) AND "RUN_ID" = ?`;
+    return this.config.mode === 'replace-partition' ? `DELETE FROM ${target} WHERE "DS" = ${DATE_PARAM}` : `DELETE FROM ${target} WHERE "DS" = ${DATE_PARAM} AND "RUN_ID" = ?`;
   }
 
   private deleteBinds(run: RunRef): Bind[] {
@@ -777,7 +777,7 @@ export class SnowflakeSink implements Sink {
       return this.sessions.transaction(async (s) => (this.config.mode === 'replace-partition' ? affected(await s.run(this.deleteSql(target), this.deleteBinds(run))) : 0));
     }
     if (exists) {
-      const [row] = (await this.sessions.use((s) => s.run(`SELECT COUNT(*) AS "N" FROM ${target} WHERE "DS" = CAST(? AS DATE) AND "RUN_ID" = ?`, [run.logicalDate, run.runId]))).rows;
+      const [row] = (await this.sessions.use((s) => s.run(`SELECT COUNT(*) AS "N" FROM ${target} WHERE "DS" = ${DATE_PARAM} AND "RUN_ID" = ?`, [run.logicalDate, run.runId]))).rows;
       if (Number(row.N) === rowsOut) return 0; // committed by an earlier attempt
     }
     throw new SinkError(`${what}: staging table ${displayName(this.staging(run).rows)} is missing and the output holds no complete commit of this run; was it dropped by hand? Rerun the date.`, false);
@@ -861,9 +861,9 @@ export class SnowflakeSink implements Sink {
       if (!(await this.describe(table))) return [];
       const k = keys.map(columnIdent);
       const notScored = (await this.describe(this.table))
-        ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteName(this.table)} o WHERE o."DS" = CAST(? AS DATE) AND ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
+        ? ` AND NOT EXISTS (SELECT 1 FROM ${quoteName(this.table)} o WHERE o."DS" = ${DATE_PARAM} AND ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
         : '';
-      const sql = `SELECT ${k.map((c, i) => `TO_VARCHAR(q.${c}) AS "K${i}"`).join(', ')} FROM ${quoteName(table)} q WHERE q."DS" = CAST(? AS DATE) AND q."RUN_ID" = ?${notScored}`;
+      const sql = `SELECT ${k.map((c, i) => `TO_VARCHAR(q.${c}) AS "K${i}"`).join(', ')} FROM ${quoteName(table)} q WHERE q."DS" = ${DATE_PARAM} AND q."RUN_ID" = ?${notScored}`;
       const { rows } = await this.sessions.use((s) => s.run(sql, [run.logicalDate, of, ...(notScored ? [run.logicalDate] : [])]));
       return rows.map((r) => keys.map((_, i) => String(r[`K${i}`])));
     } catch (err) {
@@ -1108,14 +1108,28 @@ export class SnowflakeAuditStore implements AuditStore {
   }
 }
 
+/**
+ * Dates and timestamps are bound as text and parsed with an explicit format: a plain cast goes through
+ * the session's DATE_INPUT_FORMAT / TIMESTAMP_INPUT_FORMAT, which an account may have set to something
+ * other than AUTO.
+ */
+const DATE_PARAM = `TO_DATE(?, 'YYYY-MM-DD')`;
+const TIMESTAMP_TZ_PARAM = `TO_TIMESTAMP_TZ(?, 'YYYY-MM-DD"T"HH24:MI:SS.FF3TZH:TZM')`;
+
+/** An instant as TIMESTAMP_TZ_PARAM reads it: ISO 8601 with milliseconds and a +00:00 offset. */
+function timestampText(v: unknown): string {
+  return new Date(v as string).toISOString().replace(/Z$/, '+00:00');
+}
+
 /** A multi-row INSERT … VALUES (…), (…) with every value bound as text and cast to its column type. */
 function insertRows(table: SnowflakeName, spec: Record<string, string>, rows: object[]): { sql: string; binds: Bind[] } {
   const entries = Object.entries(spec);
-  const tuple = `(${entries.map(([, t]) => (t === 'VARCHAR' ? '?' : `CAST(? AS ${t})`)).join(', ')})`;
+  const param = (t: string) => (t === 'VARCHAR' ? '?' : t === 'DATE' ? DATE_PARAM : t === 'TIMESTAMP_TZ' ? TIMESTAMP_TZ_PARAM : `CAST(? AS ${t})`);
+  const tuple = `(${entries.map(([, t]) => param(t)).join(', ')})`;
   const binds = rows.flatMap((row) =>
-    entries.map(([c]) => {
+    entries.map(([c, t]) => {
       const v = (row as Record<string, unknown>)[c];
-      return v === null || v === undefined ? null : String(v);
+      return v === null || v === undefined ? null : t === 'TIMESTAMP_TZ' ? timestampText(v) : String(v);
     }),
   );
   return { sql: `INSERT INTO ${quoteName(table)} (${entries.map(([c]) => columnIdent(c)).join(', ')}) VALUES ${rows.map(() => tuple).join(', ')}`, binds };
