@@ -489,7 +489,9 @@ export class SnowflakeSource implements Source {
     const order = source.key.map((k) => quoteIdent(byName.get(k)!.getName())).join(', ');
     const ctas =
       `CREATE OR REPLACE TRANSIENT TABLE ${quoteName(snapshot)} AS ` +
-      `SELECT ${select.join(', ')}, ROW_NUMBER() OVER (ORDER BY ${order}) - 1 AS ${quoteIdent(ROW_COLUMN)} FROM ${from}`;
+      `SELECT ${select.join(', ')}, ROW_NUMBER() OVER (ORDER BY ${order}) - 1 AS ${quoteIdent(ROW_COLUMN)} FROM ${from} ` +
+      // Stored in row-number order, so each chunk's range read prunes to its own micro-partitions.
+      `ORDER BY ${quoteIdent(ROW_COLUMN)}`;
     const rows = await this.sessions
       .use(async (s) => {
         await s.run(ctas, binds);
@@ -984,14 +986,38 @@ export class SnowflakeAuditStore implements AuditStore {
     return `snowflake://${this.connection.options.account}/${[db, sc].filter(Boolean).join('.')} (${RUNS_TABLE}, ${CHUNKS_TABLE}, ${PROFILES_TABLE})`;
   }
 
+  /**
+   * Creates the audit tables that are missing and adds the columns added to the contract since they were
+   * created. Only what is missing: a role that may insert into tables an administrator created (no
+   * CREATE TABLE on the schema, no ownership for ALTER) works as long as nothing is missing.
+   */
   private ensureTables(): Promise<void> {
     this.ready ??= this.sessions.use(async (s) => {
       const columns = (spec: Record<string, string>) => Object.entries(spec).map(([c, t]) => `${columnIdent(c)} ${t}`).join(', ');
-      await s.run(`CREATE TABLE IF NOT EXISTS ${quoteName(this.tableName(RUNS_TABLE))} (${columns(RUN_COLUMNS)}, "UPDATED_AT" TIMESTAMP_TZ)`);
-      await s.run(`CREATE TABLE IF NOT EXISTS ${quoteName(this.tableName(CHUNKS_TABLE))} (${columns(CHUNK_COLUMNS)})`);
-      await s.run(`CREATE TABLE IF NOT EXISTS ${quoteName(this.tableName(PROFILES_TABLE))} (${columns(PROFILE_COLUMNS)})`);
-      // Columns added to the contract since a table was created (nullable, so old rows stay valid).
-      for (const c of ADDED_RUN_COLUMNS) await s.run(`ALTER TABLE ${quoteName(this.tableName(RUNS_TABLE))} ADD COLUMN IF NOT EXISTS ${columnIdent(c)} ${RUN_COLUMNS[c]}`);
+      const existing = async (table: SnowflakeName): Promise<Set<string> | undefined> => {
+        try {
+          return new Set((await s.run(`SELECT * FROM ${quoteName(table)} LIMIT 0`)).columns.map((c) => c.getName().toUpperCase()));
+        } catch (err) {
+          if (errorCode(err) === OBJECT_MISSING) return undefined;
+          throw err;
+        }
+      };
+      const tables: [string, string][] = [
+        [RUNS_TABLE, `${columns(RUN_COLUMNS)}, "UPDATED_AT" TIMESTAMP_TZ`],
+        [CHUNKS_TABLE, columns(CHUNK_COLUMNS)],
+        [PROFILES_TABLE, columns(PROFILE_COLUMNS)],
+      ];
+      for (const [name, spec] of tables) {
+        const table = this.tableName(name);
+        const have = await existing(table);
+        if (!have) {
+          await s.run(`CREATE TABLE IF NOT EXISTS ${quoteName(table)} (${spec})`);
+          continue;
+        }
+        // Columns added to the contract since the table was created (nullable, so old rows stay valid).
+        if (name !== RUNS_TABLE) continue;
+        for (const c of ADDED_RUN_COLUMNS) if (!have.has(c.toUpperCase())) await s.run(`ALTER TABLE ${quoteName(table)} ADD COLUMN IF NOT EXISTS ${columnIdent(c)} ${RUN_COLUMNS[c]}`);
+      }
     });
     this.ready.catch(() => (this.ready = undefined));
     return this.ready;
