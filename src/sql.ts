@@ -86,6 +86,13 @@ export async function runAnalystQuery(sql: string, opts: { dataDirs: string[]; t
         for (const [name, value] of Object.entries(row)) if (value instanceof Date) row[name] = iso(value, types.get(name));
         return row;
       });
+      // 64-bit integers as numbers, or, in a column holding any beyond 2^53 (which a JSON number would
+      // round), all as text: one type per column for whoever reads the JSON.
+      for (const name of types.keys()) {
+        if (!rows.some((r) => typeof r[name] === 'bigint')) continue;
+        const exact = rows.every((r) => typeof r[name] !== 'bigint' || Number.isSafeInteger(Number(r[name])));
+        for (const r of rows) if (typeof r[name] === 'bigint') r[name] = exact ? Number(r[name]) : String(r[name]);
+      }
     } catch (err) {
       throw new ConfigError(`${String((err as Error).message).split('\n')[0]} (views: ${views.join(', ') || 'none — run a pipeline first'})`);
     }

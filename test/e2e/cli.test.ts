@@ -139,6 +139,9 @@ describe('scoreline CLI', () => {
     const at = `TIMESTAMPTZ '2026-11-29 23:30:00+00'`;
     const tz = await scoreline(['sql', `SELECT hour(${at}) AS h, ${at}::DATE AS d, ${at}::TIMESTAMP AS naive`, '--json'], { TZ: 'Asia/Tokyo' });
     expect(tz.json).toEqual({ h: 23, d: '2026-11-29', naive: '2026-11-29T23:30:00.000' });
+    // One JSON type per column: a BIGINT column with a value beyond 2^53 is text throughout.
+    const big = await scoreline(['sql', 'SELECT * FROM (VALUES (1::BIGINT, 1::BIGINT), (9007199254740993::BIGINT, 2::BIGINT)) t(b, s) ORDER BY s', '--json']);
+    expect(big.stdout.trim().split('\n').map((l) => JSON.parse(l))).toEqual([{ b: '1', s: 1 }, { b: '9007199254740993', s: 2 }]);
   });
 
   it('a failed run exits 1 with the error in the JSON summary', async () => {
