@@ -76,6 +76,14 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
   const historyFull = () =>
     acceptedThisRun >= MAX_UPDATES_PER_RUN || workflowInfo().continueAsNewSuggested || workflowInfo().historySize > maxHistoryBytes;
   setHandler(nrtStatsQuery, () => stats);
+  // One scoring local activity at a time, in the order the requests were accepted. Live, concurrent local
+  // activities resolve in activations of their own, in between the loop below; on replay their markers
+  // are all in history before the first request completes, so they resolve together, and the loop's
+  // commands (its timers, the audit flush) came out in another order: a nondeterminism error once the
+  // workflow had to be replayed (a worker restart), and the pipeline's scoring down until terminated.
+  // One at a time costs little: a request's scoring takes milliseconds, and its decoding and encoding run
+  // on the worker's event loop either way (measured: docs/nrt.md).
+  let scoring: Promise<unknown> = Promise.resolve();
   setHandler(
     scoreUpdate,
     async (req, rows) => {
@@ -83,8 +91,10 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
       stats.requests += 1;
       stats.rows += req.rows;
       stats.lastRequestAtMs = Date.now();
+      const turn = scoring.then(() => scoreNrtRows(req, rows));
+      scoring = turn.catch(() => undefined);
       try {
-        const { result, audit } = await scoreNrtRows(req, rows);
+        const { result, audit } = await turn;
         pending.push({ req, row: audit });
         return result;
       } catch (err) {
@@ -121,11 +131,15 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
     }
   };
 
+  // The waits below wake on what history records (a request scored, a timer), never on historyFull()
+  // alone: the history's size changes with workflow tasks that replay does not see (one that only
+  // delivered a request the validator turned away), so a wait it ended would end elsewhere on replay.
+  // It is checked once awake; a full history is rolled over at most AUDIT_WINDOW_MS later.
   for (;;) {
-    const busy = await condition(() => pending.length > 0 || historyFull(), IDLE_MS);
+    const busy = await condition(() => pending.length > 0, IDLE_MS);
     // Collect a window's requests into one audit write: an activity (and a DuckDB or warehouse write)
     // per request competed with the next request for the worker's and the server's CPU.
-    if (busy && !historyFull() && patched('nrt-audit-window')) await condition(() => pending.length >= AUDIT_BATCH || historyFull(), AUDIT_WINDOW_MS);
+    if (busy && !historyFull() && patched('nrt-audit-window')) await condition(() => pending.length >= AUDIT_BATCH, AUDIT_WINDOW_MS);
     await flush();
     if (busy && !historyFull()) continue;
     // Idle, or the history is full: let running requests finish and record them, then end or roll over.

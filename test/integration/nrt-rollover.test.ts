@@ -4,6 +4,8 @@
  * continues as new. Without the turning away, concurrent clients would keep it from ever finishing its
  * handlers, and the history would grow until Temporal refuses it.
  */
+import { join } from 'node:path';
+import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ScorelineClient } from '../../src/client';
 import { parsePipeline } from '../../src/config/pipeline';
@@ -11,7 +13,7 @@ import type { Stack } from '../../src/dev/stack';
 import { NrtClient } from '../../src/nrt/client';
 import { nrtWorkflowId } from '../../src/nrt/protocol';
 import { rowsFromObjects } from '../../src/nrt/rows';
-import { copyModels, FEATURES, query, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
+import { copyModels, FEATURES, query, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 let project: string;
 let stack: Stack;
@@ -60,4 +62,13 @@ it('rolls over to a new run under concurrent load without failing or losing a re
     counts = await count();
   }
   expect(counts).toEqual({ n: 30, d: 30 });
-}, 120_000);
+
+  // Every run's history replays with the workflow code: a worker that restarts (or drops the workflow from
+  // its cache) must be able to pick it up. Concurrent requests used to make that fail (nondeterminism).
+  const histories = (async function* () {
+    for (const runId of runs) yield { workflowId: `${nrtWorkflowId('churn-nrt')}/${runId}`, history: await client.client.workflow.getHandle(nrtWorkflowId('churn-nrt'), runId).fetchHistory() };
+  })();
+  const replayed: string[] = [];
+  for await (const r of Worker.runReplayHistories({ workflowsPath: join(REPO, 'workflows', 'index.ts') }, histories)) replayed.push(r.error ? `${r.workflowId}: ${r.error.message.slice(0, 300)}` : 'ok');
+  expect(replayed).toEqual(runs.map(() => 'ok'));
+}, 240_000);
