@@ -191,7 +191,7 @@ export class RunAlerts {
       if (this.config === undefined) this.config = await resolveAlertConfig({ input: this.input }).catch(() => null);
       this.send('failed', { status: 'failed', step: outcome.step, error: outcome.error });
     } else if (outcome.status === 'succeeded' && this.pipeline && channelsFor(this.config, 'recovered').length > 0) {
-      const previousFailed = await previousRunFailed({ config: this.pipeline, run: this.run }).catch(() => false);
+      const previousFailed = await previousRunFailed({ config: this.pipeline, run: this.run, ...(this.input.resume !== undefined && { resumed: true }) }).catch(() => false);
       const from = previousFailed ? 'failed' : this.slowFired ? 'slow' : this.lateFired ? 'late' : this.stalledFired ? 'stalled' : undefined;
       if (from) this.send('recovered', { status: 'succeeded', recoveredFrom: from });
     }
@@ -329,6 +329,9 @@ export class RunAlerts {
       pipeline: this.run.pipeline,
       logicalDate: this.run.logicalDate,
       runId: this.run.runId,
+      // This execution: a resumed run keeps the run id of the one it resumes, but its link and delivery
+      // id must be its own (a second failure is not a duplicate of the first).
+      executionId: workflowInfo().runId,
       workflowId: this.run.workflowId,
       trigger: this.run.trigger,
       status: 'running',

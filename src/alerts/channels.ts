@@ -63,7 +63,7 @@ export function buildRequests(alert: AlertFacts, channel: AlertChannel, opts: De
         ...JSON_HEADERS,
         'x-scoreline-event': alert.event,
         // Stable across retries of one delivery, so a receiver can drop duplicates.
-        'x-scoreline-delivery': `${alert.runId}/${alert.event}/${channel.name}`,
+        'x-scoreline-delivery': `${alert.executionId ?? alert.runId}/${alert.event}/${channel.name}`,
         'x-scoreline-signature': signBody(body, secret),
       };
       return { requests: [{ url, headers, body }], secrets: [...urlSecrets(url), secret] };

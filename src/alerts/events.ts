@@ -20,6 +20,8 @@ export interface AlertFacts {
   pipeline: string;
   logicalDate: string;
   runId: string;
+  /** The workflow execution that sent it, when not `runId` (a resumed run keeps the id of the run it resumes). */
+  executionId?: string;
   workflowId: string;
   trigger: Trigger;
   /** The run's status when the alert fired: `running` for `slow`, `late` and `stalled`. */

@@ -28,15 +28,17 @@ export function resolveAlertConfig(ctx: RunContext, args: { input: RunInput }): 
 }
 
 /**
- * Did the previous run of this pipeline and logical date fail? "Previous" is the latest other run of
- * the same workflow id that succeeded or failed (cancelled runs say nothing about health), read from
+ * Did the previous run of this pipeline and logical date fail? "Previous" is the latest other run (or,
+ * for a resumed run, its own earlier attempt) of the same workflow id that succeeded or failed (cancelled runs say nothing about health), read from
  * the audit table: it is shared by every worker and outlives Temporal's history retention. An audit
  * store that cannot answer (no `previousRun`) means no `recovered` alert, never a wrong one.
  */
-export async function previousRunFailed(ctx: RunContext, args: { config: PipelineConfig; run: RunRef }): Promise<boolean> {
+export async function previousRunFailed(ctx: RunContext, args: { config: PipelineConfig; run: RunRef; resumed?: boolean }): Promise<boolean> {
   const store = ctx.connectors.audit(args.config);
   if (!store.previousRun) return false;
-  const previous = await store.previousRun(args.run);
+  // A resumed run keeps its run id, and its own earlier attempt's `failed` row is the failure it
+  // recovers from: exclude no run (this run's final row is written after its alerts).
+  const previous = await store.previousRun(args.resumed ? { ...args.run, runId: '' } : args.run);
   return previous?.status === 'failed';
 }
 
@@ -57,6 +59,8 @@ export function testAlert(config: PipelineConfig, now = new Date()): AlertFacts 
     pipeline: config.name,
     logicalDate: now.toISOString().slice(0, 10),
     runId: 'test',
+    // Each test its own delivery id: a receiver that drops duplicates must not drop the next test.
+    executionId: `test-${now.getTime()}`,
     workflowId: `scoreline/${config.name}/test`,
     trigger: 'cli',
     status: 'test',

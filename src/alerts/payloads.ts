@@ -26,10 +26,10 @@ export const EVENT_STYLE: Record<AlertKind, EventStyle> = {
 };
 
 /** `<ui>/namespaces/<ns>/workflows/<workflowId>/<runId>`: the run in the Temporal Web UI. */
-export function runLink(uiBase: string, namespace: string, a: Pick<AlertFacts, 'event' | 'workflowId' | 'runId'>): string {
+export function runLink(uiBase: string, namespace: string, a: Pick<AlertFacts, 'event' | 'workflowId' | 'runId' | 'executionId'>): string {
   const base = `${uiBase.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows`;
   // A test alert has no run; its link opens the namespace's workflow list.
-  return a.event === 'test' ? base : `${base}/${encodeURIComponent(a.workflowId)}/${encodeURIComponent(a.runId)}`;
+  return a.event === 'test' ? base : `${base}/${encodeURIComponent(a.workflowId)}/${encodeURIComponent(a.executionId ?? a.runId)}`;
 }
 
 /** Duration, and the SLA it is measured against when there is one: `31m05s (SLA 30m)`. */

@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -266,6 +266,29 @@ describe('alerts', () => {
     expect(third.status).toBe('succeeded');
     expect(receiver.pagerduty('alert-recover')).toHaveLength(3);
     expect((await finalAudit(third.runId)).alerts).toBeNull();
+  });
+
+  it('a resumed run that succeeds sends "recovered" from its own failure, under its own delivery id and link', async () => {
+    const raw = pipeline('alert-resume', { channels: [webhook] }, { chunk_rows: 400, parallelism: 1 });
+    const handle = await start(raw);
+    const runId = handle.firstExecutionRunId;
+    // Chunk 12's staged file name is taken by a directory: it fails (not the input's fault), so the run can be resumed.
+    const blocked = join(project, 'out', '.scoreline-staging', 'alert_resume', runId, 'part-00012.parquet');
+    mkdirSync(join(blocked, 'blocked'), { recursive: true });
+    expect((await client.wait(handle)).status).toBe('failed');
+    rmSync(blocked, { recursive: true });
+    const resumedHandle = await client.startRun({ config: parsePipeline(raw, 'test'), raw, date: DATE, trigger: 'test', resume: runId });
+    handles.push(resumedHandle);
+    const resumed = await client.wait(resumedHandle);
+    expect(resumed).toMatchObject({ status: 'succeeded', runId }); // a resumed run keeps its run id
+    const hook = receiver.at('/hook').filter((r) => r.json.pipeline === 'alert-resume');
+    expect(hook.map((h) => [h.json.event, h.json.recovered_from])).toEqual([
+      ['failed', null],
+      ['recovered', 'failed'],
+    ]);
+    // Each execution its own delivery id (a receiver dropping duplicates keeps both) and Web UI link.
+    expect(hook.map((h) => h.headers['x-scoreline-delivery'])).toEqual([`${runId}/failed/webhook`, `${resumedHandle.firstExecutionRunId}/recovered/webhook`]);
+    expect(String(hook[1].json.run_url)).toContain(resumedHandle.firstExecutionRunId);
   });
 
   it('a channel that is down does not fail the run; the audit row says the alert failed', async () => {
