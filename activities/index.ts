@@ -46,12 +46,21 @@ async function withHeartbeats<T>(fn: (hooks: batch.StepHooks) => Promise<T>): Pr
   }
 }
 
+/**
+ * A file system that refuses the operation itself refuses every retry alike: a file where a directory
+ * goes (ENOTDIR, EISDIR, and EEXIST from a recursive mkdir), no permission, read-only.
+ */
+const PERMANENT_FS_ERRORS = new Set(['ENOTDIR', 'EISDIR', 'EEXIST', 'EACCES', 'EPERM', 'EROFS']);
+
 async function mapErrors<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (err instanceof ScorelineError && !err.retryable) {
       throw ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true });
+    }
+    if (PERMANENT_FS_ERRORS.has((err as NodeJS.ErrnoException)?.code ?? '')) {
+      throw ApplicationFailure.create({ message: (err as Error).message, type: 'ScorelineFileSystemError', nonRetryable: true });
     }
     throw err;
   }

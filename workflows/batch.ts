@@ -221,7 +221,17 @@ export async function scorelineBatchRun(input: RunInput): Promise<RunResult> {
       shadow: shadowArgs(),
       ...((quarantineCommit || quarantineError) && { quarantine: { commit: quarantineCommit, error: quarantineError } }),
     }),
-  );
+  ).catch(async (err: unknown) => {
+    // The output is committed, but the run's final audit row could not be written (the audit store down
+    // through every retry): the workflow fails, and on-call hears of it like any failed run.
+    // patched(): a run that failed here before replays without the alert.
+    if (!patched('alert-unfinished-run')) throw err;
+    const error = `the output was committed (${commit?.output ?? 'the sink'}), but the run's audit row could not be written: ${describe(err)}`;
+    progress.phase = 'failed';
+    progress.error = `finish failed: ${error}`;
+    await CancellationScope.nonCancellable(() => alerts.finish({ status: 'failed', step: 'finish', error }));
+    throw ApplicationFailure.nonRetryable(`finish failed: ${error}`, 'ScorelineRunFailed');
+  });
   if (drift) result.drift = drift;
   progress.phase = 'succeeded';
   progress.updatedAtMs = Date.now();

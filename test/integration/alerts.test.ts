@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -289,6 +289,22 @@ describe('alerts', () => {
     // Each execution its own delivery id (a receiver dropping duplicates keeps both) and Web UI link.
     expect(hook.map((h) => h.headers['x-scoreline-delivery'])).toEqual([`${runId}/failed/webhook`, `${resumedHandle.firstExecutionRunId}/recovered/webhook`]);
     expect(String(hook[1].json.run_url)).toContain(resumedHandle.firstExecutionRunId);
+  });
+
+  it('a run whose audit row cannot be written after its commit fails at once with a "failed" alert', async () => {
+    const audit = join(project, 'audit-finish');
+    const raw = pipeline('alert-finish', { channels: [webhook] }, { chunk_rows: 400, parallelism: 1, audit: { kind: 'parquet', path: audit } });
+    const handle = await start(raw);
+    for (let i = 0; i < 600 && ((await client.progress(handle))?.chunksDone ?? 0) < 1; i++) await new Promise((r) => setTimeout(r, 100));
+    // The run's `running` row is written: now a file where the runs table goes refuses the final one
+    // (EEXIST from its mkdir: no retry would change that; it was retried ten times, ~4 minutes, then failed with no alert).
+    renameSync(join(audit, 'scoreline_runs'), join(audit, 'scoreline_runs.moved'));
+    writeFileSync(join(audit, 'scoreline_runs'), 'not a table');
+    const result = await client.wait(handle);
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatch(/^finish failed: the output was committed \(\S+alert_finish\/ds=2026-11-01\), but the run's audit row could not be written: EEXIST/);
+    const hook = receiver.at('/hook').filter((r) => r.json.pipeline === 'alert-finish');
+    expect(hook.map((h) => [h.json.event, h.json.step])).toEqual([['failed', 'finish']]);
   });
 
   it('a channel that is down does not fail the run; the audit row says the alert failed', async () => {
