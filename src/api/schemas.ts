@@ -142,7 +142,7 @@ export const ScoreBody = z
       .min(1)
       .describe(`row objects, feature column → number, boolean or null (key columns, if sent, are echoed back); at most ${MAX_ROWS_PER_REQUEST} rows and 1.5 MB as Arrow per request`),
     overrides: overrides.optional(),
-    request_id: z.uuid().optional().describe('idempotency key: a retried request with the same id is answered once'),
+    request_id: z.uuid().optional().describe('idempotency key: a retried request with the same id and rows is answered once (the first answer again); the same id with other rows is a 409'),
   })
   .meta({ id: 'ScoreRequest' });
 

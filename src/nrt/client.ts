@@ -4,7 +4,7 @@
  * long-lived `scorelineNrt` workflow (started on first use with update-with-start); `eager` starts one
  * short workflow per request instead and exists for the comparison in docs/nrt.md / bench/nrt.ts.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { WithStartWorkflowOperation, WorkflowFailedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { TypedSearchAttributes } from '@temporalio/common';
 import type { ScorelineClient } from '../client';
@@ -55,9 +55,15 @@ export class NrtClient {
       overrides: args.overrides && Object.keys(args.overrides).length ? args.overrides : undefined,
       receivedAtMs: args.receivedAtMs ?? Date.now(),
       rows: args.rows.rows,
+      rowsSha256: createHash('sha256').update(args.rows.ipc).digest('hex'),
     };
     try {
       const result = this.design === 'eager' ? await this.viaEagerWorkflow(req, args.rows.ipc) : await this.viaUpdate(req, args.rows.ipc);
+      // The request id is the update id, so Temporal answers a reused one with the first request's result:
+      // right for a retry of the same rows, wrong for other rows (their keys beside another's predictions).
+      if (result.rowsSha256 !== undefined && result.rowsSha256 !== req.rowsSha256) {
+        throw new ScorelineError('CONFLICT', `request_id ${req.requestId} was already used for other rows; send a new request_id (a reused one returns the first request's predictions)`);
+      }
       outcome = 'ok';
       return result;
     } catch (err) {

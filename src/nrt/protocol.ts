@@ -29,6 +29,8 @@ export interface NrtRequest {
   /** Wall-clock time the request arrived (API or CLI), for the audit row's latency. */
   receivedAtMs: number;
   rows: number;
+  /** sha256 of the rows (their Arrow IPC bytes), echoed in the result: a request id reused with other rows is refused. */
+  rowsSha256?: string;
 }
 
 export interface NrtResult {
@@ -38,11 +40,15 @@ export interface NrtResult {
   rowsOut: number;
   rowsRejected: number;
   rowsImputed: number;
-  /** Prediction columns in input order; null where the NULL policy `skip` dropped the row. */
+  /** Prediction columns in input order; null where the NULL policy `skip` dropped the row, or for a NaN prediction. */
   predictions: Record<string, (number | null)[]>;
+  /** Rows the NULL policy `skip` dropped, by index (absent in results of older workers: then a null first prediction says so). */
+  skipped?: number[];
   /** Worker time from request received to predictions ready (config, model, tensor, inference). */
   scoreMs: number;
   finishedAtMs: number;
+  /** The request's rowsSha256: what these predictions are of (a retried update id returns the first request's result). */
+  rowsSha256?: string;
 }
 
 /** What the scoring step hands back: the result for the caller and the audit row the workflow records. */

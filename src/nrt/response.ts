@@ -13,8 +13,9 @@ export function predictionRows(result: NrtResult, rows: arrow.Table, keys: strin
   const keyColumns = keys.map((k) => [k, rows.getChild(k)] as const).filter(([, v]) => v !== null) as [string, arrow.Vector][];
   const outputs = Object.entries(result.predictions);
   const out: (Record<string, Cell> | null)[] = new Array(result.rowsIn);
+  const skipped = result.skipped && new Set(result.skipped);
   for (let i = 0; i < result.rowsIn; i++) {
-    if (outputs.length > 0 && outputs[0][1][i] === null) {
+    if (skipped ? skipped.has(i) : outputs.length > 0 && outputs[0][1][i] === null) {
       out[i] = null;
       continue;
     }

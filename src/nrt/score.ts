@@ -64,6 +64,7 @@ export async function scoreRequest(ctx: RunContext, req: NrtRequest, ipc: Uint8A
   const rowsIn = batches.reduce((n, b) => n + b.numRows, 0);
   const predictions: Record<string, (number | null)[]> = {};
   for (const o of model.manifest.outputs) predictions[o.column] = new Array<number | null>(rowsIn).fill(null);
+  const scored = new Uint8Array(rowsIn);
   let offset = 0;
   let rowsOut = 0;
   let rowsImputed = 0;
@@ -72,6 +73,7 @@ export async function scoreRequest(ctx: RunContext, req: NrtRequest, ipc: Uint8A
     // Inference on this thread, not the worker's inference pool: a request of a few hundred rows takes
     // about a millisecond, and must not queue behind 64k-row batch chunks there.
     const out = feeds.rowsOut > 0 ? await runModel(session, feeds.tensors, feeds.rowsOut) : new Map();
+    for (let k = 0; k < feeds.rowsOut; k++) scored[offset + (feeds.keptRows ? feeds.keptRows[k] : k)] = 1;
     for (const [column, values] of out) {
       const target = predictions[column];
       for (let k = 0; k < feeds.rowsOut; k++) target[offset + (feeds.keptRows ? feeds.keptRows[k] : k)] = Number(values[k]);
@@ -84,12 +86,15 @@ export async function scoreRequest(ctx: RunContext, req: NrtRequest, ipc: Uint8A
   const { name, version, sha256, ref } = model.pin;
   const result: NrtResult = {
     requestId: req.requestId,
+    ...(req.rowsSha256 && { rowsSha256: req.rowsSha256 }),
     model: { name, version, sha256, ref },
     rowsIn,
     rowsOut,
     rowsRejected: rowsIn - rowsOut,
     rowsImputed,
     predictions,
+    // Which rows were dropped, said outright: a NaN prediction also travels as null (JSON has no NaN).
+    skipped: [...scored.keys()].filter((i) => !scored[i]),
     scoreMs: Math.round((performance.now() - t0) * 100) / 100,
     finishedAtMs,
   };

@@ -297,6 +297,19 @@ describe('runs over HTTP', () => {
     expect(nrt).toContain('scoreline-nrt/churn-api');
   });
 
+  it('a request_id sent again with the same rows gets the same answer; with other rows, a 409', async () => {
+    const rows = await inputRows(6);
+    const request_id = '7d9f1c3e-5b2a-4c1d-9e8f-0a1b2c3d4e5f';
+    const first = await http('POST', '/v1/pipelines/churn-api/score', { body: { rows: rows.slice(0, 3), request_id } });
+    expect(first.status).toBe(200);
+    const again = await http('POST', '/v1/pipelines/churn-api/score', { body: { rows: rows.slice(0, 3), request_id } });
+    expect(again.json.predictions).toEqual(first.json.predictions);
+    // It used to answer 200 with the first request's predictions beside these rows' keys.
+    const other = await http('POST', '/v1/pipelines/churn-api/score', { body: { rows: rows.slice(3), request_id } });
+    expect(other.status).toBe(409);
+    expect(other.json.error.message).toBe(`request_id ${request_id} was already used for other rows; send a new request_id (a reused one returns the first request's predictions)`);
+  });
+
   it('NULL policy and errors come back like batch, in input order', async () => {
     const rows: Record<string, number | null>[] = await inputRows(5);
     rows[2] = { ...rows[2], f05: null };
