@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'ALERT' // an alert channel is misconfigured or did not accept an alert
   | 'NOT_FOUND'
   | 'CONFLICT' // the request does not fit the run's state (e.g. cancelling a run that already ended)
+  | 'UNAVAILABLE' // nothing answered in time (e.g. no worker polls the task queue)
   | 'INTERNAL';
 
 export class ScorelineError extends Error {

@@ -215,6 +215,8 @@ export function toApiError(err: unknown): ApiError {
         return new ApiError(409, 'conflict', err.message);
       case 'MODEL':
         return new ApiError(503, 'model_unavailable', err.message);
+      case 'UNAVAILABLE':
+        return new ApiError(503, 'unavailable', err.message);
       default:
         break;
     }

@@ -30,6 +30,14 @@ export interface ScoreArgs {
 
 /** Retries of a request turned away during a roll-over (20 ms, 40 ms, … apart: ~10 s in all). */
 const ROLLOVER_RETRIES = 30;
+/** How long a request may wait for its answer (a 1,000-row request takes ~0.1 s). */
+export const NRT_TIMEOUT_MS = 30_000;
+
+/** gRPC DEADLINE_EXCEEDED (4), as the connection's deadline ends a call, however the SDK wraps it. */
+function isDeadlineExceeded(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e && typeof e === 'object'; e = e.cause as typeof e) if (e.code === 4) return true;
+  return false;
+}
 
 export class NrtClient {
   /** Pipelines whose workflow we have seen running: a plain update is one round trip less than update-with-start. */
@@ -40,6 +48,8 @@ export class NrtClient {
     readonly design: NrtDesign = 'update',
     /** Passed to a workflow this client starts: roll over at this history size (tests). */
     private readonly maxHistoryBytes?: number,
+    /** A request not answered by then is a 503 (no worker polling, say), not a caller waiting for good. */
+    private readonly timeoutMs = NRT_TIMEOUT_MS,
   ) {}
 
   async score(args: ScoreArgs): Promise<NrtResult> {
@@ -58,7 +68,14 @@ export class NrtClient {
       rowsSha256: createHash('sha256').update(args.rows.ipc).digest('hex'),
     };
     try {
-      const result = this.design === 'eager' ? await this.viaEagerWorkflow(req, args.rows.ipc) : await this.viaUpdate(req, args.rows.ipc);
+      const result = await this.sc.client.connection
+        .withDeadline(Date.now() + this.timeoutMs, () => (this.design === 'eager' ? this.viaEagerWorkflow(req, args.rows.ipc) : this.viaUpdate(req, args.rows.ipc)))
+        .catch(async (err: unknown) => {
+          if (!isDeadlineExceeded(err)) throw err;
+          const polling = await this.sc.workerPolling().catch(() => undefined);
+          const why = polling === false ? `no worker polls task queue "${this.sc.config.taskQueue}" (start one: scoreline worker)` : 'the worker did not answer in time';
+          throw new ScorelineError('UNAVAILABLE', `near-real-time request ${req.requestId} not answered within ${this.timeoutMs / 1000} s: ${why}`, true, { cause: err });
+        });
       // The request id is the update id, so Temporal answers a reused one with the first request's result:
       // right for a retry of the same rows, wrong for other rows (their keys beside another's predictions).
       if (result.rowsSha256 !== undefined && result.rowsSha256 !== req.rowsSha256) {

@@ -12,7 +12,9 @@ import { startApiServer, type ApiServer } from '../../src/api/server';
 import { ScorelineClient } from '../../src/client';
 import type { Stack } from '../../src/dev/stack';
 import { ModelStore, readManifest } from '../../src/models/store';
-import { MAX_ROWS_PER_REQUEST } from '../../src/nrt/rows';
+import { parsePipeline } from '../../src/config/pipeline';
+import { NrtClient } from '../../src/nrt/client';
+import { MAX_ROWS_PER_REQUEST, rowsFromObjects } from '../../src/nrt/rows';
 import { copyModels, demoData, directScores, FEATURES, query, REPO, startTestEnv, stopTestEnv, tempProject } from '../helpers/project';
 
 const DATE = '2026-11-01';
@@ -308,6 +310,20 @@ describe('runs over HTTP', () => {
     const other = await http('POST', '/v1/pipelines/churn-api/score', { body: { rows: rows.slice(3), request_id } });
     expect(other.status).toBe(409);
     expect(other.json.error.message).toBe(`request_id ${request_id} was already used for other rows; send a new request_id (a reused one returns the first request's predictions)`);
+  });
+
+  it('a request no worker answers is a 503 naming the task queue after the timeout, not a wait for good', async () => {
+    const lonely = await ScorelineClient.connect({ address: stack.address, namespace: 'default', taskQueue: 'nobody-polls-this' });
+    const config = parsePipeline({ name: 'churn-lonely', source: { kind: 'parquet', path: 'unused/*.parquet', key: ['customer_id'] }, model: 'churn-gbt@champion', models_dir: `${project}/models`, sink: { kind: 'parquet', path: 'out/unused' } }, 'test');
+    try {
+      const started = Date.now();
+      const attempt = new NrtClient(lonely, 'update', undefined, 2_000).score({ config, rows: rowsFromObjects(await inputRows(2)) });
+      await expect(attempt).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/not answered within 2 s: no worker polls task queue "nobody-polls-this"/) });
+      expect(Date.now() - started).toBeLessThan(30_000);
+    } finally {
+      await lonely.client.workflow.getHandle('scoreline-nrt/churn-lonely').terminate('test cleanup').catch(() => undefined);
+      await lonely.close();
+    }
   });
 
   it('NULL policy and errors come back like batch, in input order', async () => {
