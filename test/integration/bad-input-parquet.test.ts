@@ -359,7 +359,7 @@ const PASSES: PassCase[] = [
       const analyst = await runAnalystQuery('SELECT count(*) AS n FROM churn_scores', { dataDirs: [join(project, 'out')] });
       expect(analyst.views).toEqual(expect.arrayContaining(['churn_scores', 'scoreline_runs']));
       expect(analyst.views.filter((v) => v.includes('brien'))).toEqual([]);
-      expect(analyst.rows).toEqual([{ n: BigInt(ROWS) }]);
+      expect(analyst.rows).toEqual([{ n: ROWS }]);
     },
   },
 ];

@@ -245,8 +245,8 @@ describe('scheduled runs', () => {
   }, LONG);
 
   it('a date already running is not started twice by a backfill', async () => {
-    // A slow run of 2026-11-03 started by hand (many small chunks, one at a time).
-    const raw = pipeline({ chunk_rows: 50, parallelism: 1 });
+    // A slow run of 2026-11-03 started by hand (150 small chunks, one at a time: it must outlast the backfill's action on a loaded machine).
+    const raw = pipeline({ chunk_rows: 20, parallelism: 1 });
     const handle = await sc.startRun({ config: parsePipeline(raw, 'test'), raw, date: '2026-11-03', trigger: 'test' });
     await waitFor('the slow run to start scoring', async () => ((await sc.progress(handle))?.chunksDone ?? 0) >= 1 || undefined);
     // A policy that would skip or cancel a date is refused before anything starts.
@@ -263,7 +263,7 @@ describe('scheduled runs', () => {
   }, LONG);
 
   it('a trigger whose date is already running says it scored nothing (exit 1), not that it is scoring', async () => {
-    const raw = pipeline({ chunk_rows: 50, parallelism: 1 });
+    const raw = pipeline({ chunk_rows: 20, parallelism: 1 });
     const today = berlinDate(new Date());
     const handle = await sc.startRun({ config: parsePipeline(raw, 'test'), raw, date: today, trigger: 'test' });
     try {
