@@ -81,8 +81,8 @@ export async function scorelineNrt(input: NrtWorkflowInput): Promise<void> {
   // are all in history before the first request completes, so they resolve together, and the loop's
   // commands (its timers, the audit flush) came out in another order: a nondeterminism error once the
   // workflow had to be replayed (a worker restart), and the pipeline's scoring down until terminated.
-  // One at a time costs little: a request's scoring takes milliseconds, and its decoding and encoding run
-  // on the worker's event loop either way (measured: docs/nrt.md).
+  // One at a time costs a single client nothing; concurrent clients wait for each other's scoring
+  // (measured: docs/nrt.md).
   let scoring: Promise<unknown> = Promise.resolve();
   setHandler(
     scoreUpdate,
