@@ -264,12 +264,11 @@ export class ParquetSink implements Sink {
 
   async pendingQuarantined(run: RunRef, quarantine: Sink, of: string, keys: string[]): Promise<string[][]> {
     if (!(quarantine instanceof ParquetSink)) throw new Error('internal: a parquet sink with a quarantine table elsewhere');
-    const files = async (dir: string) => (existsSync(dir) ? (await fs.readdir(dir)).some((f) => f.endsWith('.parquet')) : false);
     const quarantined = quarantine.partitionDir(run.logicalDate);
-    if (!(await files(quarantined))) return [];
+    if (!(await firstParquet(quarantined))) return [];
     const output = this.partitionDir(run.logicalDate);
     const k = keys.map(quoteIdent);
-    const notScored = (await files(output))
+    const notScored = (await firstParquet(output))
       ? ` AND NOT EXISTS (SELECT 1 FROM read_parquet(${sqlString(join(output, '*.parquet'))}) o WHERE ${k.map((c) => `o.${c} = q.${c}`).join(' AND ')})`
       : '';
     const sql = `SELECT ${k.map((c) => `CAST(q.${c} AS VARCHAR)`).join(', ')} FROM read_parquet(${sqlString(join(quarantined, '*.parquet'))}) q WHERE q.run_id = $1${notScored}`;

@@ -29,7 +29,7 @@ import { ConfigError, errorMessage, InputError } from '../errors';
 import { packageRoot } from '../paths';
 import { describeBudget, quarantines, rejectBudget, type MaxRejected } from '../run/budget';
 import { createSession, runModel, type ScoringSession } from '../scoring/session';
-import { buildFeeds, type BuiltTensor, type OutputColumn, type TensorData } from '../scoring/tensor';
+import { buildFeeds, keyText, type BuiltTensor, type OutputColumn, type TensorData } from '../scoring/tensor';
 import type { Chunk, RunRef } from '../types';
 import { featureColumns, type ModelManifest, type TensorDtype } from './manifest';
 import { onnxOutputTypes } from './onnx-types';
@@ -371,7 +371,7 @@ export async function checkContract(opts: ContractOptions): Promise<ContractRepo
         const q = feeds.quarantined;
         unscorableRows += q.rows.length;
         for (let i = 0; i < q.rows.length; i++) {
-          const key = keys.filter((k) => batch.getChild(k)).map((k) => `${k}=${String(batch.getChild(k)!.get(q.rows[i]))}`).join(', ');
+          const key = keyText(batch, keys, q.rows[i]);
           const seen = unscorable.get(q.columns[i]) ?? { rows: 0, first: `row ${stats.rowsIn + q.rows[i]}${key && ` (${key})`}: ${q.reasons[i]}` };
           seen.rows++;
           unscorable.set(q.columns[i], seen);

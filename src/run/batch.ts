@@ -21,7 +21,7 @@ import { resumeConfig, resumeFrom, reusableChunks, reusedChunkRows, type ResumeF
 import type { LoadedModel } from '../models/store';
 import { checkTimeZone, logicalDateIn } from '../schedules/logical-date';
 import { runModel, type ScoringSession } from '../scoring/session';
-import { buildFeeds, emptyColumn, type BuiltFeeds, type OutputColumn, type QuarantinedRows } from '../scoring/tensor';
+import { buildFeeds, emptyColumn, keyText, type BuiltFeeds, type OutputColumn, type QuarantinedRows } from '../scoring/tensor';
 import type { AlertRecord } from '../alerts/events';
 import type { KeyCheck } from '../../connectors/types';
 import type { Chunk, ChunkAudit, ChunkStats, CommitStats, PinnedModel, RunAudit, RunInput, RunPlan, RunRef, RunResult, PlanSummary, RunStatus, RunTotals, StagedChunk } from '../types';
@@ -433,7 +433,7 @@ export async function scoreChunk(ctx: RunContext, args: ScoreArgs, hooks: StepHo
     const q = feeds.quarantined;
     const staged = await ctx.connectors.sink(quarantineConfig(config)).stage(run, chunk.index, quarantineBatch(batch, config, run, args.model, q));
     const r = q.rows[0];
-    const key = config.source.key.map((k) => `${k}=${String(batch.getChild(k)?.get(r))}`).join(', ');
+    const key = keyText(batch, config.source.key, r);
     quarantine = { stagedFile: basename(staged.path), rows: q.rows.length, first: `${where} row ${r}${key && ` (${key})`}: column "${q.columns[0]}": ${q.reasons[0]}` };
   }
   const writeMs = lap();

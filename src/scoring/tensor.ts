@@ -158,6 +158,14 @@ function allocateRecycled(dtype: TensorDtype, n: number): TensorData {
  * Build the model's input tensors from one record batch.
  * `where` prefixes error messages (e.g. "chunk 3 of data/ds=2026-11-01/part-0.parquet").
  */
+/** A row's key as people read it in messages: `customer_id=42, region=eu` (keys the batch lacks left out). */
+export function keyText(batch: arrow.RecordBatch, keys: readonly string[], row: number): string {
+  return keys
+    .filter((k) => batch.getChild(k))
+    .map((k) => `${k}=${String(batch.getChild(k)!.get(row))}`)
+    .join(', ');
+}
+
 export function buildFeeds(batch: arrow.RecordBatch, manifest: ModelManifest, policy: FeaturePolicy, where: string, options: FeedOptions = {}): BuiltFeeds {
   const rowsIn = batch.numRows;
   const strict = policy.cast === 'strict';
