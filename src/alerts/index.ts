@@ -29,7 +29,8 @@ export function resolveAlertConfig(ctx: RunContext, args: { input: RunInput }): 
 
 /**
  * Did the previous run of this pipeline and logical date fail? "Previous" is the latest other run (or,
- * for a resumed run, its own earlier attempt) of the same workflow id that succeeded or failed (cancelled runs say nothing about health), read from
+ * for a resumed run, its own earlier attempt) of the same workflow id that succeeded or failed
+ * (cancelled runs say nothing about health), read from
  * the audit table: it is shared by every worker and outlives Temporal's history retention. An audit
  * store that cannot answer (no `previousRun`) means no `recovered` alert, never a wrong one.
  */
