@@ -33,7 +33,7 @@ import type { BigQuery, Job, Query, TableField } from '@google-cloud/bigquery';
 import * as arrow from 'apache-arrow';
 import { bindTemplate, COLUMN_PATTERN, renderTemplate, templateVars, type PipelineConfig, type WarehouseSinkConfig } from '../src/config/pipeline';
 import type { BigQueryConnection } from '../src/connections';
-import { ConfigError, InputError, SinkError } from '../src/errors';
+import { ConfigError, InputError, ScorelineError, SinkError } from '../src/errors';
 import { buffers } from '../src/io/buffers';
 import { writeParquetFile } from '../src/io/parquet-write';
 import type { OutputBatch } from '../src/run/batch';
@@ -366,10 +366,12 @@ export class BigQuerySource implements Source {
       const rows = await this.listRows(ref, fields, order, loc.rowStart, n);
       // The service returned rows in another order than the snapshot's row numbers: read by range instead.
       const got = rows ?? (await this.queryRows(ref, order, loc.rowStart, loc.rowEnd));
-      if (got.length !== n) throw new InputError(`${where}: expected ${n} rows but read ${got.length}; was the run's snapshot table changed?`);
+      // Retried (a short read once came back empty from the emulator under load); a snapshot that really
+      // changed reads short on every attempt and fails the chunk with this message.
+      if (got.length !== n) throw new ScorelineError('INPUT', `${where}: expected ${n} rows but read ${got.length}; was the run's snapshot table changed?`, true);
       return toRecordBatch(got, order, columns, keys, types, loc.rowStart, where);
     } catch (err) {
-      if (err instanceof InputError) throw err;
+      if (err instanceof ScorelineError) throw err;
       if (isNotFound(err)) throw new InputError(`${where}: the run's snapshot table is gone (dropped, or expired after ${SCRATCH_TTL_HOURS} h); rerun the date`);
       throw new Error(`${where}: read failed: ${sdkMessage(err)}`, { cause: err });
     }
