@@ -832,13 +832,8 @@ export class SnowflakeSink implements Sink {
   }
 
   /** The table's columns, or undefined if it does not exist. */
-  private async describe(name: SnowflakeName): Promise<snowflake.Column[] | undefined> {
-    try {
-      return (await this.sessions.use((s) => s.run(`SELECT * FROM ${quoteName(name)} LIMIT 0`))).columns;
-    } catch (err) {
-      if (errorCode(err) === OBJECT_MISSING) return undefined;
-      throw err;
-    }
+  private describe(name: SnowflakeName): Promise<snowflake.Column[] | undefined> {
+    return this.sessions.use((s) => describeTable(s, name));
   }
 
   private async dropStaging(run: RunRef): Promise<void> {
@@ -871,6 +866,16 @@ export class SnowflakeSink implements Sink {
     } catch (err) {
       throw wrapError(err, `${displayName(table)}: reading the quarantined rows of run ${of} failed`, 'sink');
     }
+  }
+}
+
+/** A table's columns (a `LIMIT 0` query), or undefined if it does not exist. */
+async function describeTable(s: Session, name: SnowflakeName): Promise<snowflake.Column[] | undefined> {
+  try {
+    return (await s.run(`SELECT * FROM ${quoteName(name)} LIMIT 0`)).columns;
+  } catch (err) {
+    if (errorCode(err) === OBJECT_MISSING) return undefined;
+    throw err;
   }
 }
 
@@ -994,13 +999,9 @@ export class SnowflakeAuditStore implements AuditStore {
   private ensureTables(): Promise<void> {
     this.ready ??= this.sessions.use(async (s) => {
       const columns = (spec: Record<string, string>) => Object.entries(spec).map(([c, t]) => `${columnIdent(c)} ${t}`).join(', ');
-      const existing = async (table: SnowflakeName): Promise<Set<string> | undefined> => {
-        try {
-          return new Set((await s.run(`SELECT * FROM ${quoteName(table)} LIMIT 0`)).columns.map((c) => c.getName().toUpperCase()));
-        } catch (err) {
-          if (errorCode(err) === OBJECT_MISSING) return undefined;
-          throw err;
-        }
+      const existing = async (table: SnowflakeName) => {
+        const described = await describeTable(s, table);
+        return described && new Set(described.map((c) => c.getName().toUpperCase()));
       };
       const tables: [string, string][] = [
         [RUNS_TABLE, `${columns(RUN_COLUMNS)}, "UPDATED_AT" TIMESTAMP_TZ`],
